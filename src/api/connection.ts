@@ -1,0 +1,163 @@
+// One API client connection: framing, limits (frame size, requests in flight, idle time),
+// login, dispatch, event delivery, and the clean-up when it goes away.
+import { randomUUID } from 'node:crypto';
+import type { WebSocket, RawData } from 'ws';
+import { ApiError, toApiError } from '../protocol/errors.js';
+import { errorReply, FrameError, okReply, parseFrame, type Request, type Tid } from '../protocol/frames.js';
+import { parseData } from '../protocol/validate.js';
+import type { EventData } from '../events/bus.js';
+import type { Identity } from './auth.js';
+import type { CommandContext, ConnectionHandle, Handler, Services } from './context.js';
+import { coreCommands, loginSchema } from './core-commands.js';
+import { sessionCommands } from './session-commands.js';
+
+const HANDLERS: Record<string, Record<string, Record<string, Handler>>> = {
+  core: coreCommands,
+  media: { session: sessionCommands },
+};
+
+/** Past this much unsent data the client is not reading; it is disconnected, not buffered. */
+const MAX_BUFFERED_BYTES = 16 * 1024 * 1024;
+
+export class ApiConnection implements ConnectionHandle {
+  readonly id = randomUUID();
+  identity?: Identity;
+  private inFlight = 0;
+  private idleTimer?: NodeJS.Timeout;
+  private pingTimer?: NodeJS.Timeout;
+  private failedLogins = 0;
+  private closed = false;
+
+  constructor(private readonly ws: WebSocket, private readonly services: Services, readonly remote: string) {
+    const limits = services.config.limits;
+    ws.on('message', (data, isBinary) => this.onMessage(data, isBinary));
+    ws.on('pong', () => this.touch());
+    ws.on('close', () => void this.onClose());
+    ws.on('error', (err) => services.log.debug({ conn: this.id, err: err.message }, 'websocket error'));
+    this.pingTimer = setInterval(() => { if (ws.readyState === ws.OPEN) ws.ping(); }, limits.ping_interval * 1000);
+    this.touch();
+  }
+
+  get user(): string { return this.identity?.user ?? ''; }
+  get admin(): boolean { return this.identity?.admin ?? false; }
+  get ownedSessions(): number { return this.services.sessions.countOwnedBy(this.id); }
+
+  login(identity: Identity): void {
+    this.identity = identity;
+    // As the original: a connection hears its user's and its own connection events.
+    this.services.bus.subscribe(this, { class: 'core', subclass: 'user_event', type: '*', obj_id: identity.user });
+    this.services.bus.subscribe(this, { class: 'core', subclass: 'session_event', type: '*', obj_id: this.id });
+  }
+
+  deliver(event: EventData): void {
+    this.send({ class: 'event', data: event });
+  }
+
+  sendAck(tid: Tid): void { this.send({ ack: tid }); }
+
+  reportUnknownFields(cls: string, subclass: string, cmd: string, fields: string[]): void {
+    this.services.bus.publish({
+      class: 'core', subclass: 'session_event', type: 'unrecognized_fields', obj_id: this.id,
+      body: { class: cls, subclass, cmd, fields }, owner: this.user,
+    });
+  }
+
+  close(code = 1000, reason = ''): void {
+    if (this.ws.readyState === this.ws.OPEN || this.ws.readyState === this.ws.CONNECTING) this.ws.close(code, reason);
+  }
+
+  private send(msg: unknown): void {
+    if (this.closed || this.ws.readyState !== this.ws.OPEN) return;
+    if (this.ws.bufferedAmount > MAX_BUFFERED_BYTES) {
+      this.services.log.warn({ conn: this.id }, 'client not reading; closing');
+      this.ws.terminate();
+      return;
+    }
+    this.ws.send(JSON.stringify(msg));
+  }
+
+  private touch(): void {
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      this.services.log.info({ conn: this.id }, 'idle timeout');
+      this.close(1001, 'idle timeout');
+    }, this.services.config.limits.api_idle_timeout * 1000);
+  }
+
+  private onMessage(data: RawData, isBinary: boolean): void {
+    this.touch();
+    const size = Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : (data as Buffer | ArrayBuffer).byteLength;
+    const limit = this.services.config.limits.max_frame_bytes;
+    if (size > limit) {
+      this.send(errorReply(null, new ApiError('frame_too_large', `${size} bytes, limit ${limit}`)));
+      return;
+    }
+    if (isBinary) {
+      this.send(errorReply(null, new ApiError('syntax_error', 'binary frames are not accepted; send JSON text')));
+      return;
+    }
+    const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as Buffer).toString('utf8');
+    let incoming;
+    try {
+      incoming = parseFrame(text);
+    } catch (err) {
+      if (err instanceof FrameError) this.send(errorReply(err.tid, err.error));
+      return;
+    }
+    if (incoming.kind !== 'request') return; // replies/acks to server requests: none pending yet
+    const { request } = incoming;
+    if (this.inFlight >= this.services.config.limits.max_in_flight) {
+      this.send(errorReply(request.tid, new ApiError('too_many_requests', `limit ${this.services.config.limits.max_in_flight} per connection`)));
+      return;
+    }
+    this.inFlight++;
+    this.dispatch(request)
+      .then((data) => this.send(okReply(request.tid, data)))
+      .catch((err: unknown) => {
+        const e = toApiError(err);
+        if (!(err instanceof ApiError)) this.services.log.error({ conn: this.id, cmd: request.cmd, err }, 'command failed unexpectedly');
+        this.send(errorReply(request.tid, e));
+      })
+      .finally(() => { this.inFlight--; });
+  }
+
+  private async dispatch(req: Request): Promise<unknown> {
+    const subclass = req.subclass ?? 'core';
+    const name = `${req.class}/${subclass}/${req.cmd}`;
+    if (req.class === 'core' && subclass === 'user' && req.cmd === 'login') return this.doLogin(req.data);
+    const handler = HANDLERS[req.class]?.[subclass]?.[req.cmd];
+    if (!this.identity) throw new ApiError('not_authenticated');
+    if (!handler) throw new ApiError('unknown_command', name);
+    const ctx: CommandContext = { conn: this, services: this.services, tid: req.tid, caller: { user: this.user, admin: this.admin, connId: this.id } };
+    return handler(ctx, req.data);
+  }
+
+  private async doLogin(data: unknown): Promise<unknown> {
+    if (this.identity) throw new ApiError('already_authenticated');
+    const { value } = parseData(loginSchema, data);
+    try {
+      const identity = await this.services.auth.login({ user: value.user, password: value.password ?? value.pass, token: value.token });
+      if (this.identity) throw new ApiError('already_authenticated');
+      this.login(identity);
+      this.failedLogins = 0;
+      this.services.log.info({ conn: this.id, user: identity.user, admin: identity.admin, remote: this.remote }, 'login');
+      return { session_id: this.id };
+    } catch (err) {
+      // Failed logins are slowed down, doubling each time (as the original), up to 5 s.
+      if (err instanceof ApiError && err.term === 'unauthorized') {
+        await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** this.failedLogins++, 5000)));
+      }
+      throw err;
+    }
+  }
+
+  private async onClose(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.idleTimer);
+    clearInterval(this.pingTimer);
+    this.services.bus.removeAll(this);
+    await this.services.sessions.stopOwnedBy(this.id, 'registered_down');
+    this.services.log.info({ conn: this.id, user: this.user }, 'connection closed');
+  }
+}

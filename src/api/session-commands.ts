@@ -1,0 +1,137 @@
+// `class:"media", subclass:"session"` commands (reference §2; SPEC.md "Media sessions").
+import type { z } from 'zod';
+import { ApiError } from '../protocol/errors.js';
+import { checkCandidate } from '../protocol/sdp.js';
+import {
+  FOREIGN_TYPES, type SessionType, candidateSchema, createSchema, playerActionSchema, recorderActionSchema, roomActionSchema,
+  sessionIdOnly, setAnswerSchema, setTypeSchema, updateMediaSchema,
+} from '../protocol/session-schemas.js';
+import { parseData } from '../protocol/validate.js';
+import type { CommandContext, Handler } from './context.js';
+
+function parse<S extends z.ZodObject>(ctx: CommandContext, cmd: string, schema: S, data: unknown): z.output<S> {
+  const { value, unknownFields } = parseData(schema, data);
+  if (unknownFields.length > 0) ctx.conn.reportUnknownFields('media', 'session', cmd, unknownFields);
+  return value;
+}
+
+const create: Handler = async (ctx, data) => {
+  const req = parse(ctx, 'create', createSchema, data);
+  const { sessions, bus, config } = ctx.services;
+  if (ctx.conn.ownedSessions >= config.limits.max_sessions_per_connection) {
+    throw new ApiError('invalid_operation', `this connection already has ${ctx.conn.ownedSessions} sessions (limit ${config.limits.max_sessions_per_connection})`);
+  }
+  const id = req.session_id ?? sessions.newId();
+  sessions.checkCreate(req, ctx.caller, id);
+  // Subscribed before the session exists, so the creator misses none of its events.
+  const key = { class: 'media', subclass: 'session', type: '*', obj_id: id };
+  if (req.subscribe !== false) bus.subscribe(ctx.conn, key, req.events_body);
+  if (req.wait_reply) ctx.conn.sendAck(ctx.tid);
+  try {
+    return await sessions.create(req, ctx.caller, id, { user: ctx.caller.user, connId: ctx.conn.id, subscriber: ctx.conn });
+  } catch (err) {
+    if (!sessions.lookup(id)) bus.unsubscribe(ctx.conn, key);
+    throw err;
+  }
+};
+
+const destroy: Handler = async (ctx, data) => {
+  const { session_id } = parse(ctx, 'destroy', sessionIdOnly, data);
+  // As the original: destroying what does not exist (or is not yours) is not an error.
+  const s = ctx.services.sessions.lookup(session_id);
+  if (s && (ctx.caller.admin || s.owner.user === ctx.caller.user)) await s.stop('user_stop');
+  return {};
+};
+
+const setAnswer: Handler = async (ctx, data) => {
+  const { session_id, answer } = parse(ctx, 'set_answer', setAnswerSchema, data);
+  await ctx.services.sessions.getFor(session_id, ctx.caller).setAnswer(answer);
+  return {};
+};
+
+function getSdp(which: 'offer' | 'answer'): Handler {
+  return async (ctx, data) => {
+    const { session_id } = parse(ctx, `get_${which}`, sessionIdOnly, data);
+    const s = ctx.services.sessions.getFor(session_id, ctx.caller);
+    ctx.conn.sendAck(ctx.tid);
+    return { [which]: await s.waitSdp(which) };
+  };
+}
+
+const updateMedia: Handler = async (ctx, data) => {
+  const { session_id, ...update } = parse(ctx, 'update_media', updateMediaSchema, data);
+  await ctx.services.sessions.getFor(session_id, ctx.caller).updateMedia(update);
+  return {};
+};
+
+const setType: Handler = async (ctx, data) => {
+  const req = parse(ctx, 'set_type', setTypeSchema, data);
+  const s = ctx.services.sessions.getFor(req.session_id, ctx.caller);
+  if (req.type === 'bridge' && !req.peer_id) throw new ApiError('missing_field', 'peer_id');
+  if (req.type === 'listen' && !req.publisher_id) throw new ApiError('missing_field', 'publisher_id');
+  if (req.type === 'play' && !req.uri) throw new ApiError('missing_field', 'uri');
+  if ((FOREIGN_TYPES as readonly string[]).includes(req.type)) throw new ApiError('not_implemented', `type "${req.type}" (not a Kurento-backend type)`);
+  return s.setType(req.type as SessionType);
+};
+
+const notYet = (cmd: string, schema: z.ZodObject, what: string): Handler => async (ctx, data) => {
+  const req = parse(ctx, cmd, schema, data) as { session_id: string };
+  ctx.services.sessions.getFor(req.session_id, ctx.caller);
+  throw new ApiError('not_implemented', what);
+};
+
+const setCandidate: Handler = async (ctx, data) => {
+  const { session_id, ...c } = parse(ctx, 'set_candidate', candidateSchema, data);
+  const s = ctx.services.sessions.getFor(session_id, ctx.caller);
+  if (checkCandidate(c.candidate) === 'end') s.clientCandidatesEnd();
+  else await s.addClientCandidate({ candidate: c.candidate.trim(), sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex });
+  return {};
+};
+
+const setCandidateEnd: Handler = async (ctx, data) => {
+  const { session_id } = parse(ctx, 'set_candidate_end', sessionIdOnly, data);
+  ctx.services.sessions.getFor(session_id, ctx.caller).clientCandidatesEnd();
+  return {};
+};
+
+const getInfo: Handler = async (ctx, data) => {
+  const { session_id } = parse(ctx, 'get_info', sessionIdOnly, data);
+  return ctx.services.sessions.getFor(session_id, ctx.caller).info();
+};
+
+const getStatus: Handler = async (ctx, data) => {
+  const { session_id } = parse(ctx, 'get_status', sessionIdOnly, data);
+  return ctx.services.sessions.getFor(session_id, ctx.caller).status();
+};
+
+const getStats: Handler = async (ctx, data) => {
+  const { session_id } = parse(ctx, 'get_stats', sessionIdOnly, data);
+  return { stats: await ctx.services.sessions.getFor(session_id, ctx.caller).stats() };
+};
+
+const getList: Handler = async (ctx) => ctx.services.sessions.list(ctx.caller).map((s) => ({ session_id: s.id, type: s.type, user_id: s.owner.user }));
+
+export const sessionCommands: Record<string, Handler> = {
+  create,
+  destroy,
+  set_answer: setAnswer,
+  get_offer: getSdp('offer'),
+  get_answer: getSdp('answer'),
+  update_media: updateMedia,
+  set_type: setType,
+  recorder_action: notYet('recorder_action', recorderActionSchema, 'recorder_action (recording is not built yet)'),
+  player_action: notYet('player_action', playerActionSchema, 'player_action (the play type is not built yet)'),
+  // MCU layouts belong to other backends; the Kurento backend never had them.
+  room_action: notYet('room_action', roomActionSchema, 'room_action'),
+  set_candidate: setCandidate,
+  set_candidate_end: setCandidateEnd,
+  get_info: getInfo,
+  get_list: getList,
+  get_status: getStatus,
+  get_stats: getStats,
+  // Older names of the same commands (the seed's park sample uses `start`).
+  start: create,
+  stop: destroy,
+  info: getInfo,
+  list: getList,
+};

@@ -1,0 +1,101 @@
+// `nkmedia` command line: serve, hash-password, make-token.
+import { parseArgs } from 'node:util';
+import { SignJWT } from 'jose';
+import { ConfigError, envLayer, fileLayer, mergeConfig } from './config.js';
+import { hashPassword } from './api/auth.js';
+import { StartupError } from './api/server.js';
+import { startServer } from './main.js';
+
+const USAGE = `usage: nkmedia <command> [options]
+
+commands:
+  serve             start the server (default)
+  hash-password PW  print a password hash for a static user entry
+  make-token        print a signed JWT (--user NAME --secret S [--admin] [--expires 1h])
+
+serve options (each also settable in a JSON config file and as NKMEDIA_* variables):
+  --config FILE           JSON configuration file (env NKMEDIA_CONFIG)
+  --host ADDR             listen address (default 127.0.0.1)
+  --port N                listen port (default 9010)
+  --tls-cert FILE         certificate (PEM) for wss
+  --tls-key FILE          private key (PEM) for wss
+  --auth MODE             open | static | jwt (default open, loopback only)
+  --users-file FILE       static users: [{"user","password_hash","admin"}]
+  --jwt-secret S          HMAC secret for jwt auth
+  --ice-ports MIN-MAX     UDP port range for media
+  --announce IP[,IP]      addresses announced in host candidates (1:1 NAT)
+  --stun URL[,URL]        STUN servers (none by default)
+  --no-ice-loopback       do not offer 127.0.0.1 candidates
+  --ice-loopback-only     offer only 127.0.0.1 candidates (no other interfaces)
+  --log-level LEVEL       fatal|error|warn|info|debug|trace|silent
+`;
+
+export async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' },
+      'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' }, auth: { type: 'string' },
+      'users-file': { type: 'string' }, 'jwt-secret': { type: 'string' }, 'ice-ports': { type: 'string' },
+      announce: { type: 'string' }, stun: { type: 'string' }, 'no-ice-loopback': { type: 'boolean' },
+      'ice-loopback-only': { type: 'boolean' }, 'log-level': { type: 'string' },
+      user: { type: 'string' }, secret: { type: 'string' }, admin: { type: 'boolean' }, expires: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const cmd = positionals[0] ?? 'serve';
+  if (values.help) { process.stdout.write(USAGE); return 0; }
+
+  if (cmd === 'hash-password') {
+    const pw = positionals[1];
+    if (!pw) { process.stderr.write('hash-password needs the password as an argument\n'); return 2; }
+    process.stdout.write(`${await hashPassword(pw)}\n`);
+    return 0;
+  }
+  if (cmd === 'make-token') {
+    if (!values.user || !values.secret) { process.stderr.write('make-token needs --user and --secret\n'); return 2; }
+    const token = await new SignJWT({ admin: values.admin ?? false })
+      .setProtectedHeader({ alg: 'HS256' }).setSubject(values.user).setIssuedAt()
+      .setExpirationTime(values.expires ?? '1h').sign(new TextEncoder().encode(values.secret));
+    process.stdout.write(`${token}\n`);
+    return 0;
+  }
+  if (cmd !== 'serve') { process.stderr.write(USAGE); return 2; }
+
+  const list = (v?: string) => v?.split(',').map((s) => s.trim()).filter(Boolean);
+  const [portMin, portMax] = values['ice-ports']?.split('-').map(Number) ?? [];
+  const flags: Record<string, unknown> = {
+    host: values.host,
+    port: values.port !== undefined ? Number(values.port) : undefined,
+    log_level: values['log-level'],
+    tls: values['tls-cert'] || values['tls-key'] ? { cert: values['tls-cert'], key: values['tls-key'] } : undefined,
+    auth: { mode: values.auth, users_file: values['users-file'], jwt_secret: values['jwt-secret'] },
+    ice: {
+      port_min: portMin, port_max: portMax,
+      announced_addresses: list(values.announce), stun_servers: list(values.stun),
+      include_loopback: values['no-ice-loopback'] ? false : undefined,
+      use_interfaces: values['ice-loopback-only'] ? false : undefined,
+    },
+  };
+  const configFile = values.config ?? process.env.NKMEDIA_CONFIG;
+  try {
+    const input = mergeConfig(configFile ? fileLayer(configFile) : {}, envLayer(process.env), flags);
+    const server = await startServer(input);
+    const stop = async (signal: string) => {
+      server.services.log.info({ signal }, 'shutting down');
+      await server.close();
+      process.exit(0);
+    };
+    process.once('SIGINT', () => void stop('SIGINT'));
+    process.once('SIGTERM', () => void stop('SIGTERM'));
+    process.stdout.write(`nkmedia-ts listening on ${server.url} (auth: ${server.config.auth.mode})\n`);
+    return -1; // keep running
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof StartupError) {
+      process.stderr.write(`nkmedia: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+}

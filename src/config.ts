@@ -1,0 +1,147 @@
+// Server configuration: defaults, then a JSON config file, then NKMEDIA_* environment
+// variables, then command-line flags (each overriding the one before). Validated as a whole.
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { z } from 'zod';
+
+const userSchema = z.object({
+  user: z.string().min(1).max(128),
+  /** `scrypt$<N>$<r>$<p>$<salt b64>$<hash b64>`, made by `nkmedia hash-password`. */
+  password_hash: z.string().regex(/^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/, 'not a scrypt hash from `nkmedia hash-password`'),
+  admin: z.boolean().default(false),
+});
+
+const iceServerSchema = z.object({
+  urls: z.string().regex(/^(stun|turn|turns):/, 'must start with stun:, turn: or turns:'),
+  username: z.string().optional(),
+  credential: z.string().optional(),
+});
+
+export const configSchema = z.object({
+  host: z.string().default('127.0.0.1'),
+  port: z.number().int().min(0).max(65535).default(9010),
+  tls: z.object({ cert: z.string(), key: z.string() }).optional(),
+  log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  auth: z.object({
+    mode: z.enum(['open', 'static', 'jwt']).default('open'),
+    /** Users that are admins in `open` mode. */
+    admins: z.array(z.string()).default(['admin']),
+    users: z.array(userSchema).default([]),
+    users_file: z.string().optional(),
+    jwt_secret: z.string().min(16, 'use at least 16 characters').optional(),
+    jwt_public_key: z.string().optional(),
+    jwt_issuer: z.string().optional(),
+    jwt_audience: z.string().optional(),
+  }).prefault({}),
+  ice: z.object({
+    /** UDP ports for ICE, inclusive; unset = any free port. */
+    port_min: z.number().int().min(1024).max(65535).optional(),
+    port_max: z.number().int().min(1024).max(65535).optional(),
+    /** Addresses announced in host candidates in place of the interfaces' (1:1 NAT, cloud). */
+    announced_addresses: z.array(z.string().refine((a) => isIP(a) !== 0, 'not an IP address')).default([]),
+    /** Offer 127.0.0.1 host candidates (needed for same-machine clients and the tests). */
+    include_loopback: z.boolean().default(true),
+    /** Gather on the machine's non-loopback IPv4 interfaces (off = loopback only). */
+    use_interfaces: z.boolean().default(true),
+    stun_servers: z.array(z.string().regex(/^stun:/)).default([]),
+    turn_servers: z.array(iceServerSchema).default([]),
+    /** How long to wait for STUN/TURN answers while gathering. */
+    gather_timeout_ms: z.number().int().min(100).max(30000).default(2000),
+  }).prefault({}),
+  limits: z.object({
+    max_frame_bytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
+    max_in_flight: z.number().int().min(1).max(100000).default(64),
+    api_idle_timeout: z.number().int().min(5).max(86400).default(180),
+    ping_interval: z.number().int().min(1).max(3600).default(30),
+    max_sessions_per_connection: z.number().int().min(1).max(100000).default(1000),
+  }).prefault({}),
+  recordings_dir: z.string().default('./recordings'),
+}).superRefine((c, ctx) => {
+  if ((c.ice.port_min === undefined) !== (c.ice.port_max === undefined)) ctx.addIssue({ code: 'custom', path: ['ice', 'port_min'], message: 'port_min and port_max go together' });
+  if (c.ice.port_min !== undefined && c.ice.port_max !== undefined && c.ice.port_min > c.ice.port_max) ctx.addIssue({ code: 'custom', path: ['ice', 'port_min'], message: 'port_min > port_max' });
+  if (c.auth.mode === 'jwt' && !c.auth.jwt_secret && !c.auth.jwt_public_key) ctx.addIssue({ code: 'custom', path: ['auth', 'jwt_secret'], message: 'jwt mode needs jwt_secret or jwt_public_key' });
+});
+
+export type Config = z.output<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
+
+export class ConfigError extends Error {}
+
+export function parseConfig(input: unknown): Config {
+  const r = configSchema.safeParse(input);
+  if (!r.success) {
+    const msg = r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+    throw new ConfigError(`invalid configuration: ${msg}`);
+  }
+  const cfg = r.data;
+  if (cfg.auth.users_file) cfg.auth.users = [...cfg.auth.users, ...readUsersFile(cfg.auth.users_file)];
+  return cfg;
+}
+
+function readUsersFile(path: string): z.output<typeof userSchema>[] {
+  let raw: unknown;
+  try { raw = JSON.parse(readFileSync(path, 'utf8')); } catch (err) { throw new ConfigError(`cannot read users file ${path}: ${(err as Error).message}`); }
+  const r = z.array(userSchema).safeParse(raw);
+  if (!r.success) throw new ConfigError(`users file ${path}: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  return r.data;
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+}
+
+/** Merges plain objects deeply (later wins); arrays and scalars replace. */
+export function mergeConfig(...layers: Record<string, unknown>[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const layer of layers) {
+    for (const [k, v] of Object.entries(layer)) {
+      if (v === undefined) continue;
+      const prev = out[k];
+      out[k] = isPlain(v) && isPlain(prev) ? mergeConfig(prev, v) : v;
+    }
+  }
+  return out;
+}
+
+function isPlain(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** NKMEDIA_* variables as a config layer. */
+export function envLayer(env: NodeJS.ProcessEnv): Record<string, unknown> {
+  const num = (v?: string) => (v === undefined || v === '' ? undefined : Number(v));
+  const list = (v?: string) => (v === undefined || v === '' ? undefined : v.split(',').map((s) => s.trim()).filter(Boolean));
+  const bool = (v?: string) => (v === undefined || v === '' ? undefined : v === '1' || v === 'true');
+  return {
+    host: env.NKMEDIA_HOST,
+    port: num(env.NKMEDIA_PORT),
+    log_level: env.NKMEDIA_LOG_LEVEL,
+    recordings_dir: env.NKMEDIA_RECORDINGS_DIR,
+    tls: env.NKMEDIA_TLS_CERT || env.NKMEDIA_TLS_KEY ? { cert: env.NKMEDIA_TLS_CERT, key: env.NKMEDIA_TLS_KEY } : undefined,
+    auth: {
+      mode: env.NKMEDIA_AUTH,
+      users_file: env.NKMEDIA_USERS_FILE,
+      jwt_secret: env.NKMEDIA_JWT_SECRET,
+      jwt_public_key: env.NKMEDIA_JWT_PUBLIC_KEY,
+      admins: list(env.NKMEDIA_ADMINS),
+    },
+    ice: {
+      port_min: num(env.NKMEDIA_ICE_PORT_MIN),
+      port_max: num(env.NKMEDIA_ICE_PORT_MAX),
+      announced_addresses: list(env.NKMEDIA_ICE_ANNOUNCED_ADDRESSES),
+      stun_servers: list(env.NKMEDIA_STUN_SERVERS),
+      include_loopback: bool(env.NKMEDIA_ICE_LOOPBACK),
+      use_interfaces: bool(env.NKMEDIA_ICE_USE_INTERFACES),
+    },
+  };
+}
+
+export function fileLayer(path: string): Record<string, unknown> {
+  try {
+    const v: unknown = JSON.parse(readFileSync(path, 'utf8'));
+    if (!isPlain(v)) throw new Error('not a JSON object');
+    return v;
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`);
+  }
+}

@@ -1,0 +1,163 @@
+// The in-process media engine: elements in one process, media moved by werift.
+import { randomUUID } from 'node:crypto';
+import type { RTCPeerConnectionConfig } from 'werift';
+import { useOPUS, useVP8, useH264 } from 'werift';
+import {
+  EngineError, MEDIA_KINDS, type ElementId, type ElementStats, type EngineCounters, type EngineEvent,
+  type IceCandidateInit, type MediaEngine, type MediaKind, type OfferOptions,
+} from '../types.js';
+import { Element, PassThrough } from './element.js';
+import { WebRtcEndpoint } from './webrtc-endpoint.js';
+import { sharedCertificate } from './certificate.js';
+import { candidateRewriter } from './candidates.js';
+
+export interface LocalEngineOptions {
+  /** Inclusive UDP port range for ICE; unset = any free port. */
+  portRange?: [number, number];
+  /** Offer 127.0.0.1 host candidates. */
+  includeLoopback: boolean;
+  /** Use the machine's non-loopback interfaces (off in loopback-only setups). */
+  useInterfaces: boolean;
+  announcedAddresses: string[];
+  stunServers: string[];
+  turnServers: { urls: string; username?: string; credential?: string }[];
+  gatherTimeoutMs: number;
+  videoCodecs?: ('vp8' | 'h264')[];
+}
+
+export class LocalEngine implements MediaEngine {
+  private readonly elements = new Map<ElementId, Element>();
+  private readonly listeners = new Set<(ev: EngineEvent) => void>();
+  private flowTimer?: NodeJS.Timeout;
+  private peerConfig?: RTCPeerConnectionConfig;
+  private readonly rewrite: (c: string) => string[];
+
+  constructor(private readonly opts: LocalEngineOptions) {
+    this.rewrite = candidateRewriter(opts.announcedAddresses);
+  }
+
+  private async config(): Promise<RTCPeerConnectionConfig> {
+    if (this.peerConfig) return this.peerConfig;
+    const o = this.opts;
+    const video = (o.videoCodecs ?? ['vp8', 'h264']).map((c) => (c === 'vp8' ? useVP8() : useH264()));
+    this.peerConfig = {
+      codecs: { audio: [useOPUS()], video },
+      iceServers: [
+        ...o.stunServers.map((urls) => ({ urls })),
+        ...o.turnServers,
+      ],
+      iceUseIpv4: o.useInterfaces,
+      iceUseIpv6: false,
+      iceAdditionalHostAddresses: o.includeLoopback ? ['127.0.0.1'] : undefined,
+      iceStunGatherTimeout: o.gatherTimeoutMs / 1000,
+      icePortRange: o.portRange,
+      // One certificate for all endpoints: generating one per connection dominated setup time.
+      certificates: [await sharedCertificate()],
+    };
+    return this.peerConfig;
+  }
+
+  private emit = (ev: EngineEvent): void => {
+    for (const l of this.listeners) {
+      try { l(ev); } catch { /* a listener's failure must not break media handling */ }
+    }
+  };
+
+  private get<T extends Element>(id: ElementId, type?: new (...args: any[]) => T): T {
+    const el = this.elements.get(id);
+    if (!el || el.released) throw new EngineError('not_found', `element ${id} not found`);
+    if (type && !(el instanceof type)) throw new EngineError('invalid_state', `element ${id} is not a ${type.name}`);
+    return el as T;
+  }
+
+  async createWebRtcEndpoint(opts: { tag: string }): Promise<ElementId> {
+    const id = `webrtc-${randomUUID()}`;
+    const ep = new WebRtcEndpoint(id, opts.tag, await this.config(), this.emit, this.rewrite);
+    this.elements.set(id, ep);
+    this.flowTimer ??= setInterval(() => this.checkFlows(), 500);
+    this.flowTimer.unref();
+    return id;
+  }
+
+  async createPassThrough(opts: { tag: string }): Promise<ElementId> {
+    const id = `passthrough-${randomUUID()}`;
+    this.elements.set(id, new PassThrough(id, opts.tag));
+    return id;
+  }
+
+  processOffer(id: ElementId, sdp: string): Promise<string> { return this.get(id, WebRtcEndpoint).processOffer(sdp); }
+  generateOffer(id: ElementId, opts: OfferOptions): Promise<string> { return this.get(id, WebRtcEndpoint).generateOffer(opts); }
+  processAnswer(id: ElementId, sdp: string): Promise<void> { return this.get(id, WebRtcEndpoint).processAnswer(sdp); }
+  async gatherCandidates(id: ElementId): Promise<void> { this.get(id, WebRtcEndpoint).gatherCandidates(); }
+  addIceCandidate(id: ElementId, c: IceCandidateInit): Promise<void> { return this.get(id, WebRtcEndpoint).addIceCandidate(c); }
+
+  async connect(sourceId: ElementId, sinkId: ElementId, kind?: MediaKind): Promise<void> {
+    const source = this.get(sourceId);
+    const sink = this.get(sinkId);
+    for (const k of kind ? [kind] : MEDIA_KINDS) {
+      const old = sink.sources.get(k);
+      if (old === source) continue;
+      old?.sinks[k].delete(sink);
+      sink.sources.set(k, source);
+      source.sinks[k].add(sink);
+      sink.sourceChanged(k);
+    }
+  }
+
+  async disconnect(sourceId: ElementId, sinkId: ElementId, kind?: MediaKind): Promise<void> {
+    const source = this.get(sourceId);
+    const sink = this.get(sinkId);
+    for (const k of kind ? [kind] : MEDIA_KINDS) {
+      if (sink.sources.get(k) !== source) continue;
+      sink.sources.delete(k);
+      source.sinks[k].delete(sink);
+    }
+  }
+
+  async getStats(id: ElementId): Promise<ElementStats> {
+    const ep = this.get(id, WebRtcEndpoint);
+    const pick = (flows: typeof ep.inbound) => Object.fromEntries(MEDIA_KINDS.map((k) => [k, { packets: flows[k].packets, bytes: flows[k].bytes }]));
+    return { elementId: id, connectionState: ep.connectionState, inbound: pick(ep.inbound), outbound: pick(ep.outbound) };
+  }
+
+  async release(id: ElementId): Promise<void> {
+    const el = this.elements.get(id);
+    if (!el) return;
+    this.elements.delete(id);
+    // Cut it out of the graph both ways before it goes.
+    for (const k of MEDIA_KINDS) {
+      el.sources.get(k)?.sinks[k].delete(el);
+      for (const sink of el.sinks[k]) if (sink.sources.get(k) === el) sink.sources.delete(k);
+      el.sinks[k].clear();
+    }
+    el.sources.clear();
+    await el.release();
+    if (![...this.elements.values()].some((e) => e instanceof WebRtcEndpoint)) {
+      clearInterval(this.flowTimer);
+      this.flowTimer = undefined;
+    }
+  }
+
+  async counters(): Promise<EngineCounters> {
+    let endpoints = 0;
+    for (const e of this.elements.values()) if (e instanceof WebRtcEndpoint) endpoints++;
+    const udpSockets = process.getActiveResourcesInfo().filter((r) => r === 'UDPWrap').length;
+    return { elements: this.elements.size, endpoints, udpSockets };
+  }
+
+  onEvent(listener: (ev: EngineEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private checkFlows(): void {
+    const now = performance.now();
+    for (const e of this.elements.values()) if (e instanceof WebRtcEndpoint) e.checkFlows(now);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.elements.keys()].map((id) => this.release(id)));
+    clearInterval(this.flowTimer);
+    this.listeners.clear();
+  }
+}

@@ -1,0 +1,175 @@
+// Kurento's WebRtcEndpoint on werift: ICE, DTLS, SRTP and SCTP toward one client. Media the
+// client sends goes to this element's sinks; media from its sources goes to the client.
+import { RTCPeerConnection, type RTCDataChannel, type RTCPeerConnectionConfig, type RTCRtpTransceiver } from 'werift';
+import { EngineError, type ConnectionState, type EngineEvent, type IceCandidateInit, type MediaKind, type MediaStats, type OfferOptions } from '../types.js';
+import { Element, type MediaUnit } from './element.js';
+
+/** No packet for this long marks a flow "down". */
+export const FLOW_DOWN_MS = 2000;
+
+interface Flow extends MediaStats { lastAt: number; up: boolean }
+const newFlow = (): Flow => ({ packets: 0, bytes: 0, lastAt: 0, up: false });
+
+export class WebRtcEndpoint extends Element {
+  readonly pc: RTCPeerConnection;
+  private readonly gathered: IceCandidateInit[] = [];
+  private gatheringDone = false;
+  private trickling = false;
+  private state: ConnectionState = 'new';
+  private readonly dataChannels = new Set<RTCDataChannel>();
+  readonly inbound: Record<MediaKind, Flow> = { audio: newFlow(), video: newFlow(), data: newFlow() };
+  readonly outbound: Record<MediaKind, Flow> = { audio: newFlow(), video: newFlow(), data: newFlow() };
+
+  constructor(
+    id: string,
+    tag: string,
+    config: RTCPeerConnectionConfig,
+    private readonly emit: (ev: EngineEvent) => void,
+    private readonly rewriteCandidate: (c: string) => string[],
+  ) {
+    super(id, tag);
+    this.pc = new RTCPeerConnection(config);
+    this.pc.onIceCandidate.subscribe((c) => {
+      if (!c) { this.onGatheringDone(); return; }
+      for (const candidate of this.rewriteCandidate(c.candidate ?? '')) {
+        this.onCandidate({ candidate, sdpMid: c.sdpMid ?? undefined, sdpMLineIndex: c.sdpMLineIndex ?? 0 });
+      }
+    });
+    this.pc.iceGatheringStateChange.subscribe((s) => { if (s === 'complete') this.onGatheringDone(); });
+    this.pc.connectionStateChange.subscribe((s) => {
+      this.state = s as ConnectionState;
+      if (!this.released) this.emit({ type: 'connection_state', elementId: this.id, tag: this.tag, state: this.state });
+    });
+    this.pc.onTrack.subscribe((track) => {
+      const kind = track.kind === 'audio' ? 'audio' : 'video';
+      track.onReceiveRtp.subscribe((rtp) => {
+        this.count(this.inbound[kind], 'in', kind, rtp.serializeSize);
+        this.forward({ kind, rtp });
+      });
+    });
+    this.pc.onDataChannel.subscribe((dc) => this.addDataChannel(dc));
+  }
+
+  get connectionState(): ConnectionState { return this.state; }
+
+  private addDataChannel(dc: RTCDataChannel): void {
+    this.dataChannels.add(dc);
+    dc.onMessage.subscribe((message) => {
+      this.count(this.inbound.data, 'in', 'data', typeof message === 'string' ? Buffer.byteLength(message) : message.length);
+      this.forward({ kind: 'data', message });
+    });
+    dc.stateChanged.subscribe((s) => { if (s === 'closed') this.dataChannels.delete(dc); });
+  }
+
+  private count(flow: Flow, direction: 'in' | 'out', media: MediaKind, bytes: number): void {
+    flow.packets++;
+    flow.bytes += bytes;
+    flow.lastAt = performance.now();
+    if (!flow.up) {
+      flow.up = true;
+      this.emit({ type: 'media_flow', elementId: this.id, tag: this.tag, direction, media, state: 'up' });
+    }
+  }
+
+  /** Marks flows that went quiet as down (called by the engine's shared timer). */
+  checkFlows(now: number): void {
+    for (const [direction, flows] of [['in', this.inbound], ['out', this.outbound]] as const) {
+      for (const media of ['audio', 'video', 'data'] as const) {
+        const f = flows[media];
+        if (f.up && now - f.lastAt > FLOW_DOWN_MS) {
+          f.up = false;
+          this.emit({ type: 'media_flow', elementId: this.id, tag: this.tag, direction, media, state: 'down' });
+        }
+      }
+    }
+  }
+
+  // ---- SDP -----------------------------------------------------------------------------------
+
+  async processOffer(sdp: string): Promise<string> {
+    try {
+      await this.pc.setRemoteDescription({ type: 'offer', sdp });
+    } catch (err) {
+      throw new EngineError('invalid_sdp', `offer refused: ${(err as Error).message}`);
+    }
+    // Every accepted m-line is sendrecv, so a later type switch needs no renegotiation.
+    for (const t of this.pc.getTransceivers()) if (t.direction !== 'inactive') t.setDirection('sendrecv');
+    const answer = await this.pc.createAnswer();
+    await this.pc.setLocalDescription(answer);
+    return this.pc.localDescription!.sdp;
+  }
+
+  async generateOffer(opts: OfferOptions): Promise<string> {
+    if (opts.audio) this.pc.addTransceiver('audio', { direction: 'sendrecv' });
+    if (opts.video) this.pc.addTransceiver('video', { direction: 'sendrecv' });
+    if (opts.data) this.addDataChannel(this.pc.createDataChannel('nkmedia'));
+    const offer = await this.pc.createOffer();
+    await this.pc.setLocalDescription(offer);
+    return this.pc.localDescription!.sdp;
+  }
+
+  async processAnswer(sdp: string): Promise<void> {
+    try {
+      await this.pc.setRemoteDescription({ type: 'answer', sdp });
+    } catch (err) {
+      throw new EngineError('invalid_sdp', `answer refused: ${(err as Error).message}`);
+    }
+  }
+
+  // ---- ICE -----------------------------------------------------------------------------------
+
+  private onCandidate(c: IceCandidateInit): void {
+    if (this.trickling) this.emit({ type: 'ice_candidate', elementId: this.id, tag: this.tag, candidate: c });
+    else this.gathered.push(c);
+  }
+
+  private onGatheringDone(): void {
+    if (this.gatheringDone) return;
+    this.gatheringDone = true;
+    if (this.trickling) this.emit({ type: 'ice_gathering_done', elementId: this.id, tag: this.tag });
+  }
+
+  /** Starts reporting candidates: those already found, then the rest as they come. */
+  gatherCandidates(): void {
+    if (this.trickling) return;
+    this.trickling = true;
+    for (const c of this.gathered.splice(0)) this.emit({ type: 'ice_candidate', elementId: this.id, tag: this.tag, candidate: c });
+    if (this.gatheringDone) this.emit({ type: 'ice_gathering_done', elementId: this.id, tag: this.tag });
+  }
+
+  async addIceCandidate(c: IceCandidateInit): Promise<void> {
+    try {
+      await this.pc.addIceCandidate({ candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex });
+    } catch (err) {
+      throw new EngineError('invalid_candidate', (err as Error).message);
+    }
+  }
+
+  // ---- media out -----------------------------------------------------------------------------
+
+  private transceiver(kind: 'audio' | 'video'): RTCRtpTransceiver | undefined {
+    return this.pc.getTransceivers().find((t) => t.kind === kind && !t.stopped);
+  }
+
+  accept(unit: MediaUnit): void {
+    if (this.released || this.state !== 'connected') return;
+    if (unit.kind === 'data') {
+      for (const dc of this.dataChannels) {
+        if (dc.readyState !== 'open') continue;
+        dc.send(unit.message);
+        this.count(this.outbound.data, 'out', 'data', typeof unit.message === 'string' ? Buffer.byteLength(unit.message) : unit.message.length);
+      }
+      return;
+    }
+    const sender = this.transceiver(unit.kind)?.sender;
+    if (!sender) return;
+    sender.sendRtp(unit.rtp).catch(() => undefined);
+    this.count(this.outbound[unit.kind], 'out', unit.kind, unit.rtp.serializeSize);
+  }
+
+  override async release(): Promise<void> {
+    if (this.released) return;
+    await super.release();
+    await this.pc.close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,80 @@
+// The media engine interface (DESIGN.md "The engine model"). Everything crossing it is plain,
+// serialisable data and ids, and every call is async, so the same interface can later be served
+// by worker processes or a remote Kurento-protocol server.
+
+export type ElementId = string;
+export type MediaKind = 'audio' | 'video' | 'data';
+export const MEDIA_KINDS: readonly MediaKind[] = ['audio', 'video', 'data'];
+
+export interface IceCandidateInit {
+  candidate: string;
+  sdpMid?: string;
+  sdpMLineIndex: number;
+}
+
+export interface WebRtcEndpointOptions {
+  /** Free-form tag carried in the element's events (the session id). */
+  tag: string;
+}
+
+export interface OfferOptions {
+  audio: boolean;
+  video: boolean;
+  data: boolean;
+}
+
+export type ConnectionState = 'new' | 'connecting' | 'connected' | 'disconnected' | 'failed' | 'closed';
+
+export type EngineEvent =
+  | { type: 'ice_candidate'; elementId: ElementId; tag: string; candidate: IceCandidateInit }
+  | { type: 'ice_gathering_done'; elementId: ElementId; tag: string }
+  | { type: 'connection_state'; elementId: ElementId; tag: string; state: ConnectionState }
+  | { type: 'media_flow'; elementId: ElementId; tag: string; direction: 'in' | 'out'; media: MediaKind; state: 'up' | 'down' }
+  | { type: 'error'; elementId: ElementId; tag: string; message: string };
+
+export interface MediaStats {
+  packets: number;
+  bytes: number;
+}
+
+export interface ElementStats {
+  elementId: ElementId;
+  connectionState: ConnectionState;
+  inbound: Partial<Record<MediaKind, MediaStats>>;
+  outbound: Partial<Record<MediaKind, MediaStats>>;
+}
+
+export interface EngineCounters {
+  elements: number;
+  endpoints: number;
+  udpSockets: number;
+}
+
+export interface MediaEngine {
+  createWebRtcEndpoint(opts: WebRtcEndpointOptions): Promise<ElementId>;
+  createPassThrough(opts: { tag: string }): Promise<ElementId>;
+  /** Offeree: takes the remote offer, returns our answer SDP (without candidates). */
+  processOffer(endpoint: ElementId, sdp: string): Promise<string>;
+  /** Offerer: returns our offer SDP (without candidates). */
+  generateOffer(endpoint: ElementId, opts: OfferOptions): Promise<string>;
+  processAnswer(endpoint: ElementId, sdp: string): Promise<void>;
+  /** Candidates are emitted as `ice_candidate` events, then `ice_gathering_done`. */
+  gatherCandidates(endpoint: ElementId): Promise<void>;
+  addIceCandidate(endpoint: ElementId, candidate: IceCandidateInit): Promise<void>;
+  /** Media of `kind` (all kinds when omitted) flows from source to sink; replaces the sink's source. */
+  connect(source: ElementId, sink: ElementId, kind?: MediaKind): Promise<void>;
+  disconnect(source: ElementId, sink: ElementId, kind?: MediaKind): Promise<void>;
+  getStats(element: ElementId): Promise<ElementStats>;
+  release(element: ElementId): Promise<void>;
+  /** Engine-wide counters for leak checks and monitoring. */
+  counters(): Promise<EngineCounters>;
+  onEvent(listener: (event: EngineEvent) => void): () => void;
+  close(): Promise<void>;
+}
+
+export class EngineError extends Error {
+  constructor(readonly kind: 'invalid_sdp' | 'invalid_candidate' | 'not_found' | 'invalid_state' | 'failed', message: string) {
+    super(message);
+    this.name = 'EngineError';
+  }
+}

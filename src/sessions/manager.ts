@@ -1,0 +1,110 @@
+// The set of live media sessions: creation (ids, duplicates, visibility of peers), lookup with
+// ownership, and the routing of engine events to their session.
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { ApiError, type ErrorTerm } from '../protocol/errors.js';
+import { checkWebRtcSdp } from '../protocol/sdp.js';
+import { FOREIGN_TYPES, type CreateRequest, type SdpObject } from '../protocol/session-schemas.js';
+import type { MediaEngine } from '../engine/types.js';
+import type { EventBus } from '../events/bus.js';
+import { BACKEND, Session, type Owner, type SessionRegistry } from './session.js';
+
+/** Who is asking: a user, possibly an admin, on one connection. */
+export interface Caller {
+  user: string;
+  admin: boolean;
+  connId: string;
+}
+
+export interface CreateResult { session_id: string; offer?: SdpObject; answer?: SdpObject }
+
+export class SessionManager implements SessionRegistry {
+  private readonly sessions = new Map<string, Session>();
+  private readonly byTag = new Map<string, Session>();
+  private seq = 0;
+  private readonly unsubscribeEngine: () => void;
+
+  constructor(private readonly engine: MediaEngine, private readonly bus: EventBus, private readonly log: Logger) {
+    this.unsubscribeEngine = engine.onEvent((ev) => this.byTag.get(ev.tag)?.onEngineEvent(ev));
+  }
+
+  get size(): number { return this.sessions.size; }
+
+  /** A fresh session id (used by the API to subscribe its creator before the session starts). */
+  newId(): string { return `session-${randomUUID()}`; }
+
+  /** Fails early on what would make creation fail, so nothing is started for a bad request. */
+  checkCreate(req: CreateRequest, caller: Caller, id: string): void {
+    if (req.backend !== undefined && req.backend !== BACKEND) throw new ApiError('unknown_backend');
+    if (this.sessions.has(id)) throw new ApiError('duplicated_session_id');
+    if (req.type === 'bridge' && !req.peer_id) throw new ApiError('missing_field', 'peer_id');
+    if (req.type === 'listen' && !req.publisher_id) throw new ApiError('missing_field', 'publisher_id');
+    if (req.type === 'play' && !req.uri) throw new ApiError('missing_field', 'uri');
+    if ((FOREIGN_TYPES as readonly string[]).includes(req.type)) throw new ApiError('not_implemented', `type "${req.type}" (not a Kurento-backend type)`);
+    if (req.type !== 'park') throw new ApiError('not_implemented', `type "${req.type}"`);
+    const sdpType = req.offer ? (req.offer.sdp_type ?? 'webrtc') : (req.sdp_type ?? 'webrtc');
+    if (sdpType !== 'webrtc') throw new ApiError('not_implemented', 'sdp_type "rtp"');
+    if (req.offer) checkWebRtcSdp(req.offer.sdp);
+    if (req.master_id !== undefined) this.getFor(req.master_id, caller, 'unknown_peer');
+  }
+
+  /**
+   * Creates and starts a session. The caller has already subscribed its connection to the
+   * session's events under `id`, so it misses none (SPEC.md difference 1).
+   */
+  async create(req: CreateRequest, caller: Caller, id: string, owner: Owner): Promise<CreateResult> {
+    this.checkCreate(req, caller, id);
+    const session = new Session({ engine: this.engine, bus: this.bus, registry: this, log: this.log }, id, ++this.seq, req, owner);
+    this.sessions.set(id, session);
+    this.byTag.set(session.tag, session);
+    if (req.master_id !== undefined) session.linkMaster(this.getFor(req.master_id, caller, 'unknown_peer'));
+    this.log.info({ session: id, type: req.type, role: session.role, user: caller.user }, 'session created');
+    await session.start();
+    if (session.isStopped) throw session.stopError ?? new ApiError('session_failed');
+    if (!req.wait_reply) return { session_id: id };
+    try {
+      return { session_id: id, ...(await session.waitReply()) };
+    } catch (err) {
+      // The original stops a session whose wait_reply failed, and fails the request with it.
+      const e = err instanceof ApiError ? err : new ApiError('session_failed');
+      await session.stop(e.term, e.detail);
+      throw e;
+    }
+  }
+
+  /** The session if this caller may see it; another user's session is "not found". */
+  getFor(id: string, caller: Caller, notFound: ErrorTerm = 'session_not_found'): Session {
+    const s = this.sessions.get(id);
+    if (!s || s.isStopped || (!caller.admin && s.owner.user !== caller.user)) throw new ApiError(notFound);
+    return s;
+  }
+
+  lookup(id: string): Session | undefined { return this.sessions.get(id); }
+
+  list(caller: Caller): Session[] {
+    return [...this.sessions.values()].filter((s) => caller.admin || s.owner.user === caller.user);
+  }
+
+  removed(session: Session): void {
+    if (this.sessions.get(session.id) === session) this.sessions.delete(session.id);
+    this.byTag.delete(session.tag);
+  }
+
+  countOwnedBy(connId: string): number {
+    let n = 0;
+    for (const s of this.sessions.values()) if (s.owner.connId === connId) n++;
+    return n;
+  }
+
+  /** Stops every session a connection created (reference §1.7: `registered_down`). */
+  async stopOwnedBy(connId: string, term: ErrorTerm): Promise<void> {
+    const owned = [...this.sessions.values()].filter((s) => s.owner.connId === connId);
+    await Promise.all(owned.map((s) => s.stop(term)));
+  }
+
+  async stopAll(term: ErrorTerm): Promise<void> {
+    await Promise.all([...this.sessions.values()].map((s) => s.stop(term)));
+  }
+
+  close(): void { this.unsubscribeEngine(); }
+}

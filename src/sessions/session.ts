@@ -1,0 +1,505 @@
+// One media session: SDP sequencing for both roles, trickle ICE and server-side candidate
+// buffering, timers, master/slave links, the type's wiring and the session's events
+// (reference §2, §3, §4, §6.6; SPEC.md). It talks to media only through the engine interface.
+import type { Logger } from 'pino';
+import { ApiError, stopReason, type ErrorTerm } from '../protocol/errors.js';
+import { checkWebRtcSdp, countCandidates, insertCandidates, stripCandidates, type CandidateInit } from '../protocol/sdp.js';
+import type { CreateRequest, SdpObject, SessionType } from '../protocol/session-schemas.js';
+import type { ConnectionState, ElementId, EngineEvent, MediaEngine, MediaKind } from '../engine/types.js';
+import { EngineError } from '../engine/types.js';
+import type { EventBus, Subscriber } from '../events/bus.js';
+import { CandidateCollector } from './candidate-collector.js';
+import { deferred, SerialQueue, withTimeout, type Deferred } from '../util/deferred.js';
+
+export const BACKEND = 'nkmedia_kms';
+/** How long get_offer/get_answer/wait_reply wait for an SDP that is not buffered (reference §2.6). */
+export const SDP_WAIT_MS = 5000;
+
+export interface Owner {
+  user: string;
+  connId: string;
+  /** The creating connection, for direct events (`session_events`). */
+  subscriber?: Subscriber;
+}
+
+export interface SessionRegistry {
+  lookup(id: string): Session | undefined;
+  removed(session: Session): void;
+}
+
+export interface SessionEnv {
+  engine: MediaEngine;
+  bus: EventBus;
+  registry: SessionRegistry;
+  log: Logger;
+}
+
+type Role = 'offeree' | 'offerer';
+type State = 'starting' | 'wait_answer' | 'ready' | 'stopped';
+
+interface MuteState { audio: boolean; video: boolean; data: boolean }
+
+export class Session {
+  readonly id: string;
+  readonly tag: string;
+  readonly role: Role;
+  readonly owner: Owner;
+  type: SessionType = 'park';
+  typeExt: Record<string, unknown> = {};
+  state: State = 'starting';
+  offer?: SdpObject;
+  answer?: SdpObject;
+  masterId?: string;
+  readonly slaveIds = new Set<string>();
+  readonly mute: MuteState;
+  bitrate?: number;
+  stopReason?: { code: number; reason: string };
+  /** Why the session stopped, as an error for requests that were waiting on it. */
+  stopError?: ApiError;
+  readonly startTime = Date.now();
+  stopTime?: number;
+
+  private endpoint?: ElementId;
+  private proxy?: ElementId;
+  private remoteSet = false;
+  private readonly pendingClientCandidates: CandidateInit[] = [];
+  private clientCollector?: CandidateCollector;
+  private backendCollector?: CandidateCollector;
+  /** Backend candidates found before the SDP they belong to was announced. */
+  private heldCandidateEvents: (CandidateInit | 'end')[] | undefined = [];
+  private timer?: NodeJS.Timeout;
+  private readonly offerReady: Deferred<SdpObject> = deferred();
+  private readonly answerReady: Deferred<SdpObject> = deferred();
+  private readonly stopped: Deferred<void> = deferred();
+  private readonly queue = new SerialQueue();
+  private connection: ConnectionState = 'new';
+  private readonly mediaIn = new Map<MediaKind, 'up' | 'down'>();
+  private readonly mediaOut = new Map<MediaKind, 'up' | 'down'>();
+
+  constructor(
+    private readonly env: SessionEnv,
+    id: string,
+    seq: number,
+    readonly opts: CreateRequest,
+    owner: Owner,
+  ) {
+    this.id = id;
+    this.tag = `${id}#${seq}`;
+    this.owner = owner;
+    this.role = opts.offer ? 'offeree' : 'offerer';
+    this.mute = { audio: opts.mute_audio ?? false, video: opts.mute_video ?? false, data: opts.mute_data ?? false };
+    this.bitrate = opts.bitrate;
+  }
+
+  get isStopped(): boolean { return this.state === 'stopped'; }
+  get stopAfterPeer(): boolean { return this.opts.stop_after_peer ?? true; }
+  private get trickleTimeoutMs(): number { return this.opts.trickle_ice_timeout ?? 5000; }
+
+  /** Longest a client may have to wait for our SDP: buffering can hold it for the trickle timeout. */
+  get replyWaitMs(): number {
+    const buffering = this.opts.no_offer_trickle_ice || this.opts.no_answer_trickle_ice;
+    return SDP_WAIT_MS + (buffering ? this.trickleTimeoutMs : 0);
+  }
+
+  // ---- life cycle ----------------------------------------------------------------------------
+
+  /** Starts the session; resolves once the first SDP step is under way (errors stop it). */
+  start(): Promise<void> {
+    this.emit('created', this.info());
+    this.armTimer(this.opts.wait_timeout ?? 60, 'wait');
+    return this.queue.run(async () => {
+      try {
+        this.proxy = await this.own(this.env.engine.createPassThrough({ tag: this.tag }));
+        this.endpoint = await this.own(this.env.engine.createWebRtcEndpoint({ tag: this.tag }));
+        if (this.role === 'offeree') await this.takeClientSdp('offer', { ...this.opts.offer! });
+        else await this.makeOffer();
+      } catch (err) {
+        await this.failWith(err);
+      }
+    });
+  }
+
+  /** Resolves with the SDP the creator waits for (`wait_reply`). */
+  async waitReply(): Promise<{ offer?: SdpObject; answer?: SdpObject }> {
+    const which = this.role === 'offerer' ? 'offer' : 'answer';
+    const sdp = await this.waitSdp(which, this.replyWaitMs);
+    return which === 'offer' ? { offer: sdp } : { answer: sdp };
+  }
+
+  waitSdp(which: 'offer' | 'answer', ms = this.replyWaitMs): Promise<SdpObject> {
+    if (this.isStopped) return Promise.reject(this.stopError ?? new ApiError('session_stopped'));
+    const d = which === 'offer' ? this.offerReady : this.answerReady;
+    const stop = this.stopped.promise.then(() => { throw this.stopError ?? new ApiError('session_stopped'); });
+    return withTimeout(Promise.race([d.promise, stop]), ms, () => new ApiError('timeout'));
+  }
+
+  async stop(term: ErrorTerm, detail?: string): Promise<void> {
+    if (this.isStopped) return;
+    this.state = 'stopped';
+    this.stopTime = Date.now();
+    this.stopReason = stopReason(term, detail);
+    this.stopError = new ApiError(term, detail);
+    clearTimeout(this.timer);
+    this.clientCollector?.cancel();
+    this.backendCollector?.cancel();
+    this.heldCandidateEvents = undefined;
+    this.offerReady.reject(this.stopError);
+    this.answerReady.reject(this.stopError);
+    this.stopped.resolve();
+    this.env.registry.removed(this);
+    this.env.log.info({ session: this.id, reason: this.stopReason.reason }, 'session stopped');
+    for (const peerId of [this.masterId, ...this.slaveIds]) {
+      if (peerId) void this.env.registry.lookup(peerId)?.peerStopped(this.id);
+    }
+    const elements = [this.endpoint, this.proxy].filter((e): e is string => e !== undefined);
+    this.endpoint = undefined;
+    this.proxy = undefined;
+    await Promise.all(elements.map((e) => this.env.engine.release(e).catch(() => undefined)));
+    this.emit('destroyed', { ...this.stopReason });
+    this.env.bus.removeForObject(this.id);
+  }
+
+  // ---- master / slave ------------------------------------------------------------------------
+
+  linkMaster(master: Session): void {
+    this.masterId = master.id;
+    master.slaveIds.add(this.id);
+  }
+
+  private async peerStopped(peerId: string): Promise<void> {
+    if (this.masterId === peerId) this.masterId = undefined;
+    else if (!this.slaveIds.delete(peerId)) return;
+    if (this.stopAfterPeer) await this.stop('peer_stopped');
+  }
+
+  // ---- SDP sequencing ------------------------------------------------------------------------
+
+  /** The client's answer to our offer (API `set_answer`, or a slave with set_master_answer). */
+  setAnswer(answer: SdpObject): Promise<void> {
+    return this.queue.run(async () => {
+      this.assertLive();
+      if (this.role !== 'offerer' || !this.offer) throw new ApiError('offer_not_set');
+      if (this.answer || this.clientCollector) throw new ApiError('answer_already_set');
+      if ((answer.sdp_type ?? 'webrtc') !== 'webrtc') throw new ApiError('not_implemented', 'sdp_type "rtp"');
+      checkWebRtcSdp(answer.sdp);
+      await this.takeClientSdp('answer', { ...answer });
+    });
+  }
+
+  /** A client SDP: processed now, or after its candidates are collected (no_*_trickle_ice). */
+  private async takeClientSdp(which: 'offer' | 'answer', sdp: SdpObject): Promise<void> {
+    const buffer = which === 'offer' ? this.opts.no_offer_trickle_ice : this.opts.no_answer_trickle_ice;
+    if (which === 'offer') this.offer = sdp;
+    if (sdp.trickle_ice && buffer) {
+      this.clientCollector = new CandidateCollector(this.trickleTimeoutMs, (candidates) => {
+        void this.queue.run(() => this.consolidateClientSdp(which, sdp, candidates)).catch((err) => this.failWith(err));
+      });
+      // Candidates that raced ahead of the SDP belong to this collection.
+      for (const c of this.pendingClientCandidates.splice(0)) this.clientCollector.add(c);
+      return;
+    }
+    await this.processClientSdp(which, sdp);
+  }
+
+  private async consolidateClientSdp(which: 'offer' | 'answer', sdp: SdpObject, candidates: CandidateInit[]): Promise<void> {
+    if (this.isStopped) return;
+    if (candidates.length + countCandidates(sdp.sdp) === 0) {
+      await this.stop('no_ice_candidates');
+      return;
+    }
+    const full: SdpObject = { ...sdp, sdp: insertCandidates(sdp.sdp, candidates), trickle_ice: false };
+    if (which === 'offer') this.offer = full;
+    await this.processClientSdp(which, full);
+  }
+
+  private async processClientSdp(which: 'offer' | 'answer', sdp: SdpObject): Promise<void> {
+    const ep = this.requireEndpoint();
+    if (which === 'offer') {
+      const answerSdp = await this.engineCall(() => this.env.engine.processOffer(ep, sdp.sdp));
+      this.remoteSet = true;
+      await this.flushClientCandidates();
+      // The answer object echoes the client's offer object with our fields (reference §2.1).
+      const answer: SdpObject = { ...sdp, sdp: stripCandidates(answerSdp), sdp_type: 'webrtc', trickle_ice: true, backend: BACKEND };
+      await this.announceBackendSdp('answer', answer);
+    } else {
+      await this.engineCall(() => this.env.engine.processAnswer(ep, sdp.sdp));
+      this.remoteSet = true;
+      await this.flushClientCandidates();
+      await this.answerSet(sdp);
+    }
+  }
+
+  private async makeOffer(): Promise<void> {
+    if ((this.opts.sdp_type ?? 'webrtc') !== 'webrtc') throw new ApiError('not_implemented', 'sdp_type "rtp"');
+    const ep = this.requireEndpoint();
+    const sdp = await this.engineCall(() => this.env.engine.generateOffer(ep, { audio: true, video: true, data: true }));
+    const offer: SdpObject = { sdp: stripCandidates(sdp), sdp_type: 'webrtc', trickle_ice: true, backend: BACKEND };
+    await this.announceBackendSdp('offer', offer);
+  }
+
+  /** Our SDP: announced at once with trickled candidates, or held until gathering is complete. */
+  private async announceBackendSdp(which: 'offer' | 'answer', sdp: SdpObject): Promise<void> {
+    const buffer = which === 'offer' ? this.opts.no_offer_trickle_ice : this.opts.no_answer_trickle_ice;
+    const ep = this.requireEndpoint();
+    if (buffer) {
+      this.heldCandidateEvents = undefined;
+      this.backendCollector = new CandidateCollector(this.trickleTimeoutMs, (candidates) => {
+        void this.queue.run(async () => {
+          if (this.isStopped) return;
+          if (candidates.length === 0) { await this.stop('no_ice_candidates'); return; }
+          const full: SdpObject = { ...sdp, sdp: insertCandidates(sdp.sdp, candidates), trickle_ice: false };
+          await this.backendSdpReady(which, full);
+        }).catch((err) => this.failWith(err));
+      });
+      await this.engineCall(() => this.env.engine.gatherCandidates(ep));
+      return;
+    }
+    await this.backendSdpReady(which, sdp);
+    // Candidates found so far were held so that the SDP is announced before them.
+    const held = this.heldCandidateEvents ?? [];
+    this.heldCandidateEvents = undefined;
+    for (const c of held) this.emitBackendCandidate(c);
+    await this.engineCall(() => this.env.engine.gatherCandidates(ep));
+  }
+
+  private async backendSdpReady(which: 'offer' | 'answer', sdp: SdpObject): Promise<void> {
+    if (which === 'offer') {
+      this.offer = sdp;
+      this.state = 'wait_answer';
+      this.offerReady.resolve(sdp);
+    } else {
+      await this.answerSet(sdp);
+    }
+  }
+
+  /** The session has both SDPs: announce, re-arm the timer and wire the type. */
+  private async answerSet(answer: SdpObject): Promise<void> {
+    this.answer = answer;
+    this.state = 'ready';
+    if (this.role === 'offeree') this.offerReady.resolve(this.offer!);
+    this.answerReady.resolve(answer);
+    this.armTimer(this.opts.ready_timeout ?? 86400, 'ready');
+    const master = this.masterId ? this.env.registry.lookup(this.masterId) : undefined;
+    if (this.opts.set_master_answer && master) {
+      master.setAnswer(answer).catch((err) => void master.failWith(err));
+    } else {
+      this.emit('answer', { answer });
+    }
+    await this.applyType();
+  }
+
+  // ---- candidates ----------------------------------------------------------------------------
+
+  /** A client candidate (API `set_candidate`). */
+  async addClientCandidate(c: CandidateInit): Promise<void> {
+    this.assertLive();
+    if (this.clientCollector) { this.clientCollector.add(c); return; }
+    if (!this.remoteSet) { this.pendingClientCandidates.push(c); return; }
+    const ep = this.requireEndpoint();
+    await this.engineCall(() => this.env.engine.addIceCandidate(ep, c));
+  }
+
+  /** The client's end of candidates (API `set_candidate_end`). */
+  clientCandidatesEnd(): void {
+    this.assertLive();
+    this.clientCollector?.end();
+  }
+
+  private async flushClientCandidates(): Promise<void> {
+    const ep = this.requireEndpoint();
+    for (const c of this.pendingClientCandidates.splice(0)) {
+      await this.env.engine.addIceCandidate(ep, c).catch((err) => this.env.log.debug({ session: this.id, err: String(err) }, 'candidate refused'));
+    }
+  }
+
+  private emitBackendCandidate(c: CandidateInit | 'end'): void {
+    if (c === 'end') this.emit('candidate_end', {});
+    else this.emit('candidate', { sdpMid: c.sdpMid ?? '', sdpMLineIndex: c.sdpMLineIndex, candidate: c.candidate });
+  }
+
+  // ---- engine events -------------------------------------------------------------------------
+
+  onEngineEvent(ev: EngineEvent): void {
+    if (this.isStopped) return;
+    switch (ev.type) {
+      case 'ice_candidate':
+        if (this.backendCollector) this.backendCollector.add(ev.candidate);
+        else if (this.heldCandidateEvents) this.heldCandidateEvents.push(ev.candidate);
+        else this.emitBackendCandidate(ev.candidate);
+        break;
+      case 'ice_gathering_done':
+        if (this.backendCollector) this.backendCollector.end();
+        else if (this.heldCandidateEvents) this.heldCandidateEvents.push('end');
+        else this.emitBackendCandidate('end');
+        break;
+      case 'connection_state': {
+        const wasUp = this.connection === 'connected';
+        this.connection = ev.state;
+        const up = ev.state === 'connected';
+        if (up !== wasUp) this.emit('info', { info: 'webrtc', status: up ? 'up' : 'down' });
+        break;
+      }
+      case 'media_flow':
+        (ev.direction === 'in' ? this.mediaIn : this.mediaOut).set(ev.media, ev.state);
+        this.emit('info', { info: 'media', direction: ev.direction, media: ev.media, status: ev.state });
+        break;
+      case 'error':
+        this.env.log.warn({ session: this.id, message: ev.message }, 'engine element error');
+        break;
+    }
+  }
+
+  // ---- type and media ------------------------------------------------------------------------
+
+  /** Wires the current type (park: the endpoint is cut off from everything). */
+  private async applyType(): Promise<void> {
+    if (this.isStopped) return;
+    // Only park exists so far: nothing flows to or from the endpoint.
+    this.emit('type', { type: this.type, ...this.typeExt });
+  }
+
+  setType(type: SessionType): Promise<Record<string, unknown>> {
+    return this.queue.run(async () => {
+      this.assertLive();
+      if (type !== 'park') throw new ApiError('not_implemented', `type "${type}"`);
+      this.type = type;
+      this.typeExt = {};
+      if (this.answer) await this.applyType();
+      return { ...this.typeExt };
+    });
+  }
+
+  updateMedia(update: { mute_audio?: boolean; mute_video?: boolean; mute_data?: boolean; bitrate?: number }): Promise<void> {
+    return this.queue.run(async () => {
+      this.assertLive();
+      if (update.mute_audio !== undefined) this.mute.audio = update.mute_audio;
+      if (update.mute_video !== undefined) this.mute.video = update.mute_video;
+      if (update.mute_data !== undefined) this.mute.data = update.mute_data;
+      if (update.bitrate !== undefined) this.bitrate = update.bitrate;
+      // In park the uplink is already cut, so a mute changes no wiring yet.
+    });
+  }
+
+  async stats(): Promise<Record<string, unknown>> {
+    this.assertLive();
+    if (!this.endpoint) return { connection_state: this.connection, inbound: {}, outbound: {} };
+    const s = await this.env.engine.getStats(this.endpoint);
+    return { connection_state: s.connectionState, inbound: s.inbound, outbound: s.outbound };
+  }
+
+  // ---- reporting -----------------------------------------------------------------------------
+
+  status(): Record<string, unknown> {
+    const flows = (m: Map<MediaKind, string>) => Object.fromEntries(m);
+    return {
+      state: this.state,
+      webrtc_ready: this.connection === 'connected',
+      connection_state: this.connection,
+      mute_audio: this.mute.audio,
+      mute_video: this.mute.video,
+      mute_data: this.mute.data,
+      ...(this.bitrate !== undefined ? { bitrate: this.bitrate } : {}),
+      media_in: flows(this.mediaIn),
+      media_out: flows(this.mediaOut),
+    };
+  }
+
+  info(): Record<string, unknown> {
+    const o = this.opts;
+    const info: Record<string, unknown> = {
+      session_id: this.id,
+      type: this.type,
+      type_ext: { ...this.typeExt },
+      backend: BACKEND,
+      backend_role: this.role,
+      user_id: this.owner.user,
+      user_session: this.owner.connId,
+      status: this.status(),
+      sdp_type: o.sdp_type ?? this.offer?.sdp_type ?? 'webrtc',
+      no_offer_trickle_ice: o.no_offer_trickle_ice ?? false,
+      no_answer_trickle_ice: o.no_answer_trickle_ice ?? false,
+      trickle_ice_timeout: this.trickleTimeoutMs,
+      set_master_answer: o.set_master_answer ?? false,
+      stop_after_peer: this.stopAfterPeer,
+      wait_timeout: o.wait_timeout ?? 60,
+      ready_timeout: o.ready_timeout ?? 86400,
+      mute_audio: this.mute.audio,
+      mute_video: this.mute.video,
+      mute_data: this.mute.data,
+      start_time: Math.floor(this.startTime / 1000),
+    };
+    const optional: Record<string, unknown> = {
+      offer: this.offer, answer: this.answer, master_id: this.masterId,
+      slave_id: [...this.slaveIds].pop(), bitrate: this.bitrate,
+      session_meta: o.session_meta, session_events: o.session_events, session_events_body: o.session_events_body,
+      stop_time: this.stopTime !== undefined ? Math.floor(this.stopTime / 1000) : undefined,
+      ...this.typeExt,
+    };
+    for (const [k, v] of Object.entries(optional)) if (v !== undefined) info[k] = v;
+    return info;
+  }
+
+  // ---- helpers -------------------------------------------------------------------------------
+
+  private emit(type: string, body: Record<string, unknown>): void {
+    const directTypes = this.opts.session_events;
+    const direct = directTypes && this.owner.subscriber && directTypes.includes(type)
+      ? { to: this.owner.subscriber, body: this.opts.session_events_body } : undefined;
+    this.env.bus.publish({ class: 'media', subclass: 'session', type, obj_id: this.id, body, owner: this.owner.user }, direct);
+  }
+
+  private armTimer(seconds: number, which: 'wait' | 'ready'): void {
+    clearTimeout(this.timer);
+    // Node timers overflow past ~24.8 days; longer timeouts are clamped (a day is the default).
+    const ms = Math.min(seconds * 1000, 2 ** 31 - 1);
+    this.timer = setTimeout(() => {
+      this.env.log.info({ session: this.id, which }, 'session timer expired');
+      void this.stop('session_timeout');
+    }, ms);
+  }
+
+  /** Keeps an element created by the engine, or releases it if the session stopped meanwhile. */
+  private async own(p: Promise<ElementId>): Promise<ElementId> {
+    const id = await p;
+    if (this.isStopped) {
+      await this.env.engine.release(id).catch(() => undefined);
+      throw new ApiError('session_stopped');
+    }
+    return id;
+  }
+
+  private async engineCall<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      const r = await call();
+      if (this.isStopped) throw new ApiError('session_stopped');
+      return r;
+    } catch (err) {
+      if (err instanceof EngineError) {
+        if (err.kind === 'invalid_sdp') throw new ApiError('invalid_sdp', err.message);
+        if (err.kind === 'invalid_candidate') throw new ApiError('invalid_value', `candidate: ${err.message}`);
+        throw new ApiError('media_error', err.message);
+      }
+      throw err;
+    }
+  }
+
+  private requireEndpoint(): ElementId {
+    if (!this.endpoint) throw new ApiError('session_stopped');
+    return this.endpoint;
+  }
+
+  private assertLive(): void {
+    if (this.isStopped) throw new ApiError('session_not_found');
+  }
+
+  /** An error during the session's own steps stops it with that error as the reason. */
+  async failWith(err: unknown): Promise<void> {
+    if (this.isStopped) return;
+    if (err instanceof ApiError) {
+      if (err.term !== 'session_stopped') await this.stop(err.term, err.detail);
+      return;
+    }
+    this.env.log.error({ session: this.id, err }, 'session failed');
+    await this.stop('session_failed');
+  }
+}
