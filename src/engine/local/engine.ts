@@ -11,6 +11,8 @@ import { WebRtcEndpoint } from './webrtc-endpoint.js';
 import { sharedCertificate } from './certificate.js';
 import { candidateRewriter } from './candidates.js';
 
+const NO_STUN = 'stun:127.0.0.1:9';
+
 export interface LocalEngineOptions {
   /** Inclusive UDP port range for ICE; unset = any free port. */
   portRange?: [number, number];
@@ -32,6 +34,8 @@ export class LocalEngine implements MediaEngine {
   private peerConfig?: RTCPeerConnectionConfig;
   private readonly rewrite: (c: string) => string[];
 
+  private get hasIceServers(): boolean { return this.opts.stunServers.length + this.opts.turnServers.length > 0; }
+
   constructor(private readonly opts: LocalEngineOptions) {
     this.rewrite = candidateRewriter(opts.announcedAddresses);
   }
@@ -42,14 +46,16 @@ export class LocalEngine implements MediaEngine {
     const video = (o.videoCodecs ?? ['vp8', 'h264']).map((c) => (c === 'vp8' ? useVP8() : useH264()));
     this.peerConfig = {
       codecs: { audio: [useOPUS()], video },
-      iceServers: [
-        ...o.stunServers.map((urls) => ({ urls })),
-        ...o.turnServers,
-      ],
+      // werift falls back to a public STUN server when given none; a dead loopback one with a
+      // zero wait stands in for "none" (and is removed before gathering, see WebRtcEndpoint).
+      iceServers: this.hasIceServers ? [...o.stunServers.map((urls) => ({ urls })), ...o.turnServers] : [{ urls: NO_STUN }],
+      iceStunGatherTimeout: this.hasIceServers ? o.gatherTimeoutMs / 1000 : 0,
       iceUseIpv4: o.useInterfaces,
       iceUseIpv6: false,
       iceAdditionalHostAddresses: o.includeLoopback ? ['127.0.0.1'] : undefined,
-      iceStunGatherTimeout: o.gatherTimeoutMs / 1000,
+      ...(o.useInterfaces ? {} : { iceInterfaceAddresses: { udp4: '127.0.0.1' } }),
+      // One transport per connection (browsers bundle too): one socket instead of one per m-line.
+      bundlePolicy: 'max-bundle',
       icePortRange: o.portRange,
       // One certificate for all endpoints: generating one per connection dominated setup time.
       certificates: [await sharedCertificate()],
@@ -72,7 +78,7 @@ export class LocalEngine implements MediaEngine {
 
   async createWebRtcEndpoint(opts: { tag: string }): Promise<ElementId> {
     const id = `webrtc-${randomUUID()}`;
-    const ep = new WebRtcEndpoint(id, opts.tag, await this.config(), this.emit, this.rewrite);
+    const ep = new WebRtcEndpoint(id, opts.tag, await this.config(), this.emit, this.rewrite, !this.hasIceServers);
     this.elements.set(id, ep);
     this.flowTimer ??= setInterval(() => this.checkFlows(), 500);
     this.flowTimer.unref();

@@ -26,6 +26,7 @@ export class WebRtcEndpoint extends Element {
     config: RTCPeerConnectionConfig,
     private readonly emit: (ev: EngineEvent) => void,
     private readonly rewriteCandidate: (c: string) => string[],
+    private readonly noStun: boolean,
   ) {
     super(id, tag);
     this.pc = new RTCPeerConnection(config);
@@ -86,6 +87,17 @@ export class WebRtcEndpoint extends Element {
 
   // ---- SDP -----------------------------------------------------------------------------------
 
+  /**
+   * With no STUN server configured, werift still queries its stand-in one; clearing it on the
+   * ICE connections before gathering means no STUN packet leaves at all. (werift internals:
+   * if they change, the stand-in's zero wait still keeps gathering instant.)
+   */
+  private dropStandInStun(): void {
+    if (!this.noStun) return;
+    const transports = (this.pc as unknown as { iceTransports?: { connection?: { stunServer?: unknown } }[] }).iceTransports ?? [];
+    for (const t of transports) if (t.connection && 'stunServer' in t.connection) t.connection.stunServer = undefined;
+  }
+
   async processOffer(sdp: string): Promise<string> {
     try {
       await this.pc.setRemoteDescription({ type: 'offer', sdp });
@@ -94,6 +106,7 @@ export class WebRtcEndpoint extends Element {
     }
     // Every accepted m-line is sendrecv, so a later type switch needs no renegotiation.
     for (const t of this.pc.getTransceivers()) if (t.direction !== 'inactive') t.setDirection('sendrecv');
+    this.dropStandInStun();
     const answer = await this.pc.createAnswer();
     await this.pc.setLocalDescription(answer);
     return this.pc.localDescription!.sdp;
@@ -104,6 +117,7 @@ export class WebRtcEndpoint extends Element {
     if (opts.video) this.pc.addTransceiver('video', { direction: 'sendrecv' });
     if (opts.data) this.addDataChannel(this.pc.createDataChannel('nkmedia'));
     const offer = await this.pc.createOffer();
+    this.dropStandInStun();
     await this.pc.setLocalDescription(offer);
     return this.pc.localDescription!.sdp;
   }
