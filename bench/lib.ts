@@ -1,0 +1,47 @@
+// Benchmark helpers: a server in its own process (so its CPU and memory are its own), stats.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+export interface ServerProcess { url: string; pid: number; child: ChildProcess; stop(): Promise<void> }
+
+/** Starts `nkmedia serve` (compiled) on a free port, loopback-only ICE. */
+export async function spawnServer(extraArgs: string[] = []): Promise<ServerProcess> {
+  const child = spawn(process.execPath, ['--expose-gc', 'bin/nkmedia.mjs', 'serve', '--port', '0', '--ice-loopback-only', '--log-level', 'warn', ...extraArgs], {
+    cwd: root, stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on (ws:\/\/\S+)/.exec(out);
+      if (m) resolve(m[1]!);
+    });
+    child.once('exit', (code) => reject(new Error(`server exited (${code}): ${out}`)));
+  });
+  return {
+    url, pid: child.pid!, child,
+    stop: () => new Promise((r) => { child.once('exit', () => r()); child.kill('SIGTERM'); }),
+  };
+}
+
+/** Resident memory of a process, in bytes (Linux). */
+export function rssOf(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m![1]) * 1024;
+}
+
+/** CPU time (user+system) of a process, in microseconds (Linux, clock ticks of 10 ms). */
+export function cpuOf(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10_000;
+}
+
+export function quantile(values: number[], q: number): number {
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))]!;
+}
+
+export const fmt = (n: number, digits = 1) => n.toFixed(digits);
