@@ -71,7 +71,8 @@ const setType: Handler = async (ctx, data) => {
   if (req.type === 'listen' && !req.publisher_id) throw new ApiError('missing_field', 'publisher_id');
   if (req.type === 'play' && !req.uri) throw new ApiError('missing_field', 'uri');
   if ((FOREIGN_TYPES as readonly string[]).includes(req.type)) throw new ApiError('not_implemented', `type "${req.type}" (not a Kurento-backend type)`);
-  return s.setType(req.type as SessionType);
+  const peer = req.type === 'bridge' ? ctx.services.sessions.getFor(req.peer_id!, ctx.caller, 'unknown_peer') : undefined;
+  return s.setType(req.type as SessionType, { peer });
 };
 
 const notYet = (cmd: string, schema: z.ZodObject, what: string): Handler => async (ctx, data) => {

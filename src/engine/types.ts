@@ -64,6 +64,10 @@ export interface MediaEngine {
   /** Media of `kind` (all kinds when omitted) flows from source to sink; replaces the sink's source. */
   connect(source: ElementId, sink: ElementId, kind?: MediaKind): Promise<void>;
   disconnect(source: ElementId, sink: ElementId, kind?: MediaKind): Promise<void>;
+  /** Asks the media's origin for a video keyframe (merged per source, see DESIGN.md). */
+  requestKeyframe(element: ElementId): Promise<void>;
+  /** Limits what the endpoint's client sends to us (REMB toward it); null lifts the limit. */
+  setMaxBitrate(endpoint: ElementId, bitsPerSecond: number | null): Promise<void>;
   getStats(element: ElementId): Promise<ElementStats>;
   release(element: ElementId): Promise<void>;
   /** Engine-wide counters for leak checks and monitoring. */

@@ -41,7 +41,11 @@ export class SessionManager implements SessionRegistry {
     if (req.type === 'listen' && !req.publisher_id) throw new ApiError('missing_field', 'publisher_id');
     if (req.type === 'play' && !req.uri) throw new ApiError('missing_field', 'uri');
     if ((FOREIGN_TYPES as readonly string[]).includes(req.type)) throw new ApiError('not_implemented', `type "${req.type}" (not a Kurento-backend type)`);
-    if (req.type !== 'park') throw new ApiError('not_implemented', `type "${req.type}"`);
+    if (req.type !== 'park' && req.type !== 'echo' && req.type !== 'bridge') throw new ApiError('not_implemented', `type "${req.type}"`);
+    if (req.type === 'bridge') {
+      if (req.peer_id === id) throw new ApiError('invalid_value', 'peer_id: a session cannot bridge with itself');
+      this.getFor(req.peer_id!, caller, 'unknown_peer');
+    }
     const sdpType = req.offer ? (req.offer.sdp_type ?? 'webrtc') : (req.sdp_type ?? 'webrtc');
     if (sdpType !== 'webrtc') throw new ApiError('not_implemented', 'sdp_type "rtp"');
     if (req.offer) checkWebRtcSdp(req.offer.sdp);

@@ -6,7 +6,7 @@ import { ApiError, stopReason, type ErrorTerm } from '../protocol/errors.js';
 import { checkWebRtcSdp, countCandidates, insertCandidates, stripCandidates, type CandidateInit } from '../protocol/sdp.js';
 import type { CreateRequest, SdpObject, SessionType } from '../protocol/session-schemas.js';
 import type { ConnectionState, ElementId, EngineEvent, MediaEngine, MediaKind } from '../engine/types.js';
-import { EngineError } from '../engine/types.js';
+import { EngineError, MEDIA_KINDS } from '../engine/types.js';
 import type { EventBus, Subscriber } from '../events/bus.js';
 import { CandidateCollector } from './candidate-collector.js';
 import { deferred, SerialQueue, withTimeout, type Deferred } from '../util/deferred.js';
@@ -60,7 +60,10 @@ export class Session {
   stopTime?: number;
 
   private endpoint?: ElementId;
-  private proxy?: ElementId;
+  /** What this session's client sends, for every consumer (echo, bridge peer, ...). */
+  proxy?: ElementId;
+  /** The element currently feeding our endpoint (what our client hears and sees). */
+  private downSource?: ElementId;
   private remoteSet = false;
   private readonly pendingClientCandidates: CandidateInit[] = [];
   private clientCollector?: CandidateCollector;
@@ -89,6 +92,8 @@ export class Session {
     this.role = opts.offer ? 'offeree' : 'offerer';
     this.mute = { audio: opts.mute_audio ?? false, video: opts.mute_video ?? false, data: opts.mute_data ?? false };
     this.bitrate = opts.bitrate;
+    this.type = opts.type as SessionType;
+    if (opts.type === 'bridge') this.typeExt = { peer_id: opts.peer_id };
   }
 
   get isStopped(): boolean { return this.state === 'stopped'; }
@@ -111,6 +116,13 @@ export class Session {
       try {
         this.proxy = await this.own(this.env.engine.createPassThrough({ tag: this.tag }));
         this.endpoint = await this.own(this.env.engine.createWebRtcEndpoint({ tag: this.tag }));
+        await this.applyUplink();
+        if (this.bitrate) await this.env.engine.setMaxBitrate(this.endpoint, this.bitrate);
+        if (this.type === 'bridge') {
+          const peer = this.env.registry.lookup(String(this.typeExt.peer_id));
+          if (!peer || peer.isStopped) throw new ApiError('unknown_peer');
+          await peer.enterBridge(this);
+        }
         if (this.role === 'offeree') await this.takeClientSdp('offer', { ...this.opts.offer! });
         else await this.makeOffer();
       } catch (err) {
@@ -151,6 +163,7 @@ export class Session {
     for (const peerId of [this.masterId, ...this.slaveIds]) {
       if (peerId) void this.env.registry.lookup(peerId)?.peerStopped(this.id);
     }
+    this.leaveType();
     const elements = [this.endpoint, this.proxy].filter((e): e is string => e !== undefined);
     this.endpoint = undefined;
     this.proxy = undefined;
@@ -351,20 +364,85 @@ export class Session {
 
   // ---- type and media ------------------------------------------------------------------------
 
-  /** Wires the current type (park: the endpoint is cut off from everything). */
+  /**
+   * Wires the current type's downlink (reference §6.3, with SPEC.md's fixes): park hears
+   * nothing, echo hears itself, bridge hears its peer. The uplink (endpoint → proxy) is always
+   * connected for every media not muted, so muting is global and independent of the type.
+   */
   private async applyType(): Promise<void> {
-    if (this.isStopped) return;
-    // Only park exists so far: nothing flows to or from the endpoint.
+    if (this.isStopped || !this.answer) return;
+    let source: ElementId | undefined;
+    if (this.type === 'echo') source = this.proxy;
+    else if (this.type === 'bridge') source = this.env.registry.lookup(String(this.typeExt.peer_id))?.proxy;
+    await this.setDownlink(source);
     this.emit('type', { type: this.type, ...this.typeExt });
   }
 
-  setType(type: SessionType): Promise<Record<string, unknown>> {
+  private async setDownlink(source: ElementId | undefined): Promise<void> {
+    const ep = this.endpoint;
+    if (!ep) return;
+    if (this.downSource === source) return;
+    if (this.downSource) await this.env.engine.disconnect(this.downSource, ep);
+    this.downSource = source;
+    // Connecting asks the new source for a keyframe at once (engine), so video resumes fast.
+    if (source) await this.env.engine.connect(source, ep);
+  }
+
+  private async applyUplink(): Promise<void> {
+    const { endpoint: ep, proxy } = this;
+    if (!ep || !proxy) return;
+    for (const kind of MEDIA_KINDS) {
+      if (this.mute[kind]) await this.env.engine.disconnect(ep, proxy, kind);
+      else await this.env.engine.connect(ep, proxy, kind);
+    }
+  }
+
+  /** Leaves the current type: a bridge peer is told (reference §4.2). */
+  private leaveType(): void {
+    if (this.type === 'bridge') {
+      const peer = this.env.registry.lookup(String(this.typeExt.peer_id));
+      this.typeExt = {};
+      void peer?.bridgeStopped(this.id);
+    }
+  }
+
+  /** Another session bridges with this one: this one leaves its type and hears that one. */
+  async enterBridge(other: Session): Promise<void> {
+    if (this.isStopped) return;
+    if (!(this.type === 'bridge' && this.typeExt.peer_id === other.id)) this.leaveType();
+    this.type = 'bridge';
+    this.typeExt = { peer_id: other.id };
+    await this.applyType();
+  }
+
+  /** Our bridge peer left: park (and say so), or stop with bridge_stop. */
+  private async bridgeStopped(peerId: string): Promise<void> {
+    if (this.isStopped || this.type !== 'bridge' || this.typeExt.peer_id !== peerId) return;
+    if (this.stopAfterPeer) { await this.stop('bridge_stop'); return; }
+    this.type = 'park';
+    this.typeExt = {};
+    await this.applyType();
+  }
+
+  /** `set_type`: tear the old wiring down, connect the new one; no SDP renegotiation. */
+  setType(type: SessionType, ext: { peer?: Session } = {}): Promise<Record<string, unknown>> {
     return this.queue.run(async () => {
       this.assertLive();
-      if (type !== 'park') throw new ApiError('not_implemented', `type "${type}"`);
-      this.type = type;
-      this.typeExt = {};
-      if (this.answer) await this.applyType();
+      if (type !== 'park' && type !== 'echo' && type !== 'bridge') throw new ApiError('not_implemented', `type "${type}"`);
+      if (type === 'bridge') {
+        const peer = ext.peer;
+        if (!peer || peer.isStopped) throw new ApiError('unknown_peer');
+        if (peer === this) throw new ApiError('invalid_value', 'peer_id: a session cannot bridge with itself');
+        if (!(this.type === 'bridge' && this.typeExt.peer_id === peer.id)) this.leaveType();
+        this.type = 'bridge';
+        this.typeExt = { peer_id: peer.id };
+        await peer.enterBridge(this);
+      } else {
+        this.leaveType();
+        this.type = type;
+        this.typeExt = {};
+      }
+      await this.applyType();
       return { ...this.typeExt };
     });
   }
@@ -375,8 +453,11 @@ export class Session {
       if (update.mute_audio !== undefined) this.mute.audio = update.mute_audio;
       if (update.mute_video !== undefined) this.mute.video = update.mute_video;
       if (update.mute_data !== undefined) this.mute.data = update.mute_data;
-      if (update.bitrate !== undefined) this.bitrate = update.bitrate;
-      // In park the uplink is already cut, so a mute changes no wiring yet.
+      await this.applyUplink();
+      if (update.bitrate !== undefined) {
+        this.bitrate = update.bitrate;
+        if (this.endpoint) await this.env.engine.setMaxBitrate(this.endpoint, update.bitrate === 0 ? null : update.bitrate);
+      }
     });
   }
 

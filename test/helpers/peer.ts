@@ -33,10 +33,20 @@ export function splitCandidates(sdp: string): { sdp: string; candidates: Candida
   return { sdp: kept.join('\r\n'), candidates };
 }
 
+/** One received RTP packet: who sent it (the tag in the first payload bytes) and its header. */
+export interface Rx { ssrc: number; seq: number; ts: number; tag: number; at: number }
+
 export class TestPeer {
   readonly pc = new RTCPeerConnection(PEER_CONFIG);
   readonly received = { audio: 0, video: 0 };
+  readonly rx: { audio: Rx[]; video: Rx[] } = { audio: [], video: [] };
   readonly messages: string[] = [];
+  /** Identifies this peer's media in the payloads it sends. */
+  readonly tag = Math.floor(Math.random() * 0xffffffff) >>> 0;
+  /** Keyframe requests (PLI) the server sent us. */
+  pliReceived = 0;
+  /** Bitrate limits (REMB) the server sent us, in bits per second. */
+  readonly rembReceived: number[] = [];
   audio?: RTCRtpTransceiver;
   video?: RTCRtpTransceiver;
   channel?: RTCDataChannel;
@@ -45,10 +55,37 @@ export class TestPeer {
   constructor() {
     this.pc.onTrack.subscribe((track) => {
       const kind = track.kind === 'audio' ? 'audio' : 'video';
-      track.onReceiveRtp.subscribe(() => { this.received[kind]++; });
+      track.onReceiveRtp.subscribe((rtp) => {
+        this.received[kind]++;
+        const tag = rtp.payload.length >= 4 ? rtp.payload.readUInt32BE(0) : -1;
+        this.rx[kind].push({ ssrc: rtp.header.ssrc, seq: rtp.header.sequenceNumber, ts: rtp.header.timestamp, tag, at: performance.now() });
+      });
     });
+    this.pc.onTransceiverAdded.subscribe((t) => this.watchSender(t));
     this.pc.onDataChannel.subscribe((dc) => this.watchChannel(dc));
   }
+
+  private watchSender(t: RTCRtpTransceiver): void {
+    // werift routes a PLI by its sender SSRC first, so it may reach the receiver rather than
+    // the sender it is about: watch both, and count it once by its media SSRC.
+    const seen = this.seenRtcp;
+    const onRtcp = (rtcp: unknown) => {
+      if (seen.has(rtcp as object)) return;
+      seen.add(rtcp as object);
+      const fb = (rtcp as { feedback?: { count?: number; uniqueID?: string; bitrate?: bigint; mediaSsrc?: number } }).feedback;
+      if (!fb) return;
+      if (fb.uniqueID === 'REMB' && fb.bitrate !== undefined) this.rembReceived.push(Number(fb.bitrate));
+      else if (fb.count === 1 && (rtcp as { type?: number }).type === 206 && this.pc.getTransceivers().some((x) => x.sender.ssrc === fb.mediaSsrc)) this.pliReceived++;
+    };
+    t.sender.onRtcp.subscribe(onRtcp);
+    t.receiver.onRtcp.subscribe(onRtcp);
+  }
+  private readonly seenRtcp = new WeakSet<object>();
+
+  /** Packets received from the peer tagged `tag` (ours, in an echo). */
+  from(kind: 'audio' | 'video', tag: number): Rx[] { return this.rx[kind].filter((r) => r.tag === tag); }
+
+  send(message: string): void { this.channel?.send(message); }
 
   private watchChannel(dc: RTCDataChannel): void {
     this.channel ??= dc;
@@ -112,7 +149,9 @@ export class TestPeer {
         const codec = t?.sender.codec;
         if (!t || !codec) continue;
         const header = new RtpHeader({ payloadType: codec.payloadType, sequenceNumber: seq, timestamp: ts, ssrc: t.sender.ssrc, marker: true });
-        void t.sender.sendRtp(new RtpPacket(header, Buffer.alloc(120, t.kind === 'audio' ? 0x11 : 0x22))).catch(() => undefined);
+        const payload = Buffer.alloc(120, t.kind === 'audio' ? 0x11 : 0x22);
+        payload.writeUInt32BE(this.tag, 0);
+        void t.sender.sendRtp(new RtpPacket(header, payload)).catch(() => undefined);
       }
     }, 20);
   }

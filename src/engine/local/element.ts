@@ -3,8 +3,12 @@
 import type { RtpPacket } from 'werift';
 import type { ElementId, MediaKind } from '../types.js';
 
+export interface CodecInfo { mimeType: string; clockRate: number }
+
 /** What travels between elements: RTP for audio/video, messages for data. */
-export type MediaUnit = { kind: 'audio' | 'video'; rtp: RtpPacket } | { kind: 'data'; message: string | Buffer };
+export type MediaUnit =
+  | { kind: 'audio' | 'video'; rtp: RtpPacket; codec: CodecInfo; origin: ElementId }
+  | { kind: 'data'; message: string | Buffer; origin: ElementId };
 
 export abstract class Element {
   readonly sources = new Map<MediaKind, Element>();
@@ -21,8 +25,19 @@ export abstract class Element {
     for (const sink of this.sinks[unit.kind]) sink.accept(unit);
   }
 
-  /** Called when a new source is connected for `kind` (keyframe requests go here later). */
-  sourceChanged(_kind: MediaKind): void {}
+  /**
+   * A keyframe is wanted downstream: by default the request travels up the video source chain
+   * to the element where the video originates. `urgent` marks a new sink (a switch), which
+   * should see a picture fast; other requests are merged more strongly.
+   */
+  requestKeyframe(urgent: boolean): void {
+    this.sources.get('video')?.requestKeyframe(urgent);
+  }
+
+  /** A new source was connected for `kind`: a video sink needs a keyframe from it at once. */
+  sourceChanged(kind: MediaKind): void {
+    if (kind === 'video') this.requestKeyframe(true);
+  }
 
   release(): Promise<void> {
     this.released = true;

@@ -111,14 +111,20 @@ export class LocalEngine implements MediaEngine {
   }
 
   async disconnect(sourceId: ElementId, sinkId: ElementId, kind?: MediaKind): Promise<void> {
-    const source = this.get(sourceId);
-    const sink = this.get(sinkId);
+    // Either side may already be gone (a released peer): then there is nothing to cut.
+    const source = this.elements.get(sourceId);
+    const sink = this.elements.get(sinkId);
+    if (!source || !sink) return;
     for (const k of kind ? [kind] : MEDIA_KINDS) {
       if (sink.sources.get(k) !== source) continue;
       sink.sources.delete(k);
       source.sinks[k].delete(sink);
     }
   }
+
+  async requestKeyframe(id: ElementId): Promise<void> { this.get(id).requestKeyframe(true); }
+
+  async setMaxBitrate(id: ElementId, bps: number | null): Promise<void> { this.get(id, WebRtcEndpoint).setMaxBitrate(bps); }
 
   async getStats(id: ElementId): Promise<ElementStats> {
     const ep = this.get(id, WebRtcEndpoint);

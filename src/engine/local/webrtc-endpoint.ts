@@ -1,11 +1,20 @@
 // Kurento's WebRtcEndpoint on werift: ICE, DTLS, SRTP and SCTP toward one client. Media the
 // client sends goes to this element's sinks; media from its sources goes to the client.
-import { RTCPeerConnection, type RTCDataChannel, type RTCPeerConnectionConfig, type RTCRtpTransceiver } from 'werift';
+import {
+  ReceiverEstimatedMaxBitrate, RTCPeerConnection, RtcpPayloadSpecificFeedback,
+  type RTCDataChannel, type RTCPeerConnectionConfig, type RTCRtpReceiver, type RTCRtpTransceiver,
+} from 'werift';
 import { EngineError, type ConnectionState, type EngineEvent, type IceCandidateInit, type MediaKind, type MediaStats, type OfferOptions } from '../types.js';
-import { Element, type MediaUnit } from './element.js';
+import { Element, type CodecInfo, type MediaUnit } from './element.js';
 
 /** No packet for this long marks a flow "down". */
 export const FLOW_DOWN_MS = 2000;
+/** Keyframe requests to one client: at most one per second, one per 300 ms for new sinks. */
+export const KEYFRAME_INTERVAL_MS = 1000;
+export const URGENT_KEYFRAME_INTERVAL_MS = 300;
+const REMB_INTERVAL_MS = 1000;
+
+interface OutStream { key?: string; lastSentAt: number; mismatchLogged?: boolean }
 
 interface Flow extends MediaStats { lastAt: number; up: boolean }
 const newFlow = (): Flow => ({ packets: 0, bytes: 0, lastAt: 0, up: false });
@@ -19,6 +28,14 @@ export class WebRtcEndpoint extends Element {
   private readonly dataChannels = new Set<RTCDataChannel>();
   readonly inbound: Record<MediaKind, Flow> = { audio: newFlow(), video: newFlow(), data: newFlow() };
   readonly outbound: Record<MediaKind, Flow> = { audio: newFlow(), video: newFlow(), data: newFlow() };
+  private readonly out: Record<'audio' | 'video', OutStream> = { audio: { lastSentAt: 0 }, video: { lastSentAt: 0 } };
+  /** Where the client's video comes in, for keyframe requests (PLI). */
+  private videoIn?: { receiver: RTCRtpReceiver; ssrc: number };
+  private lastKeyframeRequest = -Infinity;
+  private keyframeTimer?: NodeJS.Timeout;
+  keyframeRequestsSent = 0;
+  private maxBitrate: number | null = null;
+  private rembTimer?: NodeJS.Timeout;
 
   constructor(
     id: string,
@@ -43,21 +60,76 @@ export class WebRtcEndpoint extends Element {
     });
     this.pc.onTrack.subscribe((track) => {
       const kind = track.kind === 'audio' ? 'audio' : 'video';
+      const transceiver = this.pc.getTransceivers().find((t) => t.receiver.tracks.includes(track));
+      if (!transceiver) return;
+      const codecs = new Map<number, CodecInfo>();
+      for (const c of transceiver.codecs) codecs.set(c.payloadType!, { mimeType: c.mimeType.toLowerCase(), clockRate: c.clockRate });
       track.onReceiveRtp.subscribe((rtp) => {
+        const codec = codecs.get(rtp.header.payloadType);
+        if (!codec) return; // not a negotiated payload type (RTX and RED are undone by werift)
         this.count(this.inbound[kind], 'in', kind, rtp.serializeSize);
-        this.forward({ kind, rtp });
+        if (kind === 'video' && this.videoIn?.ssrc !== rtp.header.ssrc) this.videoIn = { receiver: transceiver.receiver, ssrc: rtp.header.ssrc };
+        this.forward({ kind, rtp, codec, origin: this.id });
       });
     });
+    for (const t of this.pc.getTransceivers()) this.watchSender(t);
+    this.pc.onTransceiverAdded.subscribe((t) => this.watchSender(t));
     this.pc.onDataChannel.subscribe((dc) => this.addDataChannel(dc));
   }
 
   get connectionState(): ConnectionState { return this.state; }
 
+  /** The client asks us for a keyframe: the request travels to where our video comes from. */
+  private watchSender(t: RTCRtpTransceiver): void {
+    t.sender.onPictureLossIndication.subscribe(() => this.sources.get('video')?.requestKeyframe(false));
+  }
+
+  /** A PLI to our client, merged: immediate if the last one is old enough, else deferred. */
+  override requestKeyframe(urgent: boolean): void {
+    if (this.released || this.keyframeTimer) return;
+    const wait = this.lastKeyframeRequest + (urgent ? URGENT_KEYFRAME_INTERVAL_MS : KEYFRAME_INTERVAL_MS) - performance.now();
+    if (wait <= 0) { this.sendKeyframeRequest(); return; }
+    this.keyframeTimer = setTimeout(() => { this.keyframeTimer = undefined; this.sendKeyframeRequest(); }, wait);
+  }
+
+  private sendKeyframeRequest(): void {
+    if (this.released || !this.videoIn) return;
+    this.lastKeyframeRequest = performance.now();
+    this.keyframeRequestsSent++;
+    this.videoIn.receiver.sendRtcpPLI(this.videoIn.ssrc).catch(() => undefined);
+  }
+
+  /** REMB toward the client every second while a limit is set. */
+  setMaxBitrate(bps: number | null): void {
+    this.maxBitrate = bps;
+    clearInterval(this.rembTimer);
+    this.rembTimer = undefined;
+    if (bps === null) return;
+    this.sendRemb();
+    this.rembTimer = setInterval(() => this.sendRemb(), REMB_INTERVAL_MS);
+  }
+
+  private sendRemb(): void {
+    if (this.released || this.maxBitrate === null || this.state !== 'connected') return;
+    const ssrcs = [...new Set(this.pc.getTransceivers().flatMap((t) => t.receiver.tracks.map((tr) => tr.ssrc)).filter((x): x is number => x !== undefined))];
+    const receiver = this.pc.getTransceivers()[0]?.receiver;
+    if (!receiver || ssrcs.length === 0) return;
+    // REMB carries the bitrate as an 18-bit mantissa and a 6-bit exponent.
+    let mantissa = Math.max(0, Math.floor(this.maxBitrate));
+    let exp = 0;
+    while (mantissa > 0x3ffff) { mantissa >>>= 1; exp++; }
+    const remb = new ReceiverEstimatedMaxBitrate({
+      senderSsrc: receiver.rtcpSsrc, mediaSsrc: 0, ssrcNum: ssrcs.length, brExp: exp, brMantissa: mantissa,
+      bitrate: BigInt(mantissa) << BigInt(exp), ssrcFeedbacks: ssrcs,
+    });
+    receiver.dtlsTransport?.sendRtcp([new RtcpPayloadSpecificFeedback({ feedback: remb })]).catch(() => undefined);
+  }
+
   private addDataChannel(dc: RTCDataChannel): void {
     this.dataChannels.add(dc);
     dc.onMessage.subscribe((message) => {
       this.count(this.inbound.data, 'in', 'data', typeof message === 'string' ? Buffer.byteLength(message) : message.length);
-      this.forward({ kind: 'data', message });
+      this.forward({ kind: 'data', message, origin: this.id });
     });
     dc.stateChanged.subscribe((s) => { if (s === 'closed') this.dataChannels.delete(dc); });
   }
@@ -167,22 +239,53 @@ export class WebRtcEndpoint extends Element {
 
   accept(unit: MediaUnit): void {
     if (this.released || this.state !== 'connected') return;
-    if (unit.kind === 'data') {
-      for (const dc of this.dataChannels) {
-        if (dc.readyState !== 'open') continue;
-        dc.send(unit.message);
-        this.count(this.outbound.data, 'out', 'data', typeof unit.message === 'string' ? Buffer.byteLength(unit.message) : unit.message.length);
+    if (unit.kind !== 'data') { this.sendMedia(unit); return; }
+    for (const dc of this.dataChannels) {
+      if (dc.readyState !== 'open') continue;
+      dc.send(unit.message);
+      this.count(this.outbound.data, 'out', 'data', typeof unit.message === 'string' ? Buffer.byteLength(unit.message) : unit.message.length);
+    }
+  }
+
+  /**
+   * RTP to our client. Our outgoing stream keeps its SSRC, and its sequence numbers and
+   * timestamps run on across a change of source (werift's sender rewrites them once told).
+   */
+  private sendMedia(unit: Extract<MediaUnit, { rtp: unknown }>): void {
+    const sender = this.transceiver(unit.kind)?.sender;
+    const codec = sender?.codec;
+    if (!sender || !codec) return;
+    const out = this.out[unit.kind];
+    if (codec.mimeType.toLowerCase() !== unit.codec.mimeType) {
+      // Transcoding arrives with the SIP work; until then a mismatch is reported, not hidden.
+      if (!out.mismatchLogged) {
+        out.mismatchLogged = true;
+        this.emitError(`codec mismatch: ${unit.codec.mimeType} cannot be sent as ${codec.mimeType.toLowerCase()}`);
       }
       return;
     }
-    const sender = this.transceiver(unit.kind)?.sender;
-    if (!sender) return;
+    const now = performance.now();
+    const key = `${unit.origin}/${unit.rtp.header.ssrc}`;
+    if (out.key !== key) {
+      if (out.key !== undefined) {
+        const step = Math.max(1, Math.round(((now - out.lastSentAt) * unit.codec.clockRate) / 1000));
+        sender.replaceRTP(unit.rtp.header, false, step);
+      }
+      out.key = key;
+    }
+    out.lastSentAt = now;
     sender.sendRtp(unit.rtp).catch(() => undefined);
     this.count(this.outbound[unit.kind], 'out', unit.kind, unit.rtp.serializeSize);
   }
 
+  private emitError(message: string): void {
+    this.emit({ type: 'error', elementId: this.id, tag: this.tag, message });
+  }
+
   override async release(): Promise<void> {
     if (this.released) return;
+    clearTimeout(this.keyframeTimer);
+    clearInterval(this.rembTimer);
     await super.release();
     await this.pc.close().catch(() => undefined);
   }
