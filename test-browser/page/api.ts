@@ -1,0 +1,90 @@
+// What the test page exposes as `window.nk`, shared by the page script (test-browser/page/main.ts,
+// bundled for the browser) and the Node side (test-browser/harness.ts), which calls it through
+// Playwright's page.evaluate. Everything crossing that boundary is plain JSON.
+import type { CreateSessionRequest, EventData } from '../../src/client/index.js';
+
+/** `startSession` options: the session's `create` fields, plus how the browser takes part. */
+export interface StartOptions extends Partial<CreateSessionRequest> {
+  type: CreateSessionRequest['type'];
+  /** Who writes the offer: the browser (default; `create` with `offer`) or the server (`create` without one, then `set_answer`). */
+  offerer?: 'browser' | 'server';
+  /**
+   * true (default): trickle ICE both ways — the browser's candidates go through `set_candidate`
+   * and the server's come as `candidate` events. false: no trickling at all — the browser
+   * sends its SDP only once gathering is complete (`trickle_ice:false`) and asks the server
+   * for a complete one (`no_answer_trickle_ice` / `no_offer_trickle_ice`).
+   */
+  trickle?: boolean;
+  /** Send the fake microphone / camera (default true each); a kind not sent is still received. */
+  audio?: boolean;
+  video?: boolean;
+  /** Open a data channel named "nkmedia" (browser offerer only; server offers always carry one). */
+  data?: boolean;
+  /** Longest wait for the browser's own ICE gathering when not trickling (default 10000 ms). */
+  gatherTimeoutMs?: number;
+}
+
+export interface KindStats { packets: number; bytes: number }
+
+/** A digest of the RTCPeerConnection's getStats(), summed over streams of each kind. */
+export interface PeerStats {
+  connectionState: RTCPeerConnectionState;
+  iceConnectionState: RTCIceConnectionState;
+  inbound: {
+    audio: KindStats;
+    video: KindStats & { framesDecoded: number; keyFramesDecoded: number; frameWidth: number; frameHeight: number };
+  };
+  outbound: {
+    audio: KindStats;
+    video: KindStats & { framesEncoded: number; pliCount: number; nackCount: number };
+  };
+  /** Total payload bytes sent over all RTP streams. */
+  bytesSent: number;
+  /** Addresses of the selected ICE candidate pair ("ip:port"), when there is one. */
+  selectedPair?: { local: string; remote: string; localType: string; remoteType: string };
+  data: { messagesSent: number; messagesReceived: number };
+}
+
+/** Where one browser-side session stands. */
+export interface SessionState {
+  sessionId: string;
+  type: string;
+  offerer: 'browser' | 'server';
+  connectionState: RTCPeerConnectionState;
+  iceConnectionState: RTCIceConnectionState;
+  signalingState: RTCSignalingState;
+  /** Candidates the browser gathered and the ones the server sent (candidate lines). */
+  localCandidates: string[];
+  remoteCandidates: string[];
+  /** Remote tracks received so far (kinds). */
+  remoteTracks: string[];
+  dataChannelState?: RTCDataChannelState;
+  messages: string[];
+  closed: boolean;
+}
+
+export interface NkPageApi {
+  /** Connects the page's SDK client to the server and logs in; resolves with the connection's id. */
+  connect(url: string, user: string, creds?: { password?: string; token?: string }): Promise<string>;
+  /** Creates a session and runs the WebRTC signalling; resolves with the session id once the SDPs are exchanged. */
+  startSession(opts: StartOptions): Promise<string>;
+  /** Resolves when the peer connection is 'connected'; rejects on 'failed' or timeout. */
+  waitConnected(sessionId?: string, timeoutMs?: number): Promise<void>;
+  stats(sessionId?: string): Promise<PeerStats>;
+  state(sessionId?: string): SessionState;
+  /** Every event the page's client received about this session, in order. */
+  events(sessionId?: string): EventData[];
+  /** Any `media/session` command through the page's SDK client (e.g. get_stats, set_type). */
+  command(cmd: string, data?: Record<string, unknown>): Promise<any>;
+  sendData(text: string, sessionId?: string): void;
+  /** Destroys the session on the server (unless `keepServer`) and closes the peer connection. */
+  closeSession(sessionId?: string, keepServer?: boolean): Promise<void>;
+  /** Closes every session's peer connection and the API connection. */
+  disconnect(): Promise<void>;
+  /** Session ids started on this page, oldest first. */
+  sessions(): string[];
+}
+
+declare global {
+  interface Window { nk: NkPageApi }
+}
