@@ -16,6 +16,11 @@ const HANDLERS: Record<string, Record<string, Record<string, Handler>>> = {
   media: { session: sessionCommands },
 };
 
+/** A table entry by the client's name: own keys only (no `constructor`, `__proto__`...). */
+function own<T>(table: Record<string, T> | undefined, key: string): T | undefined {
+  return table !== undefined && Object.hasOwn(table, key) ? table[key] : undefined;
+}
+
 /** Past this much unsent data the client is not reading; it is disconnected, not buffered. */
 const MAX_BUFFERED_BYTES = 16 * 1024 * 1024;
 
@@ -125,7 +130,7 @@ export class ApiConnection implements ConnectionHandle {
     const subclass = req.subclass ?? 'core';
     const name = `${req.class}/${subclass}/${req.cmd}`;
     if (req.class === 'core' && subclass === 'user' && req.cmd === 'login') return this.doLogin(req.data);
-    const handler = HANDLERS[req.class]?.[subclass]?.[req.cmd];
+    const handler = own(own(own(HANDLERS, req.class), subclass), req.cmd);
     if (!this.identity) throw new ApiError('not_authenticated');
     if (!handler) throw new ApiError('unknown_command', name);
     const ctx: CommandContext = { conn: this, services: this.services, tid: req.tid, caller: { user: this.user, admin: this.admin, connId: this.id } };

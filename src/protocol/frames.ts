@@ -25,6 +25,25 @@ function isTid(v: unknown): v is Tid {
 
 const NAME = /^[a-z_][a-z0-9_]{0,63}$/;
 
+/**
+ * How deeply `data` may nest objects and arrays. JSON.parse takes any depth, but what we echo
+ * back (session_meta, events_body, extra offer keys) must be serialisable again: a value
+ * nested some thousand levels deep would overflow JSON.stringify's stack on the way out.
+ */
+export const MAX_DATA_DEPTH = 32;
+
+/** The top-level field of `data` holding a value nested too deeply, if any. */
+function tooDeep(data: unknown): string | undefined {
+  const stack: [value: unknown, level: number, field: string | undefined][] = [[data, 1, undefined]];
+  while (stack.length > 0) {
+    const [value, level, field] = stack.pop()!;
+    if (typeof value !== 'object' || value === null) continue;
+    if (level > MAX_DATA_DEPTH) return field === undefined ? 'data' : field.slice(0, 64);
+    for (const [k, v] of Object.entries(value)) stack.push([v, level + 1, field ?? k]);
+  }
+  return undefined;
+}
+
 export function parseFrame(text: string): Incoming {
   let msg: unknown;
   try { msg = JSON.parse(text); } catch { throw new FrameError(new ApiError('syntax_error', 'frame is not valid JSON'), null); }
@@ -51,6 +70,8 @@ export function parseFrame(text: string): Incoming {
   if (m.data !== undefined && m.data !== null && (typeof m.data !== 'object' || Array.isArray(m.data))) {
     throw new FrameError(new ApiError('invalid_value', 'data: expected an object'), tid);
   }
+  const deep = tooDeep(m.data);
+  if (deep !== undefined) throw new FrameError(new ApiError('invalid_value', `${deep}: nested more than ${MAX_DATA_DEPTH} levels deep`), tid);
   return {
     kind: 'request',
     request: { class: m.class as string, subclass: m.subclass as string | undefined, cmd: m.cmd as string, data: m.data ?? {}, tid },

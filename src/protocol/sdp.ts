@@ -11,6 +11,7 @@ export interface ParsedSdp { session: string[]; sections: SdpSection[] }
 const LINE = /^[a-z]=[\x20-\x7e\t]*$/;
 const WEBRTC_PROTOS = new Set(['UDP/TLS/RTP/SAVPF', 'UDP/TLS/RTP/SAVP', 'RTP/SAVPF', 'UDP/DTLS/SCTP', 'DTLS/SCTP']);
 const MEDIA = new Set(['audio', 'video', 'application']);
+const FINGERPRINT = /^a=fingerprint:[A-Za-z0-9-]{1,16} [0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){15,63}$/;
 
 export function parseSdp(sdp: string): ParsedSdp {
   const lines = sdp.split(/\r?\n/);
@@ -52,6 +53,8 @@ export function checkWebRtcSdp(sdp: string): ParsedSdp {
     const has = (prefix: string) => sec.lines.some((l) => l.startsWith(prefix)) || sessionHas(prefix);
     if (!has('a=ice-ufrag:') || !has('a=ice-pwd:')) throw new ApiError('invalid_sdp', `m-line ${i}: missing ICE credentials`);
     if (!has('a=fingerprint:')) throw new ApiError('invalid_sdp', `m-line ${i}: missing DTLS fingerprint`);
+    const fingerprints = [...sec.lines, ...parsed.session].filter((l) => l.startsWith('a=fingerprint:'));
+    if (!fingerprints.every((l) => FINGERPRINT.test(l))) throw new ApiError('invalid_sdp', `m-line ${i}: malformed DTLS fingerprint (expected "a=fingerprint:<hash> XX:XX:...")`);
     active++;
   }
   if (active === 0) throw new ApiError('invalid_sdp', 'no active media sections');

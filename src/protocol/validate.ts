@@ -36,7 +36,8 @@ export function parseData<S extends z.ZodObject>(schema: S, data: unknown): Pars
   if (!result.success) {
     const issue = result.error.issues[0]!;
     const name = fieldName(issue.path) || 'data';
-    if (issue.code === 'invalid_type' && issue.path.length > 0 && valueAt(input, issue.path) === undefined) {
+    // Whatever the schema's complaint (an enum says invalid_value), an absent field is missing.
+    if (issue.path.length > 0 && valueAt(input, issue.path) === undefined) {
       throw new ApiError('missing_field', name);
     }
     throw new ApiError('invalid_value', `${name}: ${describe(issue)}`);
