@@ -9,7 +9,8 @@ export interface ServerProcess { url: string; pid: number; child: ChildProcess; 
 
 /** Starts `nkmedia serve` (compiled) on a free port, loopback-only ICE. */
 export async function spawnServer(extraArgs: string[] = []): Promise<ServerProcess> {
-  const child = spawn(process.execPath, ['--expose-gc', 'bin/nkmedia.mjs', 'serve', '--port', '0', '--ice-loopback-only', '--log-level', 'warn', ...extraArgs], {
+  const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, 'bin/nkmedia.mjs', 'serve', '--port', '0', '--ice-loopback-only', '--log-level', 'warn', ...extraArgs], {
     cwd: root, stdio: ['ignore', 'pipe', 'inherit'],
   });
   const url = await new Promise<string>((resolve, reject) => {

@@ -34,9 +34,12 @@ export function splitCandidates(sdp: string): { sdp: string; candidates: Candida
 }
 
 /** One received RTP packet: who sent it (the tag in the first payload bytes) and its header. */
-export interface Rx { ssrc: number; seq: number; ts: number; tag: number; at: number }
+export interface Rx { ssrc: number; seq: number; ts: number; tag: number; keyframe: boolean; at: number }
+
+const KEYFRAME_MARK = 0x4b;
 
 export class TestPeer {
+  private keyframeDue = false;
   readonly pc = new RTCPeerConnection(PEER_CONFIG);
   readonly received = { audio: 0, video: 0 };
   readonly rx: { audio: Rx[]; video: Rx[] } = { audio: [], video: [] };
@@ -58,7 +61,8 @@ export class TestPeer {
       track.onReceiveRtp.subscribe((rtp) => {
         this.received[kind]++;
         const tag = rtp.payload.length >= 4 ? rtp.payload.readUInt32BE(0) : -1;
-        this.rx[kind].push({ ssrc: rtp.header.ssrc, seq: rtp.header.sequenceNumber, ts: rtp.header.timestamp, tag, at: performance.now() });
+        const keyframe = rtp.payload.length >= 5 && rtp.payload[4] === KEYFRAME_MARK;
+        this.rx[kind].push({ ssrc: rtp.header.ssrc, seq: rtp.header.sequenceNumber, ts: rtp.header.timestamp, tag, keyframe, at: performance.now() });
       });
     });
     this.pc.onTransceiverAdded.subscribe((t) => this.watchSender(t));
@@ -75,7 +79,10 @@ export class TestPeer {
       const fb = (rtcp as { feedback?: { count?: number; uniqueID?: string; bitrate?: bigint; mediaSsrc?: number } }).feedback;
       if (!fb) return;
       if (fb.uniqueID === 'REMB' && fb.bitrate !== undefined) this.rembReceived.push(Number(fb.bitrate));
-      else if (fb.count === 1 && (rtcp as { type?: number }).type === 206 && this.pc.getTransceivers().some((x) => x.sender.ssrc === fb.mediaSsrc)) this.pliReceived++;
+      else if (fb.count === 1 && (rtcp as { type?: number }).type === 206 && this.pc.getTransceivers().some((x) => x.sender.ssrc === fb.mediaSsrc)) {
+        this.pliReceived++;
+        this.keyframeDue = true;
+      }
     };
     t.sender.onRtcp.subscribe(onRtcp);
     t.receiver.onRtcp.subscribe(onRtcp);
@@ -138,22 +145,33 @@ export class TestPeer {
     });
   }
 
-  /** Sends synthetic RTP on audio (and video) every 20 ms until stopped. */
-  startSending(): void {
-    let seq = 1000;
-    let ts = 0;
+  /**
+   * Sends synthetic RTP until stopped: audio 50 packets/s, video `videoPps` (default 50). Each
+   * payload starts with this peer's tag; with `keyframeOnPli` the first video packet after a
+   * keyframe request is marked as a keyframe (byte 4), like a real encoder answering a PLI.
+   */
+  startSending(opts: { videoPps?: number; keyframeOnPli?: boolean } = {}): void {
+    const videoPps = opts.videoPps ?? 50;
+    const seq = { audio: 1000, video: 5000 };
+    const started = performance.now();
+    const sentCount = { audio: 0, video: 0 };
+    const send = (t: RTCRtpTransceiver | undefined, kind: 'audio' | 'video') => {
+      const codec = t?.sender.codec;
+      if (!t || !codec) return;
+      seq[kind] = (seq[kind] + 1) & 0xffff;
+      const ts = Math.floor(((performance.now() - started) * codec.clockRate) / 1000) >>> 0;
+      const header = new RtpHeader({ payloadType: codec.payloadType, sequenceNumber: seq[kind], timestamp: ts, ssrc: t.sender.ssrc, marker: true });
+      const payload = Buffer.alloc(kind === 'audio' ? 120 : 1000, kind === 'audio' ? 0x11 : 0x22);
+      payload.writeUInt32BE(this.tag, 0);
+      payload[4] = 0;
+      if (kind === 'video' && opts.keyframeOnPli && this.keyframeDue) { payload[4] = KEYFRAME_MARK; this.keyframeDue = false; }
+      void t.sender.sendRtp(new RtpPacket(header, payload)).catch(() => undefined);
+    };
     this.sending = setInterval(() => {
-      seq = (seq + 1) & 0xffff;
-      ts = (ts + 960) >>> 0;
-      for (const t of [this.audio, this.video]) {
-        const codec = t?.sender.codec;
-        if (!t || !codec) continue;
-        const header = new RtpHeader({ payloadType: codec.payloadType, sequenceNumber: seq, timestamp: ts, ssrc: t.sender.ssrc, marker: true });
-        const payload = Buffer.alloc(120, t.kind === 'audio' ? 0x11 : 0x22);
-        payload.writeUInt32BE(this.tag, 0);
-        void t.sender.sendRtp(new RtpPacket(header, payload)).catch(() => undefined);
-      }
-    }, 20);
+      const elapsed = (performance.now() - started) / 1000;
+      while (sentCount.audio < elapsed * 50) { sentCount.audio++; send(this.audio, 'audio'); }
+      while (sentCount.video < elapsed * videoPps) { sentCount.video++; send(this.video, 'video'); }
+    }, 10);
   }
 
   stopSending(): void { clearInterval(this.sending); }

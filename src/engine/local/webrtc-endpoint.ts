@@ -1,7 +1,8 @@
 // Kurento's WebRtcEndpoint on werift: ICE, DTLS, SRTP and SCTP toward one client. Media the
 // client sends goes to this element's sinks; media from its sources goes to the client.
 import {
-  ReceiverEstimatedMaxBitrate, RTCPeerConnection, RtcpPayloadSpecificFeedback,
+  ReceiverEstimatedMaxBitrate, RTCPeerConnection, RtcpPayloadSpecificFeedback, RtpHeader, ntpTime,
+  type GenericNack, type RTCRtpSender,
   type RTCDataChannel, type RTCPeerConnectionConfig, type RTCRtpReceiver, type RTCRtpTransceiver,
 } from 'werift';
 import { EngineError, type ConnectionState, type EngineEvent, type IceCandidateInit, type MediaKind, type MediaStats, type OfferOptions } from '../types.js';
@@ -14,7 +15,43 @@ export const KEYFRAME_INTERVAL_MS = 1000;
 export const URGENT_KEYFRAME_INTERVAL_MS = 300;
 const REMB_INTERVAL_MS = 1000;
 
-interface OutStream { key?: string; lastSentAt: number; mismatchLogged?: boolean }
+/** NACKed packets are resent from this many of the last packets sent per stream. */
+const RETRANSMIT_BUFFER = 1024;
+/** How often the sender report's (NTP, RTP) time pair is refreshed. */
+const SR_CLOCK_REFRESH_MS = 100;
+
+/**
+ * One outgoing stream (audio or video) toward our client. Its SSRC is the sender's and never
+ * changes; sequence numbers and timestamps are rewritten so they run on across a change of
+ * source (like mediasoup's SeqManager / LiveKit's rtpmunger).
+ */
+interface OutStream {
+  key?: string;
+  lastSentAt: number;
+  mismatchLogged?: boolean;
+  seqOffset: number;
+  tsOffset: number;
+  lastSeq?: number;
+  lastTs: number;
+  header?: RtpHeader;
+  /** Encrypted packets by sequence number, for NACK retransmission. */
+  sent: (Buffer | undefined)[];
+  sentSeq: Int32Array;
+  lastSrClock: number;
+}
+
+/** werift internals the fast path updates or reads (kept to these few fields). */
+interface SenderReportState { packetCount: number; octetCount: number; ntpTimestamp: bigint; rtpTimestamp: number }
+interface WeriftIceConnection {
+  canSendApplicationData(): boolean;
+  nominated?: { protocol: { type: string }; remoteAddr: [string, number]; packetsSent: number; bytesSent: number };
+  send(data: Buffer): Promise<void>;
+}
+
+const newOutStream = (): OutStream => ({
+  lastSentAt: 0, seqOffset: 0, tsOffset: 0, lastTs: 0,
+  sent: new Array<Buffer | undefined>(RETRANSMIT_BUFFER), sentSeq: new Int32Array(RETRANSMIT_BUFFER).fill(-1), lastSrClock: 0,
+});
 
 interface Flow extends MediaStats { lastAt: number; up: boolean }
 const newFlow = (): Flow => ({ packets: 0, bytes: 0, lastAt: 0, up: false });
@@ -28,7 +65,8 @@ export class WebRtcEndpoint extends Element {
   private readonly dataChannels = new Set<RTCDataChannel>();
   readonly inbound: Record<MediaKind, Flow> = { audio: newFlow(), video: newFlow(), data: newFlow() };
   readonly outbound: Record<MediaKind, Flow> = { audio: newFlow(), video: newFlow(), data: newFlow() };
-  private readonly out: Record<'audio' | 'video', OutStream> = { audio: { lastSentAt: 0 }, video: { lastSentAt: 0 } };
+  private readonly out: Record<'audio' | 'video', OutStream> = { audio: newOutStream(), video: newOutStream() };
+  retransmissions = 0;
   /** Where the client's video comes in, for keyframe requests (PLI). */
   private videoIn?: { receiver: RTCRtpReceiver; ssrc: number };
   private lastKeyframeRequest = -Infinity;
@@ -82,6 +120,19 @@ export class WebRtcEndpoint extends Element {
   /** The client asks us for a keyframe: the request travels to where our video comes from. */
   private watchSender(t: RTCRtpTransceiver): void {
     t.sender.onPictureLossIndication.subscribe(() => this.sources.get('video')?.requestKeyframe(false));
+    t.sender.onGenericNack.subscribe((nack) => this.retransmit(t.kind === 'audio' ? 'audio' : 'video', t.sender, nack));
+  }
+
+  /** Answers a client's NACK from the packets we sent (already encrypted: resent as they were). */
+  private retransmit(kind: 'audio' | 'video', sender: RTCRtpSender, nack: GenericNack): void {
+    const out = this.out[kind];
+    for (const seq of nack.lost) {
+      const i = seq % RETRANSMIT_BUFFER;
+      const packet = out.sent[i];
+      if (!packet || out.sentSeq[i] !== seq) continue;
+      this.retransmissions++;
+      this.sendSrtp(sender, packet);
+    }
   }
 
   /** A PLI to our client, merged: immediate if the last one is old enough, else deferred. */
@@ -248,13 +299,16 @@ export class WebRtcEndpoint extends Element {
   }
 
   /**
-   * RTP to our client. Our outgoing stream keeps its SSRC, and its sequence numbers and
-   * timestamps run on across a change of source (werift's sender rewrites them once told).
+   * RTP to our client: the fast path. The packet's header is rewritten for our outgoing stream
+   * (SSRC, payload type, continuous sequence numbers and timestamps), encrypted with the
+   * connection's SRTP context and written straight to the selected ICE pair's socket: no copy
+   * of the packet object, no promise per packet, no header-extension mapping.
    */
   private sendMedia(unit: Extract<MediaUnit, { rtp: unknown }>): void {
     const sender = this.transceiver(unit.kind)?.sender;
     const codec = sender?.codec;
-    if (!sender || !codec) return;
+    const srtp = sender?.dtlsTransport?.srtp;
+    if (!sender || !codec || !srtp) return;
     const out = this.out[unit.kind];
     if (codec.mimeType.toLowerCase() !== unit.codec.mimeType) {
       // Transcoding arrives with the SIP work; until then a mismatch is reported, not hidden.
@@ -264,18 +318,71 @@ export class WebRtcEndpoint extends Element {
       }
       return;
     }
+    const inHeader = unit.rtp.header;
     const now = performance.now();
-    const key = `${unit.origin}/${unit.rtp.header.ssrc}`;
+    const key = `${unit.origin}/${inHeader.ssrc}`;
     if (out.key !== key) {
-      if (out.key !== undefined) {
+      // A new source: continue our numbering right after the last packet we sent, and our
+      // clock by the time that passed since then.
+      if (out.lastSeq !== undefined) {
         const step = Math.max(1, Math.round(((now - out.lastSentAt) * unit.codec.clockRate) / 1000));
-        sender.replaceRTP(unit.rtp.header, false, step);
+        out.seqOffset = (out.lastSeq + 1 - inHeader.sequenceNumber) & 0xffff;
+        out.tsOffset = (out.lastTs + step - inHeader.timestamp) >>> 0;
       }
       out.key = key;
     }
-    out.lastSentAt = now;
-    sender.sendRtp(unit.rtp).catch(() => undefined);
-    this.count(this.outbound[unit.kind], 'out', unit.kind, unit.rtp.serializeSize);
+    const seq = (inHeader.sequenceNumber + out.seqOffset) & 0xffff;
+    const ts = (inHeader.timestamp + out.tsOffset) >>> 0;
+    if (out.lastSeq === undefined || ((seq - out.lastSeq) & 0xffff) < 0x8000) {
+      out.lastSeq = seq;
+      out.lastTs = ts;
+      out.lastSentAt = now;
+    }
+    const header = (out.header ??= new RtpHeader());
+    header.ssrc = sender.ssrc;
+    header.payloadType = codec.payloadType!;
+    header.sequenceNumber = seq;
+    header.timestamp = ts;
+    header.marker = inHeader.marker;
+    header.padding = false;
+    header.csrc = inHeader.csrc;
+    header.csrcLength = inHeader.csrcLength;
+    header.extension = false;
+    header.extensions = [];
+    const payload = unit.rtp.payload;
+    const packet = srtp.encrypt(payload, header);
+    const i = seq % RETRANSMIT_BUFFER;
+    out.sent[i] = packet;
+    out.sentSeq[i] = seq;
+    this.sendSrtp(sender, packet);
+    // What werift's sender reports (RTCP SR, stats) is kept true without its per-packet work.
+    const report = sender as unknown as SenderReportState;
+    report.packetCount = (report.packetCount + 1) >>> 0;
+    report.octetCount += payload.length;
+    if (now - out.lastSrClock >= SR_CLOCK_REFRESH_MS) {
+      out.lastSrClock = now;
+      report.ntpTimestamp = ntpTime();
+      report.rtpTimestamp = ts;
+      void sender.runRtcp();
+    }
+    this.count(this.outbound[unit.kind], 'out', unit.kind, packet.length);
+  }
+
+  /** Writes an SRTP packet to the selected candidate pair's UDP socket, synchronously. */
+  private sendSrtp(sender: RTCRtpSender, packet: Buffer): void {
+    const conn = sender.dtlsTransport.iceTransport.connection as unknown as WeriftIceConnection;
+    if (!conn.canSendApplicationData()) return;
+    const pair = conn.nominated!;
+    const transport = (pair.protocol as unknown as { transport?: { type?: string; closed?: boolean; socket?: { send(b: Buffer, port: number, host: string): void } } }).transport;
+    // A host or server-reflexive pair over UDP (werift's "stun" protocol on a UDP transport).
+    if (transport?.socket && transport.type === 'udp' && pair.protocol.type === 'stun') {
+      if (transport.closed) return;
+      transport.socket.send(packet, pair.remoteAddr[1], pair.remoteAddr[0]);
+      pair.packetsSent++;
+      pair.bytesSent += packet.length;
+    } else {
+      void conn.send(packet).catch(() => undefined); // TCP or relayed: werift's own path
+    }
   }
 
   private emitError(message: string): void {

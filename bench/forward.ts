@@ -1,0 +1,94 @@
+// Forwarding benchmark (issue #3): server CPU per forwarded SRTP packet and packets/s with
+// 1, 10 and 40 concurrent bridges, and time from a type switch to the first keyframe at the
+// new sink. The server runs in its own process; its CPU comes from /proc. Clients are werift
+// peers here sending synthetic RTP (audio 50/s, video VIDEO_PPS/s each).
+//   npm run bench:forward        (BRIDGES=1,10,40 SECONDS=8 VIDEO_PPS=100 by default)
+import { NkMediaClient } from '../src/client/index.js';
+import { connectParked } from '../test/helpers/flows.js';
+import type { TestPeer } from '../test/helpers/peer.js';
+import { cpuOf, fmt, quantile, spawnServer } from './lib.js';
+
+const BRIDGES = (process.env.BRIDGES ?? '1,10,40').split(',').map(Number);
+const SECONDS = Number(process.env.SECONDS ?? 8);
+const VIDEO_PPS = Number(process.env.VIDEO_PPS ?? 100);
+
+interface Leg { id: string; peer: TestPeer }
+
+async function forwarded(client: NkMediaClient, legs: Leg[]): Promise<number> {
+  let n = 0;
+  for (const l of legs) {
+    const { stats } = await client.getStats(l.id);
+    n += stats.outbound.audio.packets + stats.outbound.video.packets;
+  }
+  return n;
+}
+
+async function measureBridges(url: string, pid: number, bridges: number): Promise<void> {
+  const client = await NkMediaClient.connect(url);
+  await client.login('bench');
+  const legs: Leg[] = [];
+  for (let i = 0; i < bridges; i++) {
+    const a = await connectParked(client);
+    const b = await connectParked(client, { type: 'bridge', peer_id: a.id });
+    legs.push(a, b);
+  }
+  for (const l of legs) l.peer.startSending({ videoPps: VIDEO_PPS });
+  await new Promise((r) => setTimeout(r, 1500)); // let flows settle
+  const f0 = await forwarded(client, legs);
+  const c0 = cpuOf(pid);
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, SECONDS * 1000));
+  const f1 = await forwarded(client, legs);
+  const c1 = cpuOf(pid);
+  const secs = (performance.now() - t0) / 1000;
+  const sent = legs.length * (50 + VIDEO_PPS) * secs;
+  const pkts = f1 - f0;
+  console.log(`  ${String(bridges).padStart(2)} bridges: ${fmt(pkts / secs, 0)} packets/s forwarded (${fmt((100 * pkts) / sent, 1)}% of sent), server CPU ${fmt(((c1 - c0) / 1e6 / secs) * 100, 0)}% of a core, ${fmt((c1 - c0) / pkts, 1)} us per forwarded packet`);
+  for (const l of legs) { l.peer.stopSending(); await client.destroySession(l.id); await l.peer.close(); }
+  await client.close();
+}
+
+async function switchToKeyframe(url: string, rounds = 20): Promise<void> {
+  const client = await NkMediaClient.connect(url);
+  await client.login('bench');
+  const a = await connectParked(client);
+  // b outlives a's leaving the bridge (else it would stop with bridge_stop).
+  const b = await connectParked(client, { stop_after_peer: false });
+  a.peer.startSending({ videoPps: VIDEO_PPS, keyframeOnPli: true });
+  b.peer.startSending({ videoPps: VIDEO_PPS, keyframeOnPli: true });
+  await new Promise((r) => setTimeout(r, 500));
+  const delays: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    // Alternate a's downlink between b (bridge) and itself (echo); time to the new source's keyframe.
+    const toBridge = i % 2 === 0;
+    const source = toBridge ? b.peer : a.peer;
+    const t0 = performance.now();
+    await client.setType(a.id, toBridge ? 'bridge' : 'echo', toBridge ? { peer_id: b.id } : {});
+    const kf = await waitKeyframe(a.peer, source.tag, t0);
+    delays.push(kf - t0);
+    // Requests to one source are merged within a second; space the rounds out accordingly.
+    await new Promise((r) => setTimeout(r, 1100));
+  }
+  console.log(`  switch -> first keyframe at the new sink: median ${fmt(quantile(delays, 0.5), 1)} ms, p95 ${fmt(quantile(delays, 0.95), 1)} ms (${rounds} switches, PLI round trip included)`);
+  for (const s of [a, b]) { s.peer.stopSending(); await client.destroySession(s.id); await s.peer.close(); }
+  await client.close();
+}
+
+function waitKeyframe(peer: TestPeer, tag: number, after: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const deadline = setTimeout(() => { clearInterval(poll); reject(new Error('no keyframe within 5 s')); }, 5000);
+    const poll = setInterval(() => {
+      const kf = peer.rx.video.find((r) => r.tag === tag && r.keyframe && r.at >= after);
+      if (kf) { clearInterval(poll); clearTimeout(deadline); resolve(kf.at); }
+    }, 2);
+  });
+}
+
+const server = await spawnServer();
+try {
+  console.log(`forwarding through bridges (audio 50 + video ${VIDEO_PPS} packets/s per client, ${SECONDS} s each):`);
+  for (const n of BRIDGES) await measureBridges(server.url, server.pid, n);
+  await switchToKeyframe(server.url);
+} finally {
+  await server.stop();
+}
