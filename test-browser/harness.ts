@@ -11,6 +11,9 @@
 //   const id = await page.startSession({ type: 'park' });   // or { type: 'echo', offerer: 'server' }
 //   await page.waitConnected(id);
 //   const s = await page.stats(id);                         // framesDecoded, packets, bytesSent
+//   const r = await page.switchAndWatch(id, 'set_type', { type: 'echo' }, { aspect: [1.2, 1.45] });
+//   // r.resumeMs: from the request to the first newly decoded frame, measured in the page
+//   const n = (await page.state(id)).negotiation;           // negotiationneeded / set*Description counts
 //   await page.screenshot('park-browser-offers');
 //   await suite.close();
 import { createServer, type Server as HttpServer } from 'node:http';
@@ -24,7 +27,7 @@ import { chromium, type Browser, type BrowserContext, type Page } from 'playwrig
 import { startServer, type Server } from '../src/main.js';
 import type { ConfigInput } from '../src/config.js';
 import { NkMediaClient, type EventData } from '../src/client/index.js';
-import type { NkPageApi, PeerStats, SessionState, StartOptions } from './page/api.js';
+import type { FrameWatch, NkPageApi, PeerStats, SessionState, StartOptions, SwitchResult, SwitchWatch } from './page/api.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const SCREENSHOT_DIR = join(here, 'screenshots');
@@ -257,10 +260,17 @@ export class TestPage {
   startSession(opts: StartOptions): Promise<string> { return this.call('startSession', opts); }
   waitConnected(sessionId?: string, timeoutMs = 15000): Promise<void> { return this.call('waitConnected', sessionId, timeoutMs); }
   stats(sessionId?: string): Promise<PeerStats> { return this.call('stats', sessionId); }
+  rawStats(sessionId?: string, types?: string[]): Promise<Record<string, unknown>[]> { return this.call('rawStats', sessionId, types); }
   state(sessionId?: string): Promise<SessionState> { return this.call('state', sessionId); }
   events(sessionId?: string): Promise<EventData[]> { return this.call('events', sessionId); }
   command(cmd: string, data?: Record<string, unknown>): Promise<any> { return this.call('command', cmd, data); }
   sendData(text: string, sessionId?: string): Promise<void> { return this.call('sendData', text, sessionId); }
+  /** Sends `cmd` for `sessionId` and measures, in the page, how long until new video frames are decoded. */
+  switchAndWatch(sessionId: string, cmd: string, data: Record<string, unknown>, watch?: SwitchWatch): Promise<SwitchResult> {
+    return this.call('switchAndWatch', sessionId, cmd, data, watch);
+  }
+  /** Watches, in the page, until `sessionId` decodes new video frames (e.g. after another page's command). */
+  watchFrames(sessionId: string, watch?: SwitchWatch): Promise<FrameWatch> { return this.call('watchFrames', sessionId, watch); }
   closeSession(sessionId?: string, keepServer = false): Promise<void> { return this.call('closeSession', sessionId, keepServer); }
 
   /** Saves a PNG of the page under test-browser/screenshots/ and returns its path. */

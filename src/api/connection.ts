@@ -10,10 +10,11 @@ import type { Identity } from './auth.js';
 import type { CommandContext, ConnectionHandle, Handler, Services } from './context.js';
 import { coreCommands, loginSchema } from './core-commands.js';
 import { sessionCommands } from './session-commands.js';
+import { roomCommands } from './room-commands.js';
 
 const HANDLERS: Record<string, Record<string, Record<string, Handler>>> = {
   core: coreCommands,
-  media: { session: sessionCommands },
+  media: { session: sessionCommands, room: roomCommands },
 };
 
 /** A table entry by the client's name: own keys only (no `constructor`, `__proto__`...). */

@@ -4,6 +4,7 @@ import type { Config } from '../config.js';
 import type { EventBus, Subscriber } from '../events/bus.js';
 import type { Tid } from '../protocol/frames.js';
 import type { SessionManager, Caller } from '../sessions/manager.js';
+import type { RoomManager } from '../rooms/manager.js';
 import type { Authenticator, Identity } from './auth.js';
 
 export interface Services {
@@ -11,6 +12,7 @@ export interface Services {
   log: Logger;
   bus: EventBus;
   sessions: SessionManager;
+  rooms: RoomManager;
   auth: Authenticator;
 }
 

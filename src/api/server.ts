@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { isLoopback, type Config } from '../config.js';
 import { EventBus } from '../events/bus.js';
 import { SessionManager } from '../sessions/manager.js';
+import { RoomManager } from '../rooms/manager.js';
 import type { MediaEngine } from '../engine/types.js';
 import { Authenticator } from './auth.js';
 import { ApiConnection } from './connection.js';
@@ -28,13 +29,14 @@ export async function startApiServer(config: Config, engine: MediaEngine, log: L
     throw new StartupError(`refusing to listen on ${config.host} with open auth: use static users or JWT (auth.mode), or listen on 127.0.0.1`);
   }
   const bus = new EventBus();
-  const sessions = new SessionManager(engine, bus, log);
-  const services: Services = { config, log, bus, sessions, auth: new Authenticator(config.auth) };
+  const rooms = new RoomManager(bus);
+  const sessions = new SessionManager(engine, bus, rooms, log);
+  const services: Services = { config, log, bus, sessions, rooms, auth: new Authenticator(config.auth) };
 
   const onHttp = (req: IncomingMessage, res: ServerResponse) => {
     if (req.url === '/health') {
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ status: 'ok', sessions: sessions.size, connections: conns.size }));
+      res.end(JSON.stringify({ status: 'ok', sessions: sessions.size, rooms: rooms.size, connections: conns.size }));
       return;
     }
     res.writeHead(404, { 'content-type': 'text/plain' });
@@ -72,6 +74,7 @@ export async function startApiServer(config: Config, engine: MediaEngine, log: L
     async close() {
       for (const c of conns) c.close(1001, 'server shutting down');
       await sessions.stopAll('api_stop');
+      await rooms.destroyAll('api_stop');
       sessions.close();
       await new Promise<void>((resolve) => wss.close(() => resolve()));
       http.closeAllConnections?.();

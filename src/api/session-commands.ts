@@ -3,7 +3,7 @@ import type { z } from 'zod';
 import { ApiError } from '../protocol/errors.js';
 import { checkCandidate } from '../protocol/sdp.js';
 import {
-  FOREIGN_TYPES, type SessionType, candidateSchema, createSchema, playerActionSchema, recorderActionSchema, roomActionSchema,
+  candidateSchema, createSchema, playerActionSchema, recorderActionSchema, roomActionSchema,
   sessionIdOnly, setAnswerSchema, setTypeSchema, updateMediaSchema,
 } from '../protocol/session-schemas.js';
 import { parseData } from '../protocol/validate.js';
@@ -67,12 +67,8 @@ const updateMedia: Handler = async (ctx, data) => {
 const setType: Handler = async (ctx, data) => {
   const req = parse(ctx, 'set_type', setTypeSchema, data);
   const s = ctx.services.sessions.getFor(req.session_id, ctx.caller);
-  if (req.type === 'bridge' && !req.peer_id) throw new ApiError('missing_field', 'peer_id');
-  if (req.type === 'listen' && !req.publisher_id) throw new ApiError('missing_field', 'publisher_id');
-  if (req.type === 'play' && !req.uri) throw new ApiError('missing_field', 'uri');
-  if ((FOREIGN_TYPES as readonly string[]).includes(req.type)) throw new ApiError('not_implemented', `type "${req.type}" (not a Kurento-backend type)`);
-  const peer = req.type === 'bridge' ? ctx.services.sessions.getFor(req.peer_id!, ctx.caller, 'unknown_peer') : undefined;
-  return s.setType(req.type as SessionType, { peer });
+  if (req.type === 'bridge' && req.peer_id === s.id) throw new ApiError('invalid_value', 'peer_id: a session cannot bridge with itself');
+  return s.setType(ctx.services.sessions.resolveType(req, ctx.caller));
 };
 
 const notYet = (cmd: string, schema: z.ZodObject, what: string): Handler => async (ctx, data) => {

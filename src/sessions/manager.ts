@@ -7,7 +7,12 @@ import { checkWebRtcSdp } from '../protocol/sdp.js';
 import { FOREIGN_TYPES, type CreateRequest, type SdpObject } from '../protocol/session-schemas.js';
 import type { MediaEngine } from '../engine/types.js';
 import type { EventBus } from '../events/bus.js';
-import { BACKEND, Session, type Owner, type SessionRegistry } from './session.js';
+import { BACKEND, Session, type Owner, type SessionRegistry, type TypeTarget } from './session.js';
+import type { RoomManager } from '../rooms/manager.js';
+import type { SessionType } from '../protocol/session-schemas.js';
+
+/** The fields of create/set_type that choose a type and what it points at. */
+export interface TypeFields { type: string; peer_id?: string; room_id?: string; publisher_id?: string; uri?: string }
 
 /** Who is asking: a user, possibly an admin, on one connection. */
 export interface Caller {
@@ -16,7 +21,7 @@ export interface Caller {
   connId: string;
 }
 
-export interface CreateResult { session_id: string; offer?: SdpObject; answer?: SdpObject }
+export interface CreateResult { session_id: string; room_id?: string; offer?: SdpObject; answer?: SdpObject }
 
 export class SessionManager implements SessionRegistry {
   private readonly sessions = new Map<string, Session>();
@@ -24,7 +29,7 @@ export class SessionManager implements SessionRegistry {
   private seq = 0;
   private readonly unsubscribeEngine: () => void;
 
-  constructor(private readonly engine: MediaEngine, private readonly bus: EventBus, private readonly log: Logger) {
+  constructor(private readonly engine: MediaEngine, private readonly bus: EventBus, readonly rooms: RoomManager, private readonly log: Logger) {
     this.unsubscribeEngine = engine.onEvent((ev) => this.byTag.get(ev.tag)?.onEngineEvent(ev));
   }
 
@@ -37,19 +42,42 @@ export class SessionManager implements SessionRegistry {
   checkCreate(req: CreateRequest, caller: Caller, id: string): void {
     if (req.backend !== undefined && req.backend !== BACKEND) throw new ApiError('unknown_backend');
     if (this.sessions.has(id)) throw new ApiError('duplicated_session_id');
-    if (req.type === 'bridge' && !req.peer_id) throw new ApiError('missing_field', 'peer_id');
-    if (req.type === 'listen' && !req.publisher_id) throw new ApiError('missing_field', 'publisher_id');
-    if (req.type === 'play' && !req.uri) throw new ApiError('missing_field', 'uri');
-    if ((FOREIGN_TYPES as readonly string[]).includes(req.type)) throw new ApiError('not_implemented', `type "${req.type}" (not a Kurento-backend type)`);
-    if (req.type !== 'park' && req.type !== 'echo' && req.type !== 'bridge') throw new ApiError('not_implemented', `type "${req.type}"`);
-    if (req.type === 'bridge') {
-      if (req.peer_id === id) throw new ApiError('invalid_value', 'peer_id: a session cannot bridge with itself');
-      this.getFor(req.peer_id!, caller, 'unknown_peer');
-    }
+    if (req.type === 'bridge' && req.peer_id === id) throw new ApiError('invalid_value', 'peer_id: a session cannot bridge with itself');
+    this.resolveType(req, caller);
     const sdpType = req.offer ? (req.offer.sdp_type ?? 'webrtc') : (req.sdp_type ?? 'webrtc');
     if (sdpType !== 'webrtc') throw new ApiError('not_implemented', 'sdp_type "rtp"');
     if (req.offer) checkWebRtcSdp(req.offer.sdp);
     if (req.master_id !== undefined) this.getFor(req.master_id, caller, 'unknown_peer');
+  }
+
+  /**
+   * Resolves and checks a type request: required fields, the peer (yours), the room (it must
+   * exist when named), the publisher (any user's, but it must be publishing).
+   */
+  resolveType(req: TypeFields, caller: Caller): TypeTarget {
+    if ((FOREIGN_TYPES as readonly string[]).includes(req.type)) throw new ApiError('not_implemented', `type "${req.type}" (not a Kurento-backend type)`);
+    const type = req.type as SessionType;
+    switch (type) {
+      case 'bridge':
+        if (!req.peer_id) throw new ApiError('missing_field', 'peer_id');
+        return { type, peer: this.getFor(req.peer_id, caller, 'unknown_peer') };
+      case 'publish':
+        if (req.room_id !== undefined) this.rooms.get(req.room_id);
+        return { type, roomId: req.room_id };
+      case 'listen': {
+        if (!req.publisher_id) throw new ApiError('missing_field', 'publisher_id');
+        const publisher = this.sessions.get(req.publisher_id);
+        // Listening leaves the target untouched whatever it is (SPEC.md difference 7).
+        if (!publisher || publisher.isStopped || publisher.type !== 'publish' || !publisher.room) throw new ApiError('invalid_publisher');
+        if (req.room_id !== undefined && req.room_id !== publisher.room.id) throw new ApiError('invalid_publisher', `it publishes in another room`);
+        return { type, publisher };
+      }
+      case 'play':
+        if (!req.uri) throw new ApiError('missing_field', 'uri');
+        throw new ApiError('not_implemented', 'type "play"');
+      default:
+        return { type };
+    }
   }
 
   /**
@@ -58,16 +86,19 @@ export class SessionManager implements SessionRegistry {
    */
   async create(req: CreateRequest, caller: Caller, id: string, owner: Owner): Promise<CreateResult> {
     this.checkCreate(req, caller, id);
-    const session = new Session({ engine: this.engine, bus: this.bus, registry: this, log: this.log }, id, ++this.seq, req, owner);
+    const target = this.resolveType(req, caller);
+    const session = new Session({ engine: this.engine, bus: this.bus, registry: this, rooms: this.rooms, log: this.log }, id, ++this.seq, req, owner);
     this.sessions.set(id, session);
     this.byTag.set(session.tag, session);
     if (req.master_id !== undefined) session.linkMaster(this.getFor(req.master_id, caller, 'unknown_peer'));
     this.log.info({ session: id, type: req.type, role: session.role, user: caller.user }, 'session created');
-    await session.start();
+    await session.start(target);
     if (session.isStopped) throw session.stopError ?? new ApiError('session_failed');
-    if (!req.wait_reply) return { session_id: id };
+    // SPEC.md difference 3: publish and listen replies name their room.
+    const room = session.room ? { room_id: session.room.id } : {};
+    if (!req.wait_reply) return { session_id: id, ...room };
     try {
-      return { session_id: id, ...(await session.waitReply()) };
+      return { session_id: id, ...room, ...(await session.waitReply()) };
     } catch (err) {
       // The original stops a session whose wait_reply failed, and fails the request with it.
       const e = err instanceof ApiError ? err : new ApiError('session_failed');

@@ -9,6 +9,8 @@ import type { ConnectionState, ElementId, EngineEvent, MediaEngine, MediaKind } 
 import { EngineError, MEDIA_KINDS } from '../engine/types.js';
 import type { EventBus, Subscriber } from '../events/bus.js';
 import { CandidateCollector } from './candidate-collector.js';
+import type { RoomManager } from '../rooms/manager.js';
+import type { Room } from '../rooms/room.js';
 import { deferred, SerialQueue, withTimeout, type Deferred } from '../util/deferred.js';
 
 export const BACKEND = 'nkmedia_kms';
@@ -31,7 +33,19 @@ export interface SessionEnv {
   engine: MediaEngine;
   bus: EventBus;
   registry: SessionRegistry;
+  rooms: RoomManager;
   log: Logger;
+}
+
+/** A session type with what it points at, resolved and checked by the session manager. */
+export interface TypeTarget {
+  type: SessionType;
+  /** bridge: the other session. */
+  peer?: Session;
+  /** publish: the room to join (absent: a new room). */
+  roomId?: string;
+  /** listen: the publishing session. */
+  publisher?: Session;
 }
 
 type Role = 'offeree' | 'offerer';
@@ -92,8 +106,6 @@ export class Session {
     this.role = opts.offer ? 'offeree' : 'offerer';
     this.mute = { audio: opts.mute_audio ?? false, video: opts.mute_video ?? false, data: opts.mute_data ?? false };
     this.bitrate = opts.bitrate;
-    this.type = opts.type as SessionType;
-    if (opts.type === 'bridge') this.typeExt = { peer_id: opts.peer_id };
   }
 
   get isStopped(): boolean { return this.state === 'stopped'; }
@@ -109,7 +121,7 @@ export class Session {
   // ---- life cycle ----------------------------------------------------------------------------
 
   /** Starts the session; resolves once the first SDP step is under way (errors stop it). */
-  start(): Promise<void> {
+  start(target: TypeTarget): Promise<void> {
     this.emit('created', this.info());
     this.armTimer(this.opts.wait_timeout ?? 60, 'wait');
     return this.queue.run(async () => {
@@ -118,11 +130,8 @@ export class Session {
         this.endpoint = await this.own(this.env.engine.createWebRtcEndpoint({ tag: this.tag }));
         await this.applyUplink();
         if (this.bitrate) await this.env.engine.setMaxBitrate(this.endpoint, this.bitrate);
-        if (this.type === 'bridge') {
-          const peer = this.env.registry.lookup(String(this.typeExt.peer_id));
-          if (!peer || peer.isStopped) throw new ApiError('unknown_peer');
-          await peer.enterBridge(this);
-        }
+        // Joining the type now (rooms, bridge peers); the media is wired once the answer exists.
+        await this.switchType(target);
         if (this.role === 'offeree') await this.takeClientSdp('offer', { ...this.opts.offer! });
         else await this.makeOffer();
       } catch (err) {
@@ -365,8 +374,8 @@ export class Session {
   // ---- type and media ------------------------------------------------------------------------
 
   /**
-   * Wires the current type's downlink (reference §6.3, with SPEC.md's fixes): park hears
-   * nothing, echo hears itself, bridge hears its peer. The uplink (endpoint → proxy) is always
+   * Wires the current type's downlink (reference §6.3, with SPEC.md's fixes): park and
+   * publish hear nothing, echo hears itself, bridge its peer, listen its publisher. The uplink (endpoint → proxy) is always
    * connected for every media not muted, so muting is global and independent of the type.
    */
   private async applyType(): Promise<void> {
@@ -374,6 +383,7 @@ export class Session {
     let source: ElementId | undefined;
     if (this.type === 'echo') source = this.proxy;
     else if (this.type === 'bridge') source = this.env.registry.lookup(String(this.typeExt.peer_id))?.proxy;
+    else if (this.type === 'listen') source = this.env.registry.lookup(String(this.typeExt.publisher_id))?.proxy;
     await this.setDownlink(source);
     this.emit('type', { type: this.type, ...this.typeExt });
   }
@@ -397,12 +407,27 @@ export class Session {
     }
   }
 
-  /** Leaves the current type: a bridge peer is told (reference §4.2). */
+  /** The room this session publishes or listens in, if any. */
+  get room(): Room | undefined {
+    const id = this.typeExt.room_id;
+    return (this.type === 'publish' || this.type === 'listen') && typeof id === 'string' ? this.env.rooms.lookup(id) : undefined;
+  }
+
+  get userId(): string { return this.owner.user; }
+
+  /**
+   * Leaves the current type (SPEC.md difference 4: fully): a bridge peer is told (reference
+   * §4.2); a room loses this member, and a leaving publisher's listeners stop.
+   */
   private leaveType(): void {
     if (this.type === 'bridge') {
       const peer = this.env.registry.lookup(String(this.typeExt.peer_id));
       this.typeExt = {};
       void peer?.bridgeStopped(this.id);
+    } else if (this.type === 'publish' || this.type === 'listen') {
+      const room = this.room;
+      this.typeExt = {};
+      room?.removeMember(this);
     }
   }
 
@@ -424,24 +449,53 @@ export class Session {
     await this.applyType();
   }
 
+  /** Leaves the current type and enters the target's (bookkeeping only; see applyType). */
+  private async switchType(target: TypeTarget): Promise<void> {
+    const { type } = target;
+    if (type === 'bridge') {
+      const peer = target.peer;
+      if (!peer || peer.isStopped) throw new ApiError('unknown_peer');
+      if (peer === this) throw new ApiError('invalid_value', 'peer_id: a session cannot bridge with itself');
+      if (!(this.type === 'bridge' && this.typeExt.peer_id === peer.id)) this.leaveType();
+      this.type = 'bridge';
+      this.typeExt = { peer_id: peer.id };
+      await peer.enterBridge(this);
+      return;
+    }
+    if (type === 'publish') {
+      // Checked before anything is torn down, so a failed switch leaves the session as it was.
+      const existing = target.roomId !== undefined ? this.env.rooms.get(target.roomId) : undefined;
+      this.leaveType();
+      const room = existing ?? this.env.rooms.create({ class: 'sfu' }, this.owner.user);
+      this.type = 'publish';
+      this.typeExt = { room_id: room.id };
+      room.addMember(this, 'publisher');
+      const roomBitrate = room.opts.bitrate;
+      if (this.bitrate === undefined && roomBitrate && this.endpoint) await this.env.engine.setMaxBitrate(this.endpoint, roomBitrate);
+      return;
+    }
+    if (type === 'listen') {
+      const publisher = target.publisher;
+      const room = publisher?.room;
+      if (!publisher || publisher.isStopped || publisher.type !== 'publish' || !room) throw new ApiError('invalid_publisher');
+      if (publisher === this) throw new ApiError('invalid_publisher');
+      this.leaveType();
+      this.type = 'listen';
+      this.typeExt = { room_id: room.id, publisher_id: publisher.id };
+      room.addMember(this, 'listener', publisher.id);
+      return;
+    }
+    if (type !== 'park' && type !== 'echo') throw new ApiError('not_implemented', `type "${type}"`);
+    this.leaveType();
+    this.type = type;
+    this.typeExt = {};
+  }
+
   /** `set_type`: tear the old wiring down, connect the new one; no SDP renegotiation. */
-  setType(type: SessionType, ext: { peer?: Session } = {}): Promise<Record<string, unknown>> {
+  setType(target: TypeTarget): Promise<Record<string, unknown>> {
     return this.queue.run(async () => {
       this.assertLive();
-      if (type !== 'park' && type !== 'echo' && type !== 'bridge') throw new ApiError('not_implemented', `type "${type}"`);
-      if (type === 'bridge') {
-        const peer = ext.peer;
-        if (!peer || peer.isStopped) throw new ApiError('unknown_peer');
-        if (peer === this) throw new ApiError('invalid_value', 'peer_id: a session cannot bridge with itself');
-        if (!(this.type === 'bridge' && this.typeExt.peer_id === peer.id)) this.leaveType();
-        this.type = 'bridge';
-        this.typeExt = { peer_id: peer.id };
-        await peer.enterBridge(this);
-      } else {
-        this.leaveType();
-        this.type = type;
-        this.typeExt = {};
-      }
+      await this.switchType(target);
       await this.applyType();
       return { ...this.typeExt };
     });

@@ -15,9 +15,15 @@ export interface StartOptions extends Partial<CreateSessionRequest> {
    * for a complete one (`no_answer_trickle_ice` / `no_offer_trickle_ice`).
    */
   trickle?: boolean;
-  /** Send the fake microphone / camera (default true each); a kind not sent is still received. */
+  /**
+   * Send the fake microphone / camera (default true each); a kind not sent is still received.
+   * `video` may be getUserMedia constraints (e.g. `{width: {exact: 320}, height: {exact: 180}}`),
+   * so that two pages send pictures that can be told apart by their shape: all pages share one
+   * fake capture device (same clock, same pattern), opened at the size the first page asked
+   * for, and a later page can only get a crop or a downscale of it (or OverconstrainedError).
+   */
   audio?: boolean;
-  video?: boolean;
+  video?: boolean | MediaTrackConstraints;
   /** Open a data channel named "nkmedia" (browser offerer only; server offers always carry one). */
   data?: boolean;
   /** Longest wait for the browser's own ICE gathering when not trickling (default 10000 ms). */
@@ -36,7 +42,7 @@ export interface PeerStats {
   };
   outbound: {
     audio: KindStats;
-    video: KindStats & { framesEncoded: number; pliCount: number; nackCount: number };
+    video: KindStats & { framesEncoded: number; pliCount: number; nackCount: number; frameWidth: number; frameHeight: number };
   };
   /** Total payload bytes sent over all RTP streams. */
   bytesSent: number;
@@ -61,6 +67,59 @@ export interface SessionState {
   dataChannelState?: RTCDataChannelState;
   messages: string[];
   closed: boolean;
+  /**
+   * Signalling on this peer connection, counted by the page: `negotiationneeded` events and
+   * every setLocalDescription / setRemoteDescription call (the page's own and any other), the
+   * signalingState changes, and the SDPs in force. After setup, a call whose media changes
+   * without renegotiation leaves all of these unchanged.
+   */
+  negotiation: NegotiationRecord;
+}
+
+export interface NegotiationRecord {
+  negotiationNeeded: number;
+  setLocalDescription: number;
+  setRemoteDescription: number;
+  signalingStates: RTCSignalingState[];
+  localSdp?: string;
+  remoteSdp?: string;
+}
+
+/** What a frame watch measured (times in ms from when the watch, or the command, started). */
+export interface FrameWatch {
+  /**
+   * When getStats first showed more decoded video frames than at the start (meeting `aspect`
+   * if given); undefined if that did not happen within the timeout.
+   */
+  resumeMs?: number;
+  /** The same moment as a wall-clock time (Date.now()), to compare with times taken in Node. */
+  resumeAtEpochMs?: number;
+  framesBefore: number;
+  framesAtResume?: number;
+  /** The decoded size at resume (or at the timeout). */
+  frameWidth: number;
+  frameHeight: number;
+  /** getStats polls made. */
+  polls: number;
+}
+
+/** What `switchAndWatch` measured: times from just before the command was sent. */
+export interface SwitchResult extends FrameWatch {
+  /** The command's reply. */
+  reply: unknown;
+  /** When the reply arrived. */
+  replyMs: number;
+}
+
+export interface SwitchWatch {
+  /** Longest wait for frames (default 5000 ms after the reply, or after the watch started). */
+  timeoutMs?: number;
+  /** Count frames only once the decoded picture's width/height ratio is within [min, max]. */
+  aspect?: [number, number];
+  /** Poll period (default 20 ms; Chromium caches getStats for a few tens of ms anyway). */
+  pollMs?: number;
+  /** Count from this many decoded frames instead of the count when the watch starts. */
+  baselineFrames?: number;
 }
 
 export interface NkPageApi {
@@ -71,11 +130,21 @@ export interface NkPageApi {
   /** Resolves when the peer connection is 'connected'; rejects on 'failed' or timeout. */
   waitConnected(sessionId?: string, timeoutMs?: number): Promise<void>;
   stats(sessionId?: string): Promise<PeerStats>;
+  /** The raw getStats() entries of the given types (all when none given), for diagnostics. */
+  rawStats(sessionId?: string, types?: string[]): Promise<Record<string, unknown>[]>;
   state(sessionId?: string): SessionState;
   /** Every event the page's client received about this session, in order. */
   events(sessionId?: string): EventData[];
   /** Any `media/session` command through the page's SDK client (e.g. get_stats, set_type). */
   command(cmd: string, data?: Record<string, unknown>): Promise<any>;
+  /**
+   * Sends a `media/session` command (e.g. set_type) and watches, inside the page, how long it
+   * takes until this session decodes new video frames: the timing is measured next to the
+   * decoder, with no Node round trip per poll.
+   */
+  switchAndWatch(sessionId: string, cmd: string, data: Record<string, unknown>, watch?: SwitchWatch): Promise<SwitchResult>;
+  /** The same watch without a command: from now until this session decodes new video frames. */
+  watchFrames(sessionId: string, watch?: SwitchWatch): Promise<FrameWatch>;
   sendData(text: string, sessionId?: string): void;
   /** Destroys the session on the server (unless `keepServer`) and closes the peer connection. */
   closeSession(sessionId?: string, keepServer?: boolean): Promise<void>;

@@ -3,7 +3,7 @@
 // through Playwright. Each session gets a row on the page with the local and remote video, so
 // screenshots show what the browser sends and receives.
 import { NkMediaClient, type CandidateInit, type EventData, type SdpObject } from '../../src/client/index.js';
-import type { NkPageApi, PeerStats, SessionState, StartOptions } from './api.js';
+import type { FrameWatch, NegotiationRecord, NkPageApi, PeerStats, SessionState, StartOptions, SwitchResult, SwitchWatch } from './api.js';
 
 interface PageSession {
   id: string;
@@ -20,6 +20,7 @@ interface PageSession {
   messages: string[];
   closed: boolean;
   row: HTMLElement;
+  negotiation: NegotiationRecord;
 }
 
 let client: NkMediaClient | undefined;
@@ -75,6 +76,21 @@ function addRow(label: string): { row: HTMLElement; localVideo: HTMLVideoElement
   return { row, localVideo, remoteVideo };
 }
 
+/**
+ * Counts this peer connection's signalling: negotiationneeded events, every
+ * setLocalDescription / setRemoteDescription call (whoever makes it), signalingState changes.
+ */
+function recordNegotiation(pc: RTCPeerConnection): NegotiationRecord {
+  const rec: NegotiationRecord = { negotiationNeeded: 0, setLocalDescription: 0, setRemoteDescription: 0, signalingStates: [pc.signalingState] };
+  pc.addEventListener('negotiationneeded', () => { rec.negotiationNeeded++; });
+  pc.addEventListener('signalingstatechange', () => { rec.signalingStates.push(pc.signalingState); });
+  const setLocal = pc.setLocalDescription.bind(pc);
+  const setRemote = pc.setRemoteDescription.bind(pc);
+  pc.setLocalDescription = ((d?: RTCLocalSessionDescriptionInit) => { rec.setLocalDescription++; return setLocal(d); }) as typeof pc.setLocalDescription;
+  pc.setRemoteDescription = ((d: RTCSessionDescriptionInit) => { rec.setRemoteDescription++; return setRemote(d); }) as typeof pc.setRemoteDescription;
+  return rec;
+}
+
 function waitGathered(pc: RTCPeerConnection, ms: number): Promise<void> {
   if (pc.iceGatheringState === 'complete') return Promise.resolve();
   return new Promise((resolve, reject) => {
@@ -90,6 +106,7 @@ async function startSession(opts: StartOptions): Promise<string> {
   const { offerer = 'browser', trickle = true, audio = true, video = true, data = false, gatherTimeoutMs = 10000, ...create } = opts;
   // No ICE servers at all: host candidates only, nothing leaves the machine.
   const pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle' });
+  const negotiation = recordNegotiation(pc);
   const local = audio || video ? await navigator.mediaDevices.getUserMedia({ audio, video }) : undefined;
   const remote = new MediaStream();
   const view = addRow(`${create.type} (${offerer} offers${trickle ? ', trickle' : ', no trickle'})`);
@@ -98,7 +115,7 @@ async function startSession(opts: StartOptions): Promise<string> {
 
   const s: PageSession = {
     id: '', type: create.type, offerer, pc, local, remote, events: [], localCandidates: [], remoteCandidates: [],
-    remoteTracks: [], messages: [], closed: false, row: view.row,
+    remoteTracks: [], messages: [], closed: false, row: view.row, negotiation,
   };
   pc.addEventListener('track', (ev) => {
     remote.addTrack(ev.track);
@@ -264,7 +281,7 @@ async function stats(sessionId?: string): Promise<PeerStats> {
     },
     outbound: {
       audio: { packets: 0, bytes: 0 },
-      video: { packets: 0, bytes: 0, framesEncoded: 0, pliCount: 0, nackCount: 0 },
+      video: { packets: 0, bytes: 0, framesEncoded: 0, pliCount: 0, nackCount: 0, frameWidth: 0, frameHeight: 0 },
     },
     bytesSent: 0,
     data: { messagesSent: 0, messagesReceived: 0 },
@@ -294,6 +311,8 @@ async function stats(sessionId?: string): Promise<PeerStats> {
         v.framesEncoded += n(r.framesEncoded);
         v.pliCount += n(r.pliCount);
         v.nackCount += n(r.nackCount);
+        v.frameWidth = Math.max(v.frameWidth, n(r.frameWidth));
+        v.frameHeight = Math.max(v.frameHeight, n(r.frameHeight));
       }
     } else if (r.type === 'data-channel') {
       out.data.messagesSent += n(r.messagesSent);
@@ -313,6 +332,12 @@ async function stats(sessionId?: string): Promise<PeerStats> {
   return out;
 }
 
+async function rawStats(sessionId?: string, types?: string[]): Promise<Record<string, unknown>[]> {
+  const out: Record<string, unknown>[] = [];
+  (await pick(sessionId).pc.getStats()).forEach((r: any) => { if (!types || types.includes(r.type)) out.push({ ...r }); });
+  return out;
+}
+
 function state(sessionId?: string): SessionState {
   const s = pick(sessionId);
   return {
@@ -320,7 +345,51 @@ function state(sessionId?: string): SessionState {
     connectionState: s.pc.connectionState, iceConnectionState: s.pc.iceConnectionState, signalingState: s.pc.signalingState,
     localCandidates: [...s.localCandidates], remoteCandidates: [...s.remoteCandidates], remoteTracks: [...s.remoteTracks],
     dataChannelState: s.channel?.readyState, messages: [...s.messages], closed: s.closed,
+    negotiation: {
+      ...s.negotiation, signalingStates: [...s.negotiation.signalingStates],
+      localSdp: s.pc.currentLocalDescription?.sdp, remoteSdp: s.pc.currentRemoteDescription?.sdp,
+    },
   };
+}
+
+/** Polls getStats from `t0` until more frames than `before` are decoded (with the right shape), or the timeout. */
+async function framesAfter(s: PageSession, before: PeerStats['inbound']['video'], t0: number, watch: SwitchWatch): Promise<FrameWatch> {
+  const { timeoutMs = 5000, aspect, pollMs = 20 } = watch;
+  const framesBefore = watch.baselineFrames ?? before.framesDecoded;
+  const out: FrameWatch = { framesBefore, frameWidth: before.frameWidth, frameHeight: before.frameHeight, polls: 0 };
+  const end = performance.now() + timeoutMs;
+  for (;;) {
+    const v = (await stats(s.id)).inbound.video;
+    const at = performance.now() - t0;
+    out.polls++;
+    out.frameWidth = v.frameWidth;
+    out.frameHeight = v.frameHeight;
+    const ratio = v.frameHeight > 0 ? v.frameWidth / v.frameHeight : 0;
+    const shapeOk = !aspect || (ratio >= aspect[0] && ratio <= aspect[1]);
+    if (v.framesDecoded > framesBefore && shapeOk) {
+      out.resumeMs = at;
+      out.resumeAtEpochMs = Date.now();
+      out.framesAtResume = v.framesDecoded;
+      return out;
+    }
+    if (performance.now() > end) return out;
+    await new Promise((r) => setTimeout(r, pollMs));
+  }
+}
+
+async function switchAndWatch(sessionId: string, cmd: string, data: Record<string, unknown>, watch: SwitchWatch = {}): Promise<SwitchResult> {
+  const s = pick(sessionId);
+  const before = (await stats(s.id)).inbound.video;
+  const t0 = performance.now();
+  const reply = await requireClient().session(cmd, { session_id: s.id, ...data });
+  const replyMs = performance.now() - t0;
+  return { reply, replyMs, ...(await framesAfter(s, before, t0, watch)) };
+}
+
+async function watchFrames(sessionId: string, watch: SwitchWatch = {}): Promise<FrameWatch> {
+  const s = pick(sessionId);
+  const before = (await stats(s.id)).inbound.video;
+  return framesAfter(s, before, performance.now(), watch);
 }
 
 async function closeSession(sessionId?: string, keepServer = false): Promise<void> {
@@ -350,9 +419,12 @@ const api: NkPageApi = {
   startSession,
   waitConnected,
   stats,
+  rawStats,
   state,
   events: (sessionId) => [...pick(sessionId).events],
   command: (cmd, data) => requireClient().session(cmd, data),
+  switchAndWatch,
+  watchFrames,
   sendData(text, sessionId) {
     const ch = pick(sessionId).channel;
     if (!ch || ch.readyState !== 'open') throw new Error(`data channel not open (${ch?.readyState ?? 'none'})`);

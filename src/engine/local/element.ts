@@ -26,17 +26,17 @@ export abstract class Element {
   }
 
   /**
-   * A keyframe is wanted downstream: by default the request travels up the video source chain
-   * to the element where the video originates. `urgent` marks a new sink (a switch), which
-   * should see a picture fast; other requests are merged more strongly.
+   * The video this element outputs needs a keyframe. By default the request travels up the
+   * source chain to where the video originates (an endpoint asks its client). `urgent` marks a
+   * new sink (a switch), which should see a picture fast; other requests are merged more.
    */
   requestKeyframe(urgent: boolean): void {
     this.sources.get('video')?.requestKeyframe(urgent);
   }
 
-  /** A new source was connected for `kind`: a video sink needs a keyframe from it at once. */
+  /** A new source was connected for `kind`: this sink needs a keyframe from it at once. */
   sourceChanged(kind: MediaKind): void {
-    if (kind === 'video') this.requestKeyframe(true);
+    if (kind === 'video') this.sources.get('video')?.requestKeyframe(true);
   }
 
   release(): Promise<void> {

@@ -1,7 +1,7 @@
 // Kurento's WebRtcEndpoint on werift: ICE, DTLS, SRTP and SCTP toward one client. Media the
 // client sends goes to this element's sinks; media from its sources goes to the client.
 import {
-  ReceiverEstimatedMaxBitrate, RTCPeerConnection, RtcpPayloadSpecificFeedback, RtpHeader, ntpTime,
+  PictureLossIndication, ReceiverEstimatedMaxBitrate, RTCPeerConnection, RtcpPayloadSpecificFeedback, RtpHeader, ntpTime,
   type GenericNack, type RTCRtpSender,
   type RTCDataChannel, type RTCPeerConnectionConfig, type RTCRtpReceiver, type RTCRtpTransceiver,
 } from 'werift';
@@ -94,7 +94,10 @@ export class WebRtcEndpoint extends Element {
     this.pc.iceGatheringStateChange.subscribe((s) => { if (s === 'complete') this.onGatheringDone(); });
     this.pc.connectionStateChange.subscribe((s) => {
       this.state = s as ConnectionState;
-      if (!this.released) this.emit({ type: 'connection_state', elementId: this.id, tag: this.tag, state: this.state });
+      if (this.released) return;
+      this.emit({ type: 'connection_state', elementId: this.id, tag: this.tag, state: this.state });
+      // Video sent before our client was connected was dropped: ask for a fresh picture now.
+      if (s === 'connected') this.sources.get('video')?.requestKeyframe(true);
     });
     this.pc.onTrack.subscribe((track) => {
       const kind = track.kind === 'audio' ? 'audio' : 'video';
@@ -120,6 +123,15 @@ export class WebRtcEndpoint extends Element {
   /** The client asks us for a keyframe: the request travels to where our video comes from. */
   private watchSender(t: RTCRtpTransceiver): void {
     t.sender.onPictureLossIndication.subscribe(() => this.sources.get('video')?.requestKeyframe(false));
+    // werift routes a PLI by its *sender* SSRC first: from a client that also sends video (a
+    // browser: its PLIs carry its own video SSRC) it lands on our receiver of that video and
+    // never reaches the sender above. Catch those by the SSRC they are about.
+    t.receiver.onRtcp.subscribe((p) => {
+      if (p.type !== RtcpPayloadSpecificFeedback.type) return;
+      const fb = (p as RtcpPayloadSpecificFeedback).feedback;
+      if (!(fb instanceof PictureLossIndication)) return;
+      if (this.pc.getTransceivers().some((x) => x.kind === 'video' && x.sender.ssrc === fb.mediaSsrc)) this.sources.get('video')?.requestKeyframe(false);
+    });
     t.sender.onGenericNack.subscribe((nack) => this.retransmit(t.kind === 'audio' ? 'audio' : 'video', t.sender, nack));
   }
 

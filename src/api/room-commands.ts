@@ -1,0 +1,35 @@
+// `class:"media", subclass:"room"` commands (reference §5.1, SPEC.md "Rooms").
+import { roomCreateSchema, roomIdOnly } from '../protocol/room-schemas.js';
+import { parseData } from '../protocol/validate.js';
+import type { CommandContext, Handler } from './context.js';
+import type { z } from 'zod';
+
+function parse<S extends z.ZodObject>(ctx: CommandContext, cmd: string, schema: S, data: unknown): z.output<S> {
+  const { value, unknownFields } = parseData(schema, data);
+  if (unknownFields.length > 0) ctx.conn.reportUnknownFields('media', 'room', cmd, unknownFields);
+  return value;
+}
+
+const create: Handler = async (ctx, data) => {
+  const req = parse(ctx, 'create', roomCreateSchema, data);
+  return { room_id: ctx.services.rooms.create(req, ctx.caller.user).id };
+};
+
+const destroy: Handler = async (ctx, data) => {
+  const { room_id } = parse(ctx, 'destroy', roomIdOnly, data);
+  await ctx.services.rooms.destroy(room_id, ctx.caller);
+  return {};
+};
+
+const getInfo: Handler = async (ctx, data) => {
+  const { room_id } = parse(ctx, 'get_info', roomIdOnly, data);
+  return ctx.services.rooms.get(room_id).info();
+};
+
+const getList: Handler = async (ctx) => {
+  const mine = (roomId: string) => ctx.services.sessions.list(ctx.caller).some((s) => s.room?.id === roomId);
+  // The original labelled the backend as `class` here (reference §7.3); this is the room class.
+  return ctx.services.rooms.list(ctx.caller, (r) => mine(r.id)).map((r) => ({ room_id: r.id, class: r.class, owner: r.owner }));
+};
+
+export const roomCommands: Record<string, Handler> = { create, destroy, get_info: getInfo, get_list: getList, info: getInfo, list: getList };

@@ -1,0 +1,114 @@
+// An SFU room (reference §5.1): members are publishing and listening sessions. The room holds
+// no media itself: listeners are wired to their publisher's proxy by the sessions.
+import { stopReason, type ErrorTerm } from '../protocol/errors.js';
+import type { EventBus } from '../events/bus.js';
+import type { RoomCreateRequest } from '../protocol/room-schemas.js';
+
+export type MemberRole = 'publisher' | 'listener';
+
+/** What a room needs of a member session (kept small so rooms do not depend on sessions). */
+export interface RoomMember {
+  readonly id: string;
+  readonly userId: string;
+  stop(term: ErrorTerm): Promise<void>;
+}
+
+interface Membership { member: RoomMember; role: MemberRole; peerId?: string }
+
+export const DEFAULT_ROOM_TIMEOUT_S = 300;
+export const BACKEND = 'nkmedia_kms';
+
+export class Room {
+  readonly class = 'sfu';
+  private readonly members = new Map<string, Membership>();
+  private timer?: NodeJS.Timeout;
+  destroyed = false;
+  readonly createdAt = Date.now();
+
+  constructor(
+    readonly id: string,
+    readonly owner: string,
+    readonly opts: RoomCreateRequest,
+    private readonly bus: EventBus,
+    private readonly onDestroyed: (room: Room) => void,
+  ) {
+    this.armTimer();
+  }
+
+  get timeoutSeconds(): number { return this.opts.timeout ?? DEFAULT_ROOM_TIMEOUT_S; }
+  get publishers(): number { return [...this.members.values()].filter((m) => m.role === 'publisher').length; }
+  get size(): number { return this.members.size; }
+
+  hasPublisher(sessionId: string): boolean { return this.members.get(sessionId)?.role === 'publisher'; }
+
+  addMember(member: RoomMember, role: MemberRole, peerId?: string): void {
+    this.members.set(member.id, { member, role, peerId });
+    this.emit('started_member', memberBody(member, role, peerId));
+    this.armTimer();
+  }
+
+  /** A member left; a publisher's listeners stop with `publisher_stop` (reference §5.1). */
+  removeMember(member: RoomMember): void {
+    const m = this.members.get(member.id);
+    if (!m || m.member !== member) return;
+    this.members.delete(member.id);
+    this.emit('stopped_member', memberBody(member, m.role, m.peerId));
+    if (m.role === 'publisher') {
+      for (const other of [...this.members.values()]) {
+        if (other.role === 'listener' && other.peerId === member.id) void other.member.stop('publisher_stop');
+      }
+    }
+    this.armTimer();
+  }
+
+  async destroy(term: ErrorTerm): Promise<void> {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    clearTimeout(this.timer);
+    const members = [...this.members.values()];
+    await Promise.all(members.map((m) => m.member.stop('room_destroyed')));
+    this.members.clear();
+    this.emit('destroyed', { ...stopReason(term) });
+    this.onDestroyed(this);
+  }
+
+  info(): Record<string, unknown> {
+    const members: Record<string, unknown> = {};
+    for (const m of this.members.values()) members[m.member.id] = { role: m.role, user_id: m.member.userId, ...(m.peerId ? { peer_id: m.peerId } : {}) };
+    const o = this.opts;
+    return {
+      room_id: this.id,
+      class: this.class,
+      backend: BACKEND,
+      owner: this.owner,
+      timeout: this.timeoutSeconds,
+      members,
+      status: { publishers: this.publishers, members: this.members.size },
+      ...(o.bitrate !== undefined ? { bitrate: o.bitrate } : {}),
+      ...(o.audio_codec ? { audio_codec: o.audio_codec } : {}),
+      ...(o.video_codec ? { video_codec: o.video_codec } : {}),
+      ...(o.room_meta ? { room_meta: o.room_meta } : {}),
+    };
+  }
+
+  emitCreated(): void { this.emit('created', this.info()); }
+
+  /** A room without publishers lives `timeout` seconds; any member change starts it again. */
+  private armTimer(): void {
+    clearTimeout(this.timer);
+    if (this.destroyed) return;
+    this.timer = setTimeout(() => {
+      if (this.publishers === 0) void this.destroy('timeout');
+      else this.armTimer();
+    }, this.timeoutSeconds * 1000);
+  }
+
+  private emit(type: string, body: Record<string, unknown>): void {
+    // Rooms are shared spaces: their events reach every subscriber (no owner filter).
+    this.bus.publish({ class: 'media', subclass: 'room', type, obj_id: this.id, body });
+  }
+}
+
+function memberBody(member: RoomMember, role: MemberRole, peerId?: string): Record<string, unknown> {
+  return { session_id: member.id, role, user_id: member.userId, ...(peerId ? { peer_id: peerId } : {}) };
+}
