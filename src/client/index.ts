@@ -44,6 +44,7 @@ export interface CreateSessionRequest {
   mute_video?: boolean;
   mute_data?: boolean;
   bitrate?: number;
+  video_layer?: string;
   session_meta?: Record<string, unknown>;
   session_events?: string[];
   session_events_body?: Record<string, unknown>;
@@ -162,7 +163,7 @@ export class NkMediaClient {
   getStatus(session_id: string): Promise<Record<string, any>> { return this.session('get_status', { session_id }); }
   getStats(session_id: string): Promise<{ stats: Record<string, any> }> { return this.session('get_stats', { session_id }); }
   listSessions(): Promise<{ session_id: string; type: string; user_id: string }[]> { return this.session('get_list'); }
-  updateMedia(session_id: string, update: { mute_audio?: boolean; mute_video?: boolean; mute_data?: boolean; bitrate?: number }): Promise<void> {
+  updateMedia(session_id: string, update: { mute_audio?: boolean; mute_video?: boolean; mute_data?: boolean; bitrate?: number; video_layer?: string }): Promise<void> {
     return this.session('update_media', { session_id, ...update });
   }
   setType(session_id: string, type: SessionType, extra: Record<string, unknown> = {}): Promise<Record<string, unknown>> {

@@ -68,6 +68,8 @@ export interface MediaEngine {
   requestKeyframe(element: ElementId): Promise<void>;
   /** Limits what the endpoint's client sends to us (REMB toward it); null lifts the limit. */
   setMaxBitrate(endpoint: ElementId, bitsPerSecond: number | null): Promise<void>;
+  /** Which layer of a simulcast source the endpoint's client gets: high, medium, low or a rid. */
+  setVideoLayer(endpoint: ElementId, layer: string): Promise<void>;
   getStats(element: ElementId): Promise<ElementStats>;
   release(element: ElementId): Promise<void>;
   /** Engine-wide counters for leak checks and monitoring. */

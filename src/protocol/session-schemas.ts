@@ -26,6 +26,8 @@ const muteFields = {
   mute_video: z.boolean().optional(),
   mute_data: z.boolean().optional(),
   bitrate: z.number().int().min(0).max(1_000_000_000).optional(),
+  /** Simulcast: which layer of the source this session's client gets (high, medium, low or a rid). */
+  video_layer: z.string().min(1).max(32).regex(/^[A-Za-z0-9_-]+$/, 'a layer name (high, medium, low) or a rid').optional(),
 };
 
 /** Fields that choose or feed a session type (create and set_type). */

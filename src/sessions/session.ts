@@ -67,6 +67,7 @@ export class Session {
   readonly slaveIds = new Set<string>();
   readonly mute: MuteState;
   bitrate?: number;
+  videoLayer: string;
   stopReason?: { code: number; reason: string };
   /** Why the session stopped, as an error for requests that were waiting on it. */
   stopError?: ApiError;
@@ -106,6 +107,7 @@ export class Session {
     this.role = opts.offer ? 'offeree' : 'offerer';
     this.mute = { audio: opts.mute_audio ?? false, video: opts.mute_video ?? false, data: opts.mute_data ?? false };
     this.bitrate = opts.bitrate;
+    this.videoLayer = opts.video_layer ?? 'high';
   }
 
   get isStopped(): boolean { return this.state === 'stopped'; }
@@ -130,6 +132,7 @@ export class Session {
         this.endpoint = await this.own(this.env.engine.createWebRtcEndpoint({ tag: this.tag }));
         await this.applyUplink();
         if (this.bitrate) await this.env.engine.setMaxBitrate(this.endpoint, this.bitrate);
+        if (this.videoLayer !== 'high') await this.env.engine.setVideoLayer(this.endpoint, this.videoLayer);
         // Joining the type now (rooms, bridge peers); the media is wired once the answer exists.
         await this.switchType(target);
         if (this.role === 'offeree') await this.takeClientSdp('offer', { ...this.opts.offer! });
@@ -501,7 +504,7 @@ export class Session {
     });
   }
 
-  updateMedia(update: { mute_audio?: boolean; mute_video?: boolean; mute_data?: boolean; bitrate?: number }): Promise<void> {
+  updateMedia(update: { mute_audio?: boolean; mute_video?: boolean; mute_data?: boolean; bitrate?: number; video_layer?: string }): Promise<void> {
     return this.queue.run(async () => {
       this.assertLive();
       if (update.mute_audio !== undefined) this.mute.audio = update.mute_audio;
@@ -511,6 +514,10 @@ export class Session {
       if (update.bitrate !== undefined) {
         this.bitrate = update.bitrate;
         if (this.endpoint) await this.env.engine.setMaxBitrate(this.endpoint, update.bitrate === 0 ? null : update.bitrate);
+      }
+      if (update.video_layer !== undefined) {
+        this.videoLayer = update.video_layer;
+        if (this.endpoint) await this.env.engine.setVideoLayer(this.endpoint, update.video_layer);
       }
     });
   }
@@ -561,6 +568,7 @@ export class Session {
       mute_audio: this.mute.audio,
       mute_video: this.mute.video,
       mute_data: this.mute.data,
+      video_layer: this.videoLayer,
       start_time: Math.floor(this.startTime / 1000),
     };
     const optional: Record<string, unknown> = {

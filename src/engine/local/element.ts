@@ -2,12 +2,13 @@
 // and any number of sinks; packets travel source → sinks.
 import type { RtpPacket } from 'werift';
 import type { ElementId, MediaKind } from '../types.js';
+import type { LayeredPacket } from './simulcast.js';
 
 export interface CodecInfo { mimeType: string; clockRate: number }
 
 /** What travels between elements: RTP for audio/video, messages for data. */
 export type MediaUnit =
-  | { kind: 'audio' | 'video'; rtp: RtpPacket; codec: CodecInfo; origin: ElementId }
+  | { kind: 'audio' | 'video'; rtp: RtpPacket; codec: CodecInfo; origin: ElementId; layer?: LayeredPacket }
   | { kind: 'data'; message: string | Buffer; origin: ElementId };
 
 export abstract class Element {

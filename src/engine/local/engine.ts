@@ -1,7 +1,7 @@
 // The in-process media engine: elements in one process, media moved by werift.
 import { randomUUID } from 'node:crypto';
 import type { RTCPeerConnectionConfig } from 'werift';
-import { useOPUS, useVP8, useH264 } from 'werift';
+import { useOPUS, useVP8, useH264, useSdesMid, useSdesRTPStreamId, useRepairedRtpStreamId } from 'werift';
 import {
   EngineError, MEDIA_KINDS, type ElementId, type ElementStats, type EngineCounters, type EngineEvent,
   type IceCandidateInit, type MediaEngine, type MediaKind, type OfferOptions,
@@ -46,6 +46,8 @@ export class LocalEngine implements MediaEngine {
     const video = (o.videoCodecs ?? ['vp8', 'h264']).map((c) => (c === 'vp8' ? useVP8() : useH264()));
     this.peerConfig = {
       codecs: { audio: [useOPUS()], video },
+      // rid/mid extensions let clients send simulcast (one SSRC per layer, named by rid).
+      headerExtensions: { audio: [useSdesMid()], video: [useSdesMid(), useSdesRTPStreamId(), useRepairedRtpStreamId()] },
       // werift falls back to a public STUN server when given none; a dead loopback one with a
       // zero wait stands in for "none" (and is removed before gathering, see WebRtcEndpoint).
       iceServers: this.hasIceServers ? [...o.stunServers.map((urls) => ({ urls })), ...o.turnServers] : [{ urls: NO_STUN }],
@@ -125,6 +127,8 @@ export class LocalEngine implements MediaEngine {
   async requestKeyframe(id: ElementId): Promise<void> { this.get(id).requestKeyframe(true); }
 
   async setMaxBitrate(id: ElementId, bps: number | null): Promise<void> { this.get(id, WebRtcEndpoint).setMaxBitrate(bps); }
+
+  async setVideoLayer(id: ElementId, layer: string): Promise<void> { this.get(id, WebRtcEndpoint).setVideoLayer(layer); }
 
   async getStats(id: ElementId): Promise<ElementStats> {
     const ep = this.get(id, WebRtcEndpoint);

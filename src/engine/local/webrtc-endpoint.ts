@@ -7,6 +7,7 @@ import {
 } from 'werift';
 import { EngineError, type ConnectionState, type EngineEvent, type IceCandidateInit, type MediaKind, type MediaStats, type OfferOptions } from '../types.js';
 import { Element, type CodecInfo, type MediaUnit } from './element.js';
+import { isKeyframe, LayerSelector, type LayerChoice } from './simulcast.js';
 
 /** No packet for this long marks a flow "down". */
 export const FLOW_DOWN_MS = 2000;
@@ -68,7 +69,13 @@ export class WebRtcEndpoint extends Element {
   private readonly out: Record<'audio' | 'video', OutStream> = { audio: newOutStream(), video: newOutStream() };
   retransmissions = 0;
   /** Where the client's video comes in, for keyframe requests (PLI). */
-  private videoIn?: { receiver: RTCRtpReceiver; ssrc: number };
+  /** The client's video streams by SSRC (one per simulcast layer), for keyframe requests. */
+  private readonly videoIn = new Map<number, { receiver: RTCRtpReceiver; lastAt: number }>();
+  /** Simulcast layers the client sends: bytes in the current window and the last ranking. */
+  private readonly layerBytes = new Map<string, number>();
+  private layerRank = new Map<string, number>();
+  /** Which layer of a simulcast source our client gets. */
+  readonly layers = new LayerSelector();
   private lastKeyframeRequest = -Infinity;
   private keyframeTimer?: NodeJS.Timeout;
   keyframeRequestsSent = 0;
@@ -109,8 +116,19 @@ export class WebRtcEndpoint extends Element {
         const codec = codecs.get(rtp.header.payloadType);
         if (!codec) return; // not a negotiated payload type (RTX and RED are undone by werift)
         this.count(this.inbound[kind], 'in', kind, rtp.serializeSize);
-        if (kind === 'video' && this.videoIn?.ssrc !== rtp.header.ssrc) this.videoIn = { receiver: transceiver.receiver, ssrc: rtp.header.ssrc };
-        this.forward({ kind, rtp, codec, origin: this.id });
+        if (kind === 'audio') { this.forward({ kind, rtp, codec, origin: this.id }); return; }
+        const now = performance.now();
+        const known = this.videoIn.get(rtp.header.ssrc);
+        if (known) known.lastAt = now;
+        else this.videoIn.set(rtp.header.ssrc, { receiver: transceiver.receiver, lastAt: now });
+        const rid = track.rid;
+        if (!rid) { this.forward({ kind, rtp, codec, origin: this.id }); return; }
+        this.layerBytes.set(rid, (this.layerBytes.get(rid) ?? 0) + rtp.payload.length);
+        if (!this.layerRank.has(rid)) this.rankLayers();
+        this.forward({
+          kind, rtp, codec, origin: this.id,
+          layer: { layer: rid, rank: this.layerRank.get(rid) ?? 0, layerCount: this.layerRank.size, keyframe: isKeyframe(codec.mimeType, rtp.payload) },
+        });
       });
     });
     for (const t of this.pc.getTransceivers()) this.watchSender(t);
@@ -156,10 +174,18 @@ export class WebRtcEndpoint extends Element {
   }
 
   private sendKeyframeRequest(): void {
-    if (this.released || !this.videoIn) return;
+    if (this.released || this.videoIn.size === 0) return;
     this.lastKeyframeRequest = performance.now();
     this.keyframeRequestsSent++;
-    this.videoIn.receiver.sendRtcpPLI(this.videoIn.ssrc).catch(() => undefined);
+    // Every live video stream (each simulcast layer) is asked: any listener may be on any layer.
+    for (const [ssrc, v] of this.videoIn) v.receiver.sendRtcpPLI(ssrc).catch(() => undefined);
+  }
+
+  /** Which simulcast layer our client gets from a simulcast source. */
+  setVideoLayer(choice: LayerChoice): void {
+    if (this.layers.choice === choice) return;
+    this.layers.choice = choice;
+    this.sources.get('video')?.requestKeyframe(true);
   }
 
   /** REMB toward the client every second while a limit is set. */
@@ -207,8 +233,19 @@ export class WebRtcEndpoint extends Element {
     }
   }
 
-  /** Marks flows that went quiet as down (called by the engine's shared timer). */
+  /** Orders the simulcast layers by the bitrate each carried since the last ranking. */
+  private rankLayers(): void {
+    const ranked = [...this.layerBytes.entries()].sort((a, b) => b[1] - a[1]);
+    this.layerRank = new Map(ranked.map(([rid], i) => [rid, i]));
+  }
+
+  /** Marks flows that went quiet as down, re-ranks layers (called by the engine's shared timer). */
   checkFlows(now: number): void {
+    if (this.layerBytes.size > 0) {
+      this.rankLayers();
+      for (const rid of this.layerBytes.keys()) this.layerBytes.set(rid, 0);
+    }
+    for (const [ssrc, v] of this.videoIn) if (now - v.lastAt > FLOW_DOWN_MS) this.videoIn.delete(ssrc);
     for (const [direction, flows] of [['in', this.inbound], ['out', this.outbound]] as const) {
       for (const media of ['audio', 'video', 'data'] as const) {
         const f = flows[media];
@@ -329,6 +366,11 @@ export class WebRtcEndpoint extends Element {
         this.emitError(`codec mismatch: ${unit.codec.mimeType} cannot be sent as ${codec.mimeType.toLowerCase()}`);
       }
       return;
+    }
+    if (unit.layer) {
+      const d = this.layers.decide(unit.layer);
+      if (d.needKeyframe) this.sources.get('video')?.requestKeyframe(true);
+      if (!d.send) return;
     }
     const inHeader = unit.rtp.header;
     const now = performance.now();
