@@ -1,14 +1,10 @@
 // `class:"media", subclass:"room"` commands (reference §5.1, SPEC.md "Rooms").
 import { roomCreateSchema, roomIdOnly } from '../protocol/room-schemas.js';
-import { parseData } from '../protocol/validate.js';
+import { parseCommand } from './parse.js';
 import type { CommandContext, Handler } from './context.js';
 import type { z } from 'zod';
 
-function parse<S extends z.ZodObject>(ctx: CommandContext, cmd: string, schema: S, data: unknown): z.output<S> {
-  const { value, unknownFields } = parseData(schema, data);
-  if (unknownFields.length > 0) ctx.conn.reportUnknownFields('media', 'room', cmd, unknownFields);
-  return value;
-}
+const parse = <S extends z.ZodObject>(ctx: CommandContext, cmd: string, schema: S, data: unknown) => parseCommand(ctx, 'room', cmd, schema, data);
 
 const create: Handler = async (ctx, data) => {
   const req = parse(ctx, 'create', roomCreateSchema, data);

@@ -6,14 +6,10 @@ import {
   candidateSchema, createSchema, playerActionSchema, recorderActionSchema, roomActionSchema,
   sessionIdOnly, setAnswerSchema, setTypeSchema, updateMediaSchema,
 } from '../protocol/session-schemas.js';
-import { parseData } from '../protocol/validate.js';
+import { parseCommand } from './parse.js';
 import type { CommandContext, Handler } from './context.js';
 
-function parse<S extends z.ZodObject>(ctx: CommandContext, cmd: string, schema: S, data: unknown): z.output<S> {
-  const { value, unknownFields } = parseData(schema, data);
-  if (unknownFields.length > 0) ctx.conn.reportUnknownFields('media', 'session', cmd, unknownFields);
-  return value;
-}
+const parse = <S extends z.ZodObject>(ctx: CommandContext, cmd: string, schema: S, data: unknown) => parseCommand(ctx, 'session', cmd, schema, data);
 
 const create: Handler = async (ctx, data) => {
   const req = parse(ctx, 'create', createSchema, data);
