@@ -48,9 +48,18 @@ describe('echo', () => {
     await eventually(() => peer.channel?.readyState === 'open', 5000, 'data channel open');
     peer.send('hello echo');
     await eventually(() => peer.messages.includes('hello echo'), 5000, 'data echoed');
-    const { stats } = await client.getStats(id);
+    // Rates, loss and jitter both ways: ours from RFC 3550 counters, the client's from its reports.
+    const stats = await eventually(async () => {
+      const { stats: st } = await client.getStats(id);
+      return st.outbound.video.packets_lost !== undefined && st.outbound.video.jitter_ms !== undefined && st.inbound.video.bitrate > 0 ? st : undefined;
+    }, 5000, 'stats with the client\'s receiver reports');
     assert.ok(stats.outbound.video.packets > 0 && stats.inbound.video.packets > 0);
     assert.ok(stats.outbound.data.packets >= 1);
+    assert.equal(stats.inbound.video.packets_lost, 0, 'nothing lost on loopback');
+    assert.equal(stats.outbound.video.packets_lost, 0);
+    assert.ok(stats.inbound.video.jitter_ms >= 0 && stats.outbound.video.bitrate > 0);
+    // The synthetic sender sends 50 packets/s of ~1 KB video: ~400 kbit/s.
+    assert.ok(stats.inbound.video.bitrate > 100_000 && stats.inbound.video.bitrate < 2_000_000, `bitrate ${stats.inbound.video.bitrate}`);
     await client.destroySession(id);
     await peer.close();
   });

@@ -35,6 +35,16 @@ export type EngineEvent =
 export interface MediaStats {
   packets: number;
   bytes: number;
+  /** Bits per second over the last half second. */
+  bitrate: number;
+  /** RTP only. Inbound: lost on the way to us; outbound: lost on the way to the client (its reports). */
+  packets_lost?: number;
+  /** RTP only, outbound: the fraction lost in the client's last report (0..1). */
+  fraction_lost?: number;
+  /** RTP only: interarrival jitter in milliseconds (outbound: as the client reports it). */
+  jitter_ms?: number;
+  /** Outbound only: round-trip time from the client's reports, in milliseconds. */
+  rtt_ms?: number;
 }
 
 export interface ElementStats {

@@ -132,8 +132,7 @@ export class LocalEngine implements MediaEngine {
 
   async getStats(id: ElementId): Promise<ElementStats> {
     const ep = this.get(id, WebRtcEndpoint);
-    const pick = (flows: typeof ep.inbound) => Object.fromEntries(MEDIA_KINDS.map((k) => [k, { packets: flows[k].packets, bytes: flows[k].bytes }]));
-    return { elementId: id, connectionState: ep.connectionState, inbound: pick(ep.inbound), outbound: pick(ep.outbound) };
+    return { elementId: id, connectionState: ep.connectionState, ...ep.stats() };
   }
 
   async release(id: ElementId): Promise<void> {

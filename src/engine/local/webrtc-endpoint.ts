@@ -39,6 +39,8 @@ interface OutStream {
   sent: (Buffer | undefined)[];
   sentSeq: Int32Array;
   lastSrClock: number;
+  /** Interarrival jitter the client reports for this stream (RTCP RR), in timestamp units. */
+  remoteJitter?: number;
 }
 
 /** werift internals the fast path updates or reads (kept to these few fields). */
@@ -54,8 +56,8 @@ const newOutStream = (): OutStream => ({
   sent: new Array<Buffer | undefined>(RETRANSMIT_BUFFER), sentSeq: new Int32Array(RETRANSMIT_BUFFER).fill(-1), lastSrClock: 0,
 });
 
-interface Flow extends MediaStats { lastAt: number; up: boolean }
-const newFlow = (): Flow => ({ packets: 0, bytes: 0, lastAt: 0, up: false });
+interface Flow { packets: number; bytes: number; bitrate: number; lastAt: number; up: boolean; sampledBytes: number; sampledAt: number }
+const newFlow = (): Flow => ({ packets: 0, bytes: 0, bitrate: 0, lastAt: 0, up: false, sampledBytes: 0, sampledAt: 0 });
 
 export class WebRtcEndpoint extends Element {
   readonly pc: RTCPeerConnection;
@@ -151,6 +153,11 @@ export class WebRtcEndpoint extends Element {
       if (this.pc.getTransceivers().some((x) => x.kind === 'video' && x.sender.ssrc === fb.mediaSsrc)) this.sources.get('video')?.requestKeyframe(false);
     });
     t.sender.onGenericNack.subscribe((nack) => this.retransmit(t.kind === 'audio' ? 'audio' : 'video', t.sender, nack));
+    t.sender.onRtcp.subscribe((p) => {
+      const reports = (p as { reports?: { ssrc: number; jitter: number }[] }).reports;
+      const mine = reports?.find((r) => r.ssrc === t.sender.ssrc);
+      if (mine) this.out[t.kind === 'audio' ? 'audio' : 'video'].remoteJitter = mine.jitter;
+    });
   }
 
   /** Answers a client's NACK from the packets we sent (already encrypted: resent as they were). */
@@ -179,6 +186,32 @@ export class WebRtcEndpoint extends Element {
     this.keyframeRequestsSent++;
     // Every live video stream (each simulcast layer) is asked: any listener may be on any layer.
     for (const [ssrc, v] of this.videoIn) v.receiver.sendRtcpPLI(ssrc).catch(() => undefined);
+  }
+
+  /** Counters, rates, loss and jitter per direction and media (get_stats). */
+  stats(): { inbound: Record<MediaKind, MediaStats>; outbound: Record<MediaKind, MediaStats> } {
+    const base = (f: Flow): MediaStats => ({ packets: f.packets, bytes: f.bytes, bitrate: f.bitrate });
+    const inbound = { audio: base(this.inbound.audio), video: base(this.inbound.video), data: base(this.inbound.data) };
+    const outbound = { audio: base(this.outbound.audio), video: base(this.outbound.video), data: base(this.outbound.data) };
+    for (const t of this.pc.getTransceivers()) {
+      const kind = t.kind === 'audio' ? 'audio' : 'video';
+      // werift keeps RFC 3550 statistics per incoming SSRC (simulcast: one per layer).
+      const streams = Object.values((t.receiver as unknown as { remoteStreams: Record<string, { packets_lost: number; jitter: number; clockRate: number }> }).remoteStreams);
+      if (streams.length > 0) {
+        inbound[kind].packets_lost = streams.reduce((n, st) => n + st.packets_lost, 0);
+        inbound[kind].jitter_ms = Math.max(...streams.map((st) => (st.jitter / st.clockRate) * 1000));
+      }
+      const sender = t.sender as unknown as { remotePacketsLost?: number; remoteFractionLost?: number; rtt?: number };
+      if (sender.remotePacketsLost !== undefined) {
+        outbound[kind].packets_lost = sender.remotePacketsLost;
+        outbound[kind].fraction_lost = sender.remoteFractionLost;
+      }
+      if (sender.rtt !== undefined) outbound[kind].rtt_ms = sender.rtt * 1000;
+      const jitter = this.out[kind].remoteJitter;
+      const clock = t.sender.codec?.clockRate;
+      if (jitter !== undefined && clock) outbound[kind].jitter_ms = (jitter / clock) * 1000;
+    }
+    return { inbound, outbound };
   }
 
   /** Which simulcast layer our client gets from a simulcast source. */
@@ -249,6 +282,9 @@ export class WebRtcEndpoint extends Element {
     for (const [direction, flows] of [['in', this.inbound], ['out', this.outbound]] as const) {
       for (const media of ['audio', 'video', 'data'] as const) {
         const f = flows[media];
+        if (f.sampledAt > 0) f.bitrate = Math.round(((f.bytes - f.sampledBytes) * 8 * 1000) / Math.max(1, now - f.sampledAt));
+        f.sampledBytes = f.bytes;
+        f.sampledAt = now;
         if (f.up && now - f.lastAt > FLOW_DOWN_MS) {
           f.up = false;
           this.emit({ type: 'media_flow', elementId: this.id, tag: this.tag, direction, media, state: 'down' });
