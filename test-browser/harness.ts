@@ -79,6 +79,8 @@ export function assertInsideTestNamespace(): void {
 export interface SuiteOptions {
   /** Server configuration overrides (ICE defaults to the namespace interface, no loopback). */
   server?: ConfigInput;
+  /** Chromium switches added to CHROMIUM_ARGS (e.g. a `--force-fieldtrials=...`). */
+  chromiumArgs?: string[];
 }
 
 /** Polls until `check` returns a truthy value, or fails after `ms`. */
@@ -182,7 +184,7 @@ export async function startBrowserSuite(opts: SuiteOptions = {}): Promise<Browse
     const browser = await chromium.launch({
       executablePath: CHROMIUM,
       headless: true,
-      args: CHROMIUM_ARGS,
+      args: [...CHROMIUM_ARGS, ...(opts.chromiumArgs ?? [])],
       timeout: 60000,
       env: { ...process.env, TZ: 'UTC' },
     });

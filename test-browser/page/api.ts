@@ -28,7 +28,16 @@ export interface StartOptions extends Partial<CreateSessionRequest> {
   data?: boolean;
   /** Longest wait for the browser's own ICE gathering when not trickling (default 10000 ms). */
   gatherTimeoutMs?: number;
+  /**
+   * Browser offerer only: send the camera as simulcast, `addTransceiver(track, {direction,
+   * sendEncodings})`. `true` = three layers, rids l (¼ size), m (½) and h (full), lowest first.
+   */
+  simulcast?: boolean | SimulcastEncoding[];
+  /** The simulcast video transceiver's direction (default 'sendrecv'). */
+  simulcastDirection?: 'sendonly' | 'sendrecv';
 }
+
+export interface SimulcastEncoding { rid: string; scaleResolutionDownBy?: number; maxBitrate?: number }
 
 export interface KindStats { packets: number; bytes: number }
 
@@ -67,6 +76,12 @@ export interface SessionState {
   dataChannelState?: RTCDataChannelState;
   messages: string[];
   closed: boolean;
+  /** The `create` reply's fields other than the SDP (e.g. `room_id` for publish and listen). */
+  createReply: Record<string, unknown>;
+  /** Wall-clock time (Date.now()) just before the page sent `create`. */
+  createSentAtEpochMs: number;
+  /** Wall-clock time when the peer connection first became 'connected'. */
+  connectedAtEpochMs?: number;
   /**
    * Signalling on this peer connection, counted by the page: `negotiationneeded` events and
    * every setLocalDescription / setRemoteDescription call (the page's own and any other), the
@@ -116,6 +131,8 @@ export interface SwitchWatch {
   timeoutMs?: number;
   /** Count frames only once the decoded picture's width/height ratio is within [min, max]. */
   aspect?: [number, number];
+  /** Count frames only once the decoded picture's width is within [min, max] (e.g. a simulcast layer's). */
+  width?: [number, number];
   /** Poll period (default 20 ms; Chromium caches getStats for a few tens of ms anyway). */
   pollMs?: number;
   /** Count from this many decoded frames instead of the count when the watch starts. */

@@ -3,7 +3,7 @@
 // through Playwright. Each session gets a row on the page with the local and remote video, so
 // screenshots show what the browser sends and receives.
 import { NkMediaClient, type CandidateInit, type EventData, type SdpObject } from '../../src/client/index.js';
-import type { FrameWatch, NegotiationRecord, NkPageApi, PeerStats, SessionState, StartOptions, SwitchResult, SwitchWatch } from './api.js';
+import type { FrameWatch, NegotiationRecord, NkPageApi, PeerStats, SessionState, SimulcastEncoding, StartOptions, SwitchResult, SwitchWatch } from './api.js';
 
 interface PageSession {
   id: string;
@@ -21,7 +21,15 @@ interface PageSession {
   closed: boolean;
   row: HTMLElement;
   negotiation: NegotiationRecord;
+  createReply: Record<string, unknown>;
+  createSentAtEpochMs: number;
+  connectedAtEpochMs?: number;
 }
+
+/** `simulcast: true`: three layers, lowest first (the order Chromium's SDP lists them in). */
+const DEFAULT_SIMULCAST: SimulcastEncoding[] = [
+  { rid: 'l', scaleResolutionDownBy: 4 }, { rid: 'm', scaleResolutionDownBy: 2 }, { rid: 'h' },
+];
 
 let client: NkMediaClient | undefined;
 const sessions = new Map<string, PageSession>();
@@ -68,6 +76,8 @@ function addRow(label: string): { row: HTMLElement; localVideo: HTMLVideoElement
     const fig = document.createElement('figure');
     const cap = document.createElement('figcaption');
     cap.textContent = name;
+    // The picture's own size in the caption (e.g. which simulcast layer is decoded).
+    v.addEventListener('resize', () => { cap.textContent = `${name} ${v.videoWidth}×${v.videoHeight}`; });
     fig.append(v, cap);
     row.append(fig);
   }
@@ -101,21 +111,27 @@ function waitGathered(pc: RTCPeerConnection, ms: number): Promise<void> {
   });
 }
 
+function withoutSdp(reply: object): Record<string, unknown> {
+  const { offer: _o, answer: _a, ...rest } = reply as Record<string, unknown>;
+  return rest;
+}
+
 async function startSession(opts: StartOptions): Promise<string> {
   const c = requireClient();
-  const { offerer = 'browser', trickle = true, audio = true, video = true, data = false, gatherTimeoutMs = 10000, ...create } = opts;
+  const { offerer = 'browser', trickle = true, audio = true, video = true, data = false, gatherTimeoutMs = 10000, simulcast, simulcastDirection = 'sendrecv', ...create } = opts;
+  if (simulcast && offerer !== 'browser') throw new Error('simulcast: only when the browser offers');
   // No ICE servers at all: host candidates only, nothing leaves the machine.
   const pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle' });
   const negotiation = recordNegotiation(pc);
   const local = audio || video ? await navigator.mediaDevices.getUserMedia({ audio, video }) : undefined;
   const remote = new MediaStream();
-  const view = addRow(`${create.type} (${offerer} offers${trickle ? ', trickle' : ', no trickle'})`);
+  const view = addRow(`${create.type} (${offerer} offers${trickle ? ', trickle' : ', no trickle'}${simulcast ? ', simulcast' : ''})`);
   if (local) view.localVideo.srcObject = local;
   view.remoteVideo.srcObject = remote;
 
   const s: PageSession = {
     id: '', type: create.type, offerer, pc, local, remote, events: [], localCandidates: [], remoteCandidates: [],
-    remoteTracks: [], messages: [], closed: false, row: view.row, negotiation,
+    remoteTracks: [], messages: [], closed: false, row: view.row, negotiation, createReply: {}, createSentAtEpochMs: 0,
   };
   pc.addEventListener('track', (ev) => {
     remote.addTrack(ev.track);
@@ -127,7 +143,10 @@ async function startSession(opts: StartOptions): Promise<string> {
     ch.addEventListener('message', (m) => s.messages.push(String(m.data)));
   };
   pc.addEventListener('datachannel', (ev) => watchChannel(ev.channel));
-  pc.addEventListener('connectionstatechange', () => log(s.id || '(new)', 'connection', pc.connectionState));
+  pc.addEventListener('connectionstatechange', () => {
+    log(s.id || '(new)', 'connection', pc.connectionState);
+    if (pc.connectionState === 'connected') s.connectedAtEpochMs ??= Date.now();
+  });
 
   // Our candidates: trickled through set_candidate once the session id is known and our SDP is in.
   let canTrickle = false;
@@ -179,7 +198,10 @@ async function startSession(opts: StartOptions): Promise<string> {
     if (offerer === 'browser') {
       for (const kind of ['audio', 'video'] as const) {
         const track = local?.getTracks().find((t) => t.kind === kind);
-        if (track) pc.addTrack(track, local!);
+        if (track && kind === 'video' && simulcast) {
+          const sendEncodings = simulcast === true ? DEFAULT_SIMULCAST : simulcast;
+          pc.addTransceiver(track, { direction: simulcastDirection, streams: [local!], sendEncodings });
+        } else if (track) pc.addTrack(track, local!);
         else pc.addTransceiver(kind, { direction: 'recvonly' });
       }
       if (data) watchChannel(pc.createDataChannel('nkmedia'));
@@ -192,6 +214,7 @@ async function startSession(opts: StartOptions): Promise<string> {
         await waitGathered(pc, gatherTimeoutMs);
         sdp = { sdp: pc.localDescription!.sdp, trickle_ice: false };
       }
+      s.createSentAtEpochMs = Date.now();
       const reply = await c.createSession({
         ...(trickle ? {} : { no_answer_trickle_ice: true }),
         ...create,
@@ -199,17 +222,20 @@ async function startSession(opts: StartOptions): Promise<string> {
         wait_reply: true,
       });
       follow(reply.session_id);
+      s.createReply = withoutSdp(reply);
       if (!reply.answer) throw new Error('create with wait_reply returned no answer');
       await pc.setRemoteDescription({ type: 'answer', sdp: reply.answer.sdp });
       remoteReady();
       startTrickling();
     } else {
+      s.createSentAtEpochMs = Date.now();
       const reply = await c.createSession({
         ...(trickle ? {} : { no_offer_trickle_ice: true }),
         ...create,
         wait_reply: true,
       });
       follow(reply.session_id);
+      s.createReply = withoutSdp(reply);
       if (!reply.offer) throw new Error('create with wait_reply returned no offer');
       await pc.setRemoteDescription({ type: 'offer', sdp: reply.offer.sdp });
       remoteReady();
@@ -345,6 +371,7 @@ function state(sessionId?: string): SessionState {
     connectionState: s.pc.connectionState, iceConnectionState: s.pc.iceConnectionState, signalingState: s.pc.signalingState,
     localCandidates: [...s.localCandidates], remoteCandidates: [...s.remoteCandidates], remoteTracks: [...s.remoteTracks],
     dataChannelState: s.channel?.readyState, messages: [...s.messages], closed: s.closed,
+    createReply: { ...s.createReply }, createSentAtEpochMs: s.createSentAtEpochMs, connectedAtEpochMs: s.connectedAtEpochMs,
     negotiation: {
       ...s.negotiation, signalingStates: [...s.negotiation.signalingStates],
       localSdp: s.pc.currentLocalDescription?.sdp, remoteSdp: s.pc.currentRemoteDescription?.sdp,
@@ -354,7 +381,7 @@ function state(sessionId?: string): SessionState {
 
 /** Polls getStats from `t0` until more frames than `before` are decoded (with the right shape), or the timeout. */
 async function framesAfter(s: PageSession, before: PeerStats['inbound']['video'], t0: number, watch: SwitchWatch): Promise<FrameWatch> {
-  const { timeoutMs = 5000, aspect, pollMs = 20 } = watch;
+  const { timeoutMs = 5000, aspect, width, pollMs = 20 } = watch;
   const framesBefore = watch.baselineFrames ?? before.framesDecoded;
   const out: FrameWatch = { framesBefore, frameWidth: before.frameWidth, frameHeight: before.frameHeight, polls: 0 };
   const end = performance.now() + timeoutMs;
@@ -365,7 +392,7 @@ async function framesAfter(s: PageSession, before: PeerStats['inbound']['video']
     out.frameWidth = v.frameWidth;
     out.frameHeight = v.frameHeight;
     const ratio = v.frameHeight > 0 ? v.frameWidth / v.frameHeight : 0;
-    const shapeOk = !aspect || (ratio >= aspect[0] && ratio <= aspect[1]);
+    const shapeOk = (!aspect || (ratio >= aspect[0] && ratio <= aspect[1])) && (!width || (v.frameWidth >= width[0] && v.frameWidth <= width[1]));
     if (v.framesDecoded > framesBefore && shapeOk) {
       out.resumeMs = at;
       out.resumeAtEpochMs = Date.now();

@@ -128,6 +128,12 @@ export class WebRtcEndpoint extends Element {
 
   get connectionState(): ConnectionState { return this.state; }
 
+  /** The codec negotiated for what we send our client (a player picks pass-through or transcoding by it). */
+  sendCodec(kind: 'audio' | 'video'): CodecInfo | undefined {
+    const c = this.transceiver(kind)?.sender.codec;
+    return c ? { mimeType: c.mimeType.toLowerCase(), clockRate: c.clockRate } : undefined;
+  }
+
   /** Media our client sends on one incoming track (one simulcast layer, or the whole stream). */
   private watchTrack(track: MediaStreamTrack, transceiver: RTCRtpTransceiver): void {
     if (this.watchedTracks.has(track)) return;
@@ -185,6 +191,15 @@ export class WebRtcEndpoint extends Element {
       this.retransmissions++;
       this.sendSrtp(sender, packet);
     }
+  }
+
+  /**
+   * A new source for what our client receives. Before our client is connected its keyframe
+   * would be dropped (and would use up the source's keyframe-request budget): the request
+   * is made on 'connected' instead.
+   */
+  override sourceChanged(kind: MediaKind): void {
+    if (this.state === 'connected') super.sourceChanged(kind);
   }
 
   /** A PLI to our client, merged: immediate if the last one is old enough, else deferred. */
