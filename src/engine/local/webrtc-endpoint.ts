@@ -17,8 +17,11 @@ export const KEYFRAME_INTERVAL_MS = 1000;
 export const URGENT_KEYFRAME_INTERVAL_MS = 300;
 const REMB_INTERVAL_MS = 1000;
 
-/** NACKed packets are resent from this many of the last packets sent per stream. */
-const RETRANSMIT_BUFFER = 1024;
+/**
+ * NACKed packets are resent from this many of the last video packets sent per stream: about
+ * 2.5 s at 1 Mbit/s, well past a NACK's useful life, and a quarter of the memory of 1024.
+ */
+const RETRANSMIT_BUFFER = 256;
 /** How often the sender report's (NTP, RTP) time pair is refreshed. */
 const SR_CLOCK_REFRESH_MS = 100;
 
@@ -28,7 +31,10 @@ const SR_CLOCK_REFRESH_MS = 100;
  * source (like mediasoup's SeqManager / LiveKit's rtpmunger).
  */
 interface OutStream {
-  key?: string;
+  /** The source now feeding this stream (origin element and its SSRC). */
+  keyOrigin?: string;
+  keySsrc?: number;
+  target?: { sender: RTCRtpSender; mimeType: string; payloadType: number };
   lastSentAt: number;
   mismatchLogged?: boolean;
   seqOffset: number;
@@ -420,16 +426,23 @@ export class WebRtcEndpoint extends Element {
    * of the packet object, no promise per packet, no header-extension mapping.
    */
   private sendMedia(unit: Extract<MediaUnit, { rtp: unknown }>): void {
-    const sender = this.transceiver(unit.kind)?.sender;
-    const codec = sender?.codec;
-    const srtp = sender?.dtlsTransport?.srtp;
-    if (!sender || !codec || !srtp) return;
     const out = this.out[unit.kind];
-    if (codec.mimeType.toLowerCase() !== unit.codec.mimeType) {
+    // The sender and its codec are fixed once negotiated: looked up once, not per packet.
+    let target = out.target;
+    if (!target) {
+      const sender = this.transceiver(unit.kind)?.sender;
+      const codec = sender?.codec;
+      if (!sender || !codec) return;
+      target = out.target = { sender, mimeType: codec.mimeType.toLowerCase(), payloadType: codec.payloadType! };
+    }
+    const { sender } = target;
+    const srtp = sender.dtlsTransport?.srtp;
+    if (!srtp) return;
+    if (target.mimeType !== unit.codec.mimeType) {
       // Transcoding arrives with the SIP work; until then a mismatch is reported, not hidden.
       if (!out.mismatchLogged) {
         out.mismatchLogged = true;
-        this.emitError(`codec mismatch: ${unit.codec.mimeType} cannot be sent as ${codec.mimeType.toLowerCase()}`);
+        this.emitError(`codec mismatch: ${unit.codec.mimeType} cannot be sent as ${target.mimeType}`);
       }
       return;
     }
@@ -440,8 +453,7 @@ export class WebRtcEndpoint extends Element {
     }
     const inHeader = unit.rtp.header;
     const now = performance.now();
-    const key = `${unit.origin}/${inHeader.ssrc}`;
-    if (out.key !== key) {
+    if (out.keyOrigin !== unit.origin || out.keySsrc !== inHeader.ssrc) {
       // A new source: continue our numbering right after the last packet we sent, and our
       // clock by the time that passed since then.
       if (out.lastSeq !== undefined) {
@@ -449,7 +461,8 @@ export class WebRtcEndpoint extends Element {
         out.seqOffset = (out.lastSeq + 1 - inHeader.sequenceNumber) & 0xffff;
         out.tsOffset = (out.lastTs + step - inHeader.timestamp) >>> 0;
       }
-      out.key = key;
+      out.keyOrigin = unit.origin;
+      out.keySsrc = inHeader.ssrc;
     }
     const seq = (inHeader.sequenceNumber + out.seqOffset) & 0xffff;
     const ts = (inHeader.timestamp + out.tsOffset) >>> 0;
@@ -460,7 +473,7 @@ export class WebRtcEndpoint extends Element {
     }
     const header = (out.header ??= new RtpHeader());
     header.ssrc = sender.ssrc;
-    header.payloadType = codec.payloadType!;
+    header.payloadType = target.payloadType;
     header.sequenceNumber = seq;
     header.timestamp = ts;
     header.marker = inHeader.marker;
@@ -471,9 +484,12 @@ export class WebRtcEndpoint extends Element {
     header.extensions = [];
     const payload = unit.rtp.payload;
     const packet = srtp.encrypt(payload, header);
-    const i = seq % RETRANSMIT_BUFFER;
-    out.sent[i] = packet;
-    out.sentSeq[i] = seq;
+    // Only video is NACKed (Opus is negotiated without NACK): audio needs no history.
+    if (unit.kind === 'video') {
+      const i = seq % RETRANSMIT_BUFFER;
+      out.sent[i] = packet;
+      out.sentSeq[i] = seq;
+    }
     this.sendSrtp(sender, packet);
     // What werift's sender reports (RTCP SR, stats) is kept true without its per-packet work.
     const report = sender as unknown as SenderReportState;
