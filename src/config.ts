@@ -56,6 +56,10 @@ export const configSchema = z.object({
     max_sessions_per_connection: z.number().int().min(1).max(100000).default(1000),
   }).prefault({}),
   recordings_dir: z.string().default('./recordings'),
+  /** Folders whose files `play` may open (besides the user's own recordings). */
+  play_dirs: z.array(z.string()).default(['./media']),
+  /** Whether `play` may fetch http(s) URIs. */
+  play_allow_http: z.boolean().default(true),
 }).superRefine((c, ctx) => {
   if ((c.ice.port_min === undefined) !== (c.ice.port_max === undefined)) ctx.addIssue({ code: 'custom', path: ['ice', 'port_min'], message: 'port_min and port_max go together' });
   if (c.ice.port_min !== undefined && c.ice.port_max !== undefined && c.ice.port_min > c.ice.port_max) ctx.addIssue({ code: 'custom', path: ['ice', 'port_min'], message: 'port_min > port_max' });

@@ -12,6 +12,7 @@ import { RoomManager } from '../rooms/manager.js';
 import type { MediaEngine } from '../engine/types.js';
 import { Authenticator } from './auth.js';
 import { ApiConnection } from './connection.js';
+import { handleRecordings } from './recordings-http.js';
 import type { Services } from './context.js';
 
 export interface RunningServer {
@@ -30,10 +31,20 @@ export async function startApiServer(config: Config, engine: MediaEngine, log: L
   }
   const bus = new EventBus();
   const rooms = new RoomManager(bus);
-  const sessions = new SessionManager(engine, bus, rooms, log);
+  const paths = { recordingsDir: config.recordings_dir, playDirs: config.play_dirs, allowHttp: config.play_allow_http };
+  const sessions = new SessionManager(engine, bus, rooms, paths, log);
   const services: Services = { config, log, bus, sessions, rooms, auth: new Authenticator(config.auth) };
 
   const onHttp = (req: IncomingMessage, res: ServerResponse) => {
+    handleRecordings(req, res, services.auth, paths).then((handled) => {
+      if (!handled) onOtherHttp(req, res);
+    }).catch((err: unknown) => {
+      log.error({ err }, 'http request failed');
+      if (!res.headersSent) res.writeHead(500);
+      res.end();
+    });
+  };
+  const onOtherHttp = (req: IncomingMessage, res: ServerResponse) => {
     if (req.url === '/health') {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ status: 'ok', sessions: sessions.size, rooms: rooms.size, connections: conns.size }));

@@ -67,6 +67,22 @@ const setType: Handler = async (ctx, data) => {
   return s.setType(ctx.services.sessions.resolveType(req, ctx.caller));
 };
 
+const recorderAction: Handler = async (ctx, data) => {
+  const req = parse(ctx, 'recorder_action', recorderActionSchema, data);
+  return ctx.services.sessions.getFor(req.session_id, ctx.caller).recorderAction(req.action ?? 'get_actions', req.uri);
+};
+
+const playerAction: Handler = async (ctx, data) => {
+  const req = parse(ctx, 'player_action', playerActionSchema, data);
+  const s = ctx.services.sessions.getFor(req.session_id, ctx.caller);
+  // `start` is set_type play (reference §2.10), with the current URI when none is given.
+  const start = () => {
+    const uri = req.uri ?? (s.type === 'play' ? String(s.typeExt.uri) : undefined);
+    return s.setType(ctx.services.sessions.resolveType({ type: 'play', uri, loops: req.loops }, ctx.caller));
+  };
+  return s.playerAction(req.action ?? 'get_actions', req, start);
+};
+
 const notYet = (cmd: string, schema: z.ZodObject, what: string): Handler => async (ctx, data) => {
   const req = parse(ctx, cmd, schema, data) as { session_id: string };
   ctx.services.sessions.getFor(req.session_id, ctx.caller);
@@ -112,8 +128,8 @@ export const sessionCommands: Record<string, Handler> = {
   get_answer: getSdp('answer'),
   update_media: updateMedia,
   set_type: setType,
-  recorder_action: notYet('recorder_action', recorderActionSchema, 'recorder_action (recording is not built yet)'),
-  player_action: notYet('player_action', playerActionSchema, 'player_action (the play type is not built yet)'),
+  recorder_action: recorderAction,
+  player_action: playerAction,
   // MCU layouts belong to other backends; the Kurento backend never had them.
   room_action: notYet('room_action', roomActionSchema, 'room_action'),
   set_candidate: setCandidate,

@@ -25,12 +25,20 @@ export interface OfferOptions {
 
 export type ConnectionState = 'new' | 'connecting' | 'connected' | 'disconnected' | 'failed' | 'closed';
 
+export type RecordingFormat = 'webm' | 'mp4';
+export interface RecordingResult { path: string; format: RecordingFormat; durationMs: number; tracks: ('audio' | 'video')[]; bytes: number }
+/** Kurento's getVideoInfo, in milliseconds. */
+export interface PlayerInfo { duration: number; is_seekable: boolean; first_position: number; last_position: number }
+
 export type EngineEvent =
   | { type: 'ice_candidate'; elementId: ElementId; tag: string; candidate: IceCandidateInit }
   | { type: 'ice_gathering_done'; elementId: ElementId; tag: string }
   | { type: 'connection_state'; elementId: ElementId; tag: string; state: ConnectionState }
   | { type: 'media_flow'; elementId: ElementId; tag: string; direction: 'in' | 'out'; media: MediaKind; state: 'up' | 'down' }
-  | { type: 'error'; elementId: ElementId; tag: string; message: string };
+  | { type: 'recorder_state'; elementId: ElementId; tag: string; state: 'recording' | 'paused' | 'stopped'; uri: string }
+  | { type: 'player_state'; elementId: ElementId; tag: string; state: 'playing' | 'paused' | 'stopped' | 'eos'; position: number }
+  | { type: 'player_loop'; elementId: ElementId; tag: string; loop: number; loops_left: number | null }
+  | { type: 'error'; elementId: ElementId; tag: string; message: string; code?: string };
 
 export interface MediaStats {
   packets: number;
@@ -81,6 +89,26 @@ export interface MediaEngine {
   /** Which layer of a simulcast source the endpoint's client gets: high, medium, low or a rid. */
   setVideoLayer(endpoint: ElementId, layer: string): Promise<void>;
   getStats(element: ElementId): Promise<ElementStats>;
+
+  /** A sink writing what it receives to a file (connect a session's proxy to it). */
+  createRecorderEndpoint(opts: { tag: string }): Promise<ElementId>;
+  recorderStart(recorder: ElementId, path: string, format: RecordingFormat): Promise<void>;
+  recorderPause(recorder: ElementId): Promise<void>;
+  recorderResume(recorder: ElementId): Promise<void>;
+  /** Finalises the file (also done by release). */
+  recorderStop(recorder: ElementId): Promise<RecordingResult>;
+
+  /** A source playing a media file or URL (connect it to an endpoint). */
+  createPlayerEndpoint(opts: { tag: string }): Promise<ElementId>;
+  /** Rejects with EngineError 'invalid_uri' (cannot open) or 'failed' (cannot play). */
+  playerStart(player: ElementId, uri: string, loops: number): Promise<PlayerInfo>;
+  playerPause(player: ElementId): Promise<void>;
+  playerResume(player: ElementId): Promise<void>;
+  playerStop(player: ElementId): Promise<void>;
+  playerSeek(player: ElementId, positionMs: number): Promise<void>;
+  playerPosition(player: ElementId): Promise<number>;
+  playerInfo(player: ElementId): Promise<PlayerInfo>;
+
   release(element: ElementId): Promise<void>;
   /** Engine-wide counters for leak checks and monitoring. */
   counters(): Promise<EngineCounters>;
@@ -89,7 +117,7 @@ export interface MediaEngine {
 }
 
 export class EngineError extends Error {
-  constructor(readonly kind: 'invalid_sdp' | 'invalid_candidate' | 'not_found' | 'invalid_state' | 'failed', message: string) {
+  constructor(readonly kind: 'invalid_sdp' | 'invalid_candidate' | 'not_found' | 'invalid_state' | 'invalid_uri' | 'failed', message: string) {
     super(message);
     this.name = 'EngineError';
   }

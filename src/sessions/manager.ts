@@ -9,10 +9,11 @@ import type { MediaEngine } from '../engine/types.js';
 import type { EventBus } from '../events/bus.js';
 import { BACKEND, Session, type Owner, type SessionRegistry, type TypeTarget } from './session.js';
 import type { RoomManager } from '../rooms/manager.js';
+import { playableUri, type MediaPaths } from './media-paths.js';
 import type { SessionType } from '../protocol/session-schemas.js';
 
 /** The fields of create/set_type that choose a type and what it points at. */
-export interface TypeFields { type: string; peer_id?: string; room_id?: string; publisher_id?: string; uri?: string }
+export interface TypeFields { type: string; peer_id?: string; room_id?: string; publisher_id?: string; uri?: string; loops?: number }
 
 /** Who is asking: a user, possibly an admin, on one connection. */
 export interface Caller {
@@ -29,7 +30,13 @@ export class SessionManager implements SessionRegistry {
   private seq = 0;
   private readonly unsubscribeEngine: () => void;
 
-  constructor(private readonly engine: MediaEngine, private readonly bus: EventBus, readonly rooms: RoomManager, private readonly log: Logger) {
+  constructor(
+    private readonly engine: MediaEngine,
+    private readonly bus: EventBus,
+    readonly rooms: RoomManager,
+    readonly paths: MediaPaths,
+    private readonly log: Logger,
+  ) {
     this.unsubscribeEngine = engine.onEvent((ev) => this.byTag.get(ev.tag)?.onEngineEvent(ev));
   }
 
@@ -74,7 +81,7 @@ export class SessionManager implements SessionRegistry {
       }
       case 'play':
         if (!req.uri) throw new ApiError('missing_field', 'uri');
-        throw new ApiError('not_implemented', 'type "play"');
+        return { type, uri: playableUri(this.paths, caller.user, req.uri), loops: req.loops ?? 0 };
       default:
         return { type };
     }
@@ -87,7 +94,7 @@ export class SessionManager implements SessionRegistry {
   async create(req: CreateRequest, caller: Caller, id: string, owner: Owner): Promise<CreateResult> {
     this.checkCreate(req, caller, id);
     const target = this.resolveType(req, caller);
-    const session = new Session({ engine: this.engine, bus: this.bus, registry: this, rooms: this.rooms, log: this.log }, id, ++this.seq, req, owner);
+    const session = new Session({ engine: this.engine, bus: this.bus, registry: this, rooms: this.rooms, paths: this.paths, log: this.log }, id, ++this.seq, req, owner);
     this.sessions.set(id, session);
     this.byTag.set(session.tag, session);
     if (req.master_id !== undefined) session.linkMaster(this.getFor(req.master_id, caller, 'unknown_peer'));

@@ -11,6 +11,10 @@ import type { EventBus, Subscriber } from '../events/bus.js';
 import { CandidateCollector } from './candidate-collector.js';
 import type { RoomManager } from '../rooms/manager.js';
 import type { Room } from '../rooms/room.js';
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { recordingTarget, type MediaPaths } from './media-paths.js';
 import { deferred, SerialQueue, withTimeout, type Deferred } from '../util/deferred.js';
 
 export const BACKEND = 'nkmedia_kms';
@@ -34,6 +38,7 @@ export interface SessionEnv {
   bus: EventBus;
   registry: SessionRegistry;
   rooms: RoomManager;
+  paths: MediaPaths;
   log: Logger;
 }
 
@@ -46,6 +51,9 @@ export interface TypeTarget {
   roomId?: string;
   /** listen: the publishing session. */
   publisher?: Session;
+  /** play: a checked URI (file path or http(s)) and how many times (0 = forever). */
+  uri?: string;
+  loops?: number;
 }
 
 type Role = 'offeree' | 'offerer';
@@ -79,6 +87,11 @@ export class Session {
   proxy?: ElementId;
   /** The element currently feeding our endpoint (what our client hears and sees). */
   private downSource?: ElementId;
+  /** The active recording, if any, and how many default file names were handed out. */
+  private recorder?: { id: ElementId; path: string; format: 'webm' | 'mp4' };
+  private recordings = 0;
+  /** The player of a `play` session. */
+  private player?: ElementId;
   private remoteSet = false;
   private readonly pendingClientCandidates: CandidateInit[] = [];
   private clientCollector?: CandidateCollector;
@@ -176,9 +189,12 @@ export class Session {
       if (peerId) void this.env.registry.lookup(peerId)?.peerStopped(this.id);
     }
     this.leaveType();
-    const elements = [this.endpoint, this.proxy].filter((e): e is string => e !== undefined);
+    // A recording is finalised before anything goes (SPEC.md difference 9).
+    await this.stopRecorder().catch((err) => this.env.log.warn({ session: this.id, err: String(err) }, 'recorder stop failed'));
+    const elements = [this.endpoint, this.proxy, this.player].filter((e): e is string => e !== undefined);
     this.endpoint = undefined;
     this.proxy = undefined;
+    this.player = undefined;
     await Promise.all(elements.map((e) => this.env.engine.release(e).catch(() => undefined)));
     this.emit('destroyed', { ...this.stopReason });
     this.env.bus.removeForObject(this.id);
@@ -368,8 +384,23 @@ export class Session {
         (ev.direction === 'in' ? this.mediaIn : this.mediaOut).set(ev.media, ev.state);
         this.emit('info', { info: 'media', direction: ev.direction, media: ev.media, status: ev.state });
         break;
+      case 'recorder_state':
+        this.emit('recorder', { state: ev.state, uri: pathToFileURL(ev.uri).href });
+        break;
+      case 'player_state':
+        if (ev.elementId === this.player) this.emit('player', { state: ev.state, position: Math.round(ev.position) });
+        break;
+      case 'player_loop':
+        // As the original: a finite play announces the loops it has left as a type change.
+        if (ev.elementId === this.player && ev.loops_left !== null) {
+          this.typeExt = { ...this.typeExt, loops: ev.loops_left };
+          this.emit('type', { type: this.type, ...this.typeExt });
+        }
+        break;
       case 'error':
-        this.env.log.warn({ session: this.id, message: ev.message }, 'engine element error');
+        this.env.log.warn({ session: this.id, code: ev.code, message: ev.message }, 'engine element error');
+        if (ev.elementId === this.player) this.emit('player', { state: 'stopped', error: ev.message, ...(ev.code ? { code: ev.code } : {}) });
+        else if (ev.elementId === this.recorder?.id) this.emit('recorder', { state: 'stopped', error: ev.message, uri: pathToFileURL(this.recorder.path).href });
         break;
     }
   }
@@ -387,6 +418,7 @@ export class Session {
     if (this.type === 'echo') source = this.proxy;
     else if (this.type === 'bridge') source = this.env.registry.lookup(String(this.typeExt.peer_id))?.proxy;
     else if (this.type === 'listen') source = this.env.registry.lookup(String(this.typeExt.publisher_id))?.proxy;
+    else if (this.type === 'play') source = this.player;
     await this.setDownlink(source);
     this.emit('type', { type: this.type, ...this.typeExt });
   }
@@ -431,6 +463,11 @@ export class Session {
       const room = this.room;
       this.typeExt = {};
       room?.removeMember(this);
+    } else if (this.type === 'play' && this.player) {
+      const player = this.player;
+      this.player = undefined;
+      this.typeExt = {};
+      void this.env.engine.release(player).catch(() => undefined);
     }
   }
 
@@ -488,6 +525,23 @@ export class Session {
       room.addMember(this, 'listener', publisher.id);
       return;
     }
+    if (type === 'play') {
+      // The new player opens its URI before the old type is left: a bad URI changes nothing.
+      const uri = target.uri!;
+      const loops = target.loops ?? 0;
+      const player = await this.own(this.env.engine.createPlayerEndpoint({ tag: this.tag }));
+      try {
+        await this.engineCall(() => this.env.engine.playerStart(player, uri, loops));
+      } catch (err) {
+        await this.env.engine.release(player).catch(() => undefined);
+        throw err;
+      }
+      this.leaveType();
+      this.player = player;
+      this.type = 'play';
+      this.typeExt = { uri, loops };
+      return;
+    }
     if (type !== 'park' && type !== 'echo') throw new ApiError('not_implemented', `type "${type}"`);
     this.leaveType();
     this.type = type;
@@ -520,6 +574,83 @@ export class Session {
         if (this.endpoint) await this.env.engine.setVideoLayer(this.endpoint, update.video_layer);
       }
     });
+  }
+
+  // ---- recording ---------------------------------------------------------------------------
+
+  static readonly RECORDER_ACTIONS = ['start', 'stop', 'pause', 'resume', 'get_actions'];
+
+  /** `recorder_action` (reference §2.9): records what this session's client sends, after mutes. */
+  recorderAction(action: string, uri?: string): Promise<Record<string, unknown>> {
+    return this.queue.run(async () => {
+      this.assertLive();
+      if (action === 'get_actions') return { actions: Session.RECORDER_ACTIONS };
+      if (action === 'start') {
+        await this.stopRecorder();
+        const name = `${this.id}_p${String(this.recordings++).padStart(4, '0')}.webm`;
+        const target = recordingTarget(this.env.paths, this.owner.user, uri, name);
+        await mkdir(dirname(target.path), { recursive: true });
+        const rec = await this.own(this.env.engine.createRecorderEndpoint({ tag: this.tag }));
+        try {
+          await this.engineCall(() => this.env.engine.recorderStart(rec, target.path, target.format));
+          await this.env.engine.connect(this.proxy!, rec, 'audio');
+          await this.env.engine.connect(this.proxy!, rec, 'video');
+        } catch (err) {
+          await this.env.engine.release(rec).catch(() => undefined);
+          throw err;
+        }
+        this.recorder = { id: rec, ...target };
+        return { uri: pathToFileURL(target.path).href, mediaProfile: target.format.toUpperCase() };
+      }
+      const rec = this.recorder;
+      if (!rec) throw new ApiError('no_active_recorder');
+      switch (action) {
+        case 'pause': await this.env.engine.recorderPause(rec.id); return {};
+        case 'resume': await this.env.engine.recorderResume(rec.id); return {};
+        case 'stop': {
+          const result = await this.stopRecorder();
+          return result ? { uri: pathToFileURL(result.path).href, duration: result.durationMs } : {};
+        }
+        default: throw new ApiError('invalid_action', action);
+      }
+    });
+  }
+
+  /** Finalises and releases the active recording, if any. */
+  private async stopRecorder(): Promise<{ path: string; durationMs: number } | undefined> {
+    const rec = this.recorder;
+    if (!rec) return undefined;
+    this.recorder = undefined;
+    try {
+      return await this.env.engine.recorderStop(rec.id);
+    } finally {
+      await this.env.engine.release(rec.id).catch(() => undefined);
+    }
+  }
+
+  // ---- playing -----------------------------------------------------------------------------
+
+  static readonly PLAYER_ACTIONS = ['start', 'stop', 'pause', 'resume', 'get_info', 'get_position', 'set_position', 'get_actions'];
+
+  /** `player_action` (reference §2.10); `start` switches the session to `play`. */
+  async playerAction(action: string, req: { position?: number }, start: () => Promise<Record<string, unknown>>): Promise<Record<string, unknown>> {
+    this.assertLive();
+    if (action === 'get_actions') return { actions: Session.PLAYER_ACTIONS };
+    if (action === 'start') return start();
+    const player = this.player;
+    if (!player) throw new ApiError('no_active_player');
+    switch (action) {
+      case 'pause': await this.env.engine.playerPause(player); return {};
+      case 'resume': await this.env.engine.playerResume(player); return {};
+      case 'stop': await this.env.engine.playerStop(player); return {};
+      case 'get_info': return { ...(await this.engineCall(() => this.env.engine.playerInfo(player))) };
+      case 'get_position': return { position: Math.round(await this.env.engine.playerPosition(player)) };
+      case 'set_position':
+        if (req.position === undefined) throw new ApiError('missing_field', 'position');
+        await this.engineCall(() => this.env.engine.playerSeek(player, req.position!));
+        return {};
+      default: throw new ApiError('invalid_action', action);
+    }
   }
 
   async stats(): Promise<Record<string, unknown>> {
@@ -620,6 +751,7 @@ export class Session {
       if (err instanceof EngineError) {
         if (err.kind === 'invalid_sdp') throw new ApiError('invalid_sdp', err.message);
         if (err.kind === 'invalid_candidate') throw new ApiError('invalid_value', `candidate: ${err.message}`);
+        if (err.kind === 'invalid_uri') throw new ApiError('invalid_uri');
         throw new ApiError('media_error', err.message);
       }
       throw err;

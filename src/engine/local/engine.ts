@@ -4,10 +4,13 @@ import type { RTCPeerConnectionConfig } from 'werift';
 import { useOPUS, useVP8, useH264, useSdesMid, useSdesRTPStreamId, useRepairedRtpStreamId } from 'werift';
 import {
   EngineError, MEDIA_KINDS, type ElementId, type ElementStats, type EngineCounters, type EngineEvent,
-  type IceCandidateInit, type MediaEngine, type MediaKind, type OfferOptions,
+  type IceCandidateInit, type MediaEngine, type MediaKind, type OfferOptions, type PlayerInfo,
+  type RecordingFormat, type RecordingResult,
 } from '../types.js';
 import { Element, PassThrough } from './element.js';
 import { WebRtcEndpoint } from './webrtc-endpoint.js';
+import { RecorderEndpoint } from './recorder.js';
+import { PlayerEndpoint, PlayerError } from './player.js';
 import { sharedCertificate } from './certificate.js';
 import { candidateRewriter } from './candidates.js';
 
@@ -129,6 +132,61 @@ export class LocalEngine implements MediaEngine {
   async setMaxBitrate(id: ElementId, bps: number | null): Promise<void> { this.get(id, WebRtcEndpoint).setMaxBitrate(bps); }
 
   async setVideoLayer(id: ElementId, layer: string): Promise<void> { this.get(id, WebRtcEndpoint).setVideoLayer(layer); }
+
+  // ---- recorder and player ------------------------------------------------------------------
+
+  async createRecorderEndpoint(opts: { tag: string }): Promise<ElementId> {
+    const id = `recorder-${randomUUID()}`;
+    this.elements.set(id, new RecorderEndpoint(id, opts.tag, this.emit));
+    return id;
+  }
+
+  async recorderStart(id: ElementId, path: string, format: RecordingFormat): Promise<void> {
+    try {
+      await this.get(id, RecorderEndpoint).start(path, format);
+    } catch (err) {
+      throw new EngineError('failed', `cannot record to ${path}: ${(err as Error).message}`);
+    }
+  }
+
+  async recorderPause(id: ElementId): Promise<void> { this.get(id, RecorderEndpoint).pause(); }
+  async recorderResume(id: ElementId): Promise<void> { this.get(id, RecorderEndpoint).resume(); }
+  recorderStop(id: ElementId): Promise<RecordingResult> { return this.get(id, RecorderEndpoint).stop(); }
+
+  async createPlayerEndpoint(opts: { tag: string }): Promise<ElementId> {
+    const id = `player-${randomUUID()}`;
+    this.elements.set(id, new PlayerEndpoint(id, opts.tag, this.emit));
+    return id;
+  }
+
+  async playerStart(id: ElementId, uri: string, loops: number): Promise<PlayerInfo> {
+    try {
+      return await this.get(id, PlayerEndpoint).start(uri, loops);
+    } catch (err) {
+      if (err instanceof PlayerError) throw new EngineError(err.code === 'invalid_uri' ? 'invalid_uri' : 'failed', err.message);
+      throw err;
+    }
+  }
+
+  async playerPause(id: ElementId): Promise<void> { this.get(id, PlayerEndpoint).pause(); }
+  async playerResume(id: ElementId): Promise<void> { this.get(id, PlayerEndpoint).resume(); }
+  playerStop(id: ElementId): Promise<void> { return this.get(id, PlayerEndpoint).stop(); }
+
+  async playerSeek(id: ElementId, ms: number): Promise<void> {
+    try {
+      await this.get(id, PlayerEndpoint).seek(ms);
+    } catch (err) {
+      if (err instanceof PlayerError) throw new EngineError(err.code === 'not_seekable' || err.code === 'invalid_state' ? 'invalid_state' : 'failed', err.message);
+      throw err;
+    }
+  }
+
+  async playerPosition(id: ElementId): Promise<number> { return this.get(id, PlayerEndpoint).position(); }
+  async playerInfo(id: ElementId): Promise<PlayerInfo> {
+    const info = this.get(id, PlayerEndpoint).info();
+    if (!info) throw new EngineError('invalid_state', 'nothing is playing');
+    return info;
+  }
 
   async getStats(id: ElementId): Promise<ElementStats> {
     const ep = this.get(id, WebRtcEndpoint);
