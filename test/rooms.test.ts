@@ -127,6 +127,21 @@ describe('publish and listen', () => {
     await room('destroy', { room_id });
   });
 
+  it('data channel messages from the publisher reach listeners, unless mute_data', async () => {
+    const pub = await connectParked(alice, { type: 'publish' });
+    const lis = await connectParked(bob, { type: 'listen', publisher_id: pub.id });
+    await eventually(() => pub.peer.channel?.readyState === 'open' && lis.peer.channel?.readyState === 'open', 5000, 'channels open');
+    pub.peer.send('to the room');
+    await eventually(() => lis.peer.messages.includes('to the room'), 5000, 'message at the listener');
+    await alice.updateMedia(pub.id, { mute_data: true });
+    pub.peer.send('muted');
+    await new Promise((r) => setTimeout(r, 400));
+    assert.ok(!lis.peer.messages.includes('muted'), 'mute_data stops the publisher\'s messages');
+    await alice.destroySession(pub.id);
+    await pub.peer.close();
+    await lis.peer.close();
+  });
+
   it('listeners of a stopped publisher get destroyed with publisher_stop', async () => {
     const pub = await connectParked(alice, { type: 'publish' });
     const l1 = await connectParked(alice, { type: 'listen', publisher_id: pub.id });
