@@ -376,6 +376,9 @@ class Transcoder {
       this.killed = true;
       this.child.kill('SIGKILL');
     }
+    // 'close' comes only once the pipes are closed: a paused stdout with unread output would hold it.
+    this.child.stdout!.destroy();
+    this.child.stderr!.destroy();
     await this.exited;
   }
 }
