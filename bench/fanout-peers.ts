@@ -1,65 +1,12 @@
 // Helpers for the fan-out benchmark (bench/fanout.ts): a synthetic publisher whose packet sizes
 // are configurable and which counts what it sends, and a cheap packet counter for listener peers.
-import { RtpHeader, RtpPacket, type RTCRtpTransceiver } from 'werift';
-import type { TestPeer } from '../test/helpers/peer.js';
+import type { SendOptions, Sending, TestPeer } from '../test/helpers/peer.js';
 
-export interface SendOptions {
-  audioPps?: number;
-  videoPps?: number;
-  /** RTP payload bytes per packet (the RTP header and SRTP tag come on top). */
-  audioBytes?: number;
-  videoBytes?: number;
-}
+export type { SendOptions, Sending };
 
-export interface Sending {
-  /** Packets handed to werift so far, by kind. */
-  readonly sent: { audio: number; video: number };
-  /** The longest gap between two send ticks (ms): how bursty the sending was. */
-  readonly maxTickGapMs: number;
-  stop(): void;
-}
-
-/**
- * Sends synthetic RTP from `peer` until stopped, like TestPeer.startSending but with the payload
- * sizes given and the packets counted. Each payload starts with the peer's tag.
- */
+/** The fan-out publisher: TestPeer's synthetic sender at 1 Mbit/s-like sizes by default. */
 export function startSynthetic(peer: TestPeer, opts: SendOptions = {}): Sending {
-  const rate = { audio: opts.audioPps ?? 50, video: opts.videoPps ?? 110 };
-  const size = { audio: opts.audioBytes ?? 120, video: opts.videoBytes ?? 1100 };
-  const seq = { audio: 1000, video: 5000 };
-  const sent = { audio: 0, video: 0 };
-  const payloads = {
-    audio: Buffer.alloc(size.audio, 0x11),
-    video: Buffer.alloc(size.video, 0x22),
-  };
-  for (const p of Object.values(payloads)) { p.writeUInt32BE(peer.tag, 0); p[4] = 0; }
-  const started = performance.now();
-  const send = (t: RTCRtpTransceiver | undefined, kind: 'audio' | 'video') => {
-    const codec = t?.sender.codec;
-    if (!t || !codec) return;
-    seq[kind] = (seq[kind] + 1) & 0xffff;
-    const ts = Math.floor(((performance.now() - started) * codec.clockRate) / 1000) >>> 0;
-    const header = new RtpHeader({ payloadType: codec.payloadType, sequenceNumber: seq[kind], timestamp: ts, ssrc: t.sender.ssrc, marker: true });
-    sent[kind]++;
-    void t.sender.sendRtp(new RtpPacket(header, payloads[kind])).catch(() => undefined);
-  };
-  // Packets due are sent on a 10 ms tick (catching up after a late tick), as TestPeer does.
-  let due = { audio: 0, video: 0 };
-  let lastTick = started;
-  let maxTickGapMs = 0;
-  const timer = setInterval(() => {
-    const now = performance.now();
-    maxTickGapMs = Math.max(maxTickGapMs, now - lastTick);
-    lastTick = now;
-    const elapsed = (now - started) / 1000;
-    while (due.audio < elapsed * rate.audio) { due.audio++; send(peer.audio, 'audio'); }
-    while (due.video < elapsed * rate.video) { due.video++; send(peer.video, 'video'); }
-  }, 10);
-  return {
-    sent,
-    get maxTickGapMs() { return maxTickGapMs; },
-    stop: () => { clearInterval(timer); due = { audio: Infinity, video: Infinity }; },
-  };
+  return peer.startSending({ videoPps: 110, videoBytes: 1100, ...opts });
 }
 
 /** Packets a listener received, by kind, counted from the clear part of the SRTP header. */

@@ -38,6 +38,23 @@ export interface Rx { ssrc: number; seq: number; ts: number; tag: number; keyfra
 
 const KEYFRAME_MARK = 0x4b;
 
+export interface SendOptions {
+  audioPps?: number;
+  videoPps?: number;
+  /** RTP payload bytes per packet (the RTP header and SRTP tag come on top). */
+  audioBytes?: number;
+  videoBytes?: number;
+  keyframeOnPli?: boolean;
+}
+
+export interface Sending {
+  /** Packets handed to werift so far, by kind. */
+  readonly sent: { audio: number; video: number };
+  /** The longest gap between two send ticks (ms): how bursty the sending was. */
+  readonly maxTickGapMs: number;
+  stop(): void;
+}
+
 export class TestPeer {
   private keyframeDue = false;
   readonly pc = new RTCPeerConnection(PEER_CONFIG);
@@ -146,32 +163,44 @@ export class TestPeer {
   }
 
   /**
-   * Sends synthetic RTP until stopped: audio 50 packets/s, video `videoPps` (default 50). Each
-   * payload starts with this peer's tag; with `keyframeOnPli` the first video packet after a
-   * keyframe request is marked as a keyframe (byte 4), like a real encoder answering a PLI.
+   * Sends synthetic RTP until stopped: audio `audioPps` (default 50) and video `videoPps`
+   * (default 50) packets per second, of `audioBytes`/`videoBytes` payload (120/1000), on a 10 ms
+   * tick that catches up after a late one. Each payload starts with this peer's tag; with
+   * `keyframeOnPli` the first video packet after a keyframe request is marked as a keyframe
+   * (byte 4), like a real encoder answering a PLI. Returns what was sent so far.
    */
-  startSending(opts: { videoPps?: number; keyframeOnPli?: boolean } = {}): void {
-    const videoPps = opts.videoPps ?? 50;
+  startSending(opts: SendOptions = {}): Sending {
+    const rate = { audio: opts.audioPps ?? 50, video: opts.videoPps ?? 50 };
+    const size = { audio: opts.audioBytes ?? 120, video: opts.videoBytes ?? 1000 };
     const seq = { audio: 1000, video: 5000 };
     const started = performance.now();
-    const sentCount = { audio: 0, video: 0 };
+    const sent = { audio: 0, video: 0 };
     const send = (t: RTCRtpTransceiver | undefined, kind: 'audio' | 'video') => {
       const codec = t?.sender.codec;
       if (!t || !codec) return;
       seq[kind] = (seq[kind] + 1) & 0xffff;
       const ts = Math.floor(((performance.now() - started) * codec.clockRate) / 1000) >>> 0;
       const header = new RtpHeader({ payloadType: codec.payloadType, sequenceNumber: seq[kind], timestamp: ts, ssrc: t.sender.ssrc, marker: true });
-      const payload = Buffer.alloc(kind === 'audio' ? 120 : 1000, kind === 'audio' ? 0x11 : 0x22);
+      const payload = Buffer.alloc(size[kind], kind === 'audio' ? 0x11 : 0x22);
       payload.writeUInt32BE(this.tag, 0);
       payload[4] = 0;
       if (kind === 'video' && opts.keyframeOnPli && this.keyframeDue) { payload[4] = KEYFRAME_MARK; this.keyframeDue = false; }
+      sent[kind]++;
       void t.sender.sendRtp(new RtpPacket(header, payload)).catch(() => undefined);
     };
-    this.sending = setInterval(() => {
-      const elapsed = (performance.now() - started) / 1000;
-      while (sentCount.audio < elapsed * 50) { sentCount.audio++; send(this.audio, 'audio'); }
-      while (sentCount.video < elapsed * videoPps) { sentCount.video++; send(this.video, 'video'); }
+    const due = { audio: 0, video: 0 };
+    let lastTick = started;
+    let maxTickGapMs = 0;
+    clearInterval(this.sending);
+    const timer = this.sending = setInterval(() => {
+      const now = performance.now();
+      maxTickGapMs = Math.max(maxTickGapMs, now - lastTick);
+      lastTick = now;
+      const elapsed = (now - started) / 1000;
+      while (due.audio < elapsed * rate.audio) { due.audio++; send(this.audio, 'audio'); }
+      while (due.video < elapsed * rate.video) { due.video++; send(this.video, 'video'); }
     }, 10);
+    return { sent, get maxTickGapMs() { return maxTickGapMs; }, stop: () => clearInterval(timer) };
   }
 
   stopSending(): void { clearInterval(this.sending); }
