@@ -91,8 +91,6 @@ function renderText(term: ErrorTerm, detail?: string): string {
   return `${text}: ${detail}`;
 }
 
-export function errorCode(term: ErrorTerm): number { return TABLE[term][0]; }
-
 /** Stop reason as sent in `destroyed` events: `{code, reason}`. */
 export function stopReason(term: ErrorTerm, detail?: string): { code: number; reason: string } {
   return { code: TABLE[term][0], reason: renderText(term, detail) };
@@ -102,8 +100,4 @@ export function stopReason(term: ErrorTerm, detail?: string): { code: number; re
 export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
   return new ApiError('internal_error', 'unexpected failure');
-}
-
-export function isErrorTerm(s: string): s is ErrorTerm {
-  return Object.prototype.hasOwnProperty.call(TABLE, s);
 }

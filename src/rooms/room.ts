@@ -39,8 +39,6 @@ export class Room {
   get publishers(): number { return [...this.members.values()].filter((m) => m.role === 'publisher').length; }
   get size(): number { return this.members.size; }
 
-  hasPublisher(sessionId: string): boolean { return this.members.get(sessionId)?.role === 'publisher'; }
-
   addMember(member: RoomMember, role: MemberRole, peerId?: string): void {
     this.members.set(member.id, { member, role, peerId });
     this.emit('started_member', memberBody(member, role, peerId));
