@@ -10,6 +10,8 @@ export interface BusEvent {
   body?: Record<string, unknown>;
   /** The user owning the object; events with an owner reach only that user and admins. */
   owner?: string;
+  /** Other users the object is shared with (a call's callees), who may see it too. */
+  viewers?: readonly string[];
 }
 
 /** The wire shape of an event's data (no owner). */
@@ -106,7 +108,7 @@ export class EventBus {
     }
     if (direct && !matched.has(direct.to.id)) matched.set(direct.to.id, { sub: direct.to, body: direct.body });
     for (const { sub, body } of matched.values()) {
-      if (event.owner !== undefined && !sub.admin && sub.user !== event.owner && sub !== direct?.to) continue;
+      if (event.owner !== undefined && !sub.admin && sub.user !== event.owner && sub !== direct?.to && !event.viewers?.includes(sub.user)) continue;
       sub.deliver(toWire(event, body));
     }
   }

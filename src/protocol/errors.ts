@@ -61,6 +61,19 @@ const TABLE = {
   no_room_members: [304004, 'No remaining room members'],
   invalid_publisher: [304005, 'Invalid publisher'],
   publisher_stop: [304006, 'Publisher stopped'],
+  // Calls (reference §5.5 (b)). The original used call_not_found and already_answered
+  // unmapped (999999); they and the call plugin's other terms get codes in its 305xxx range.
+  call_not_found: [305001, 'Call not found'],
+  already_answered: [305002, 'Already answered'],
+  call_already_exists: [305003, 'Call already exists'],
+  not_invited: [305004, 'Not invited to this call'],
+  no_destination: [305005, 'No destination'],
+  call_rejected: [305006, 'Call rejected'],
+  no_answer: [305007, 'No answer'],
+  answered_elsewhere: [305008, 'Answered elsewhere'],
+  caller_disconnected: [305009, 'Caller disconnected'],
+  callee_disconnected: [305010, 'Callee disconnected'],
+  api_hangup: [305011, 'API hangup'],
 } as const satisfies Record<string, readonly [number, string]>;
 
 export type ErrorTerm = keyof typeof TABLE;
@@ -70,6 +83,7 @@ const DETAILED = new Set<ErrorTerm>([
   'unknown_command', 'invalid_action', 'syntax_error', 'missing_field', 'invalid_value',
   'media_error', 'invalid_sdp', 'too_many_requests', 'frame_too_large', 'internal_error',
   'invalid_parameters', 'invalid_operation', 'not_implemented',
+  'no_destination', 'api_hangup', 'not_invited',
 ]);
 
 export interface WireError { code: number; error: string }
