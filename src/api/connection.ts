@@ -11,10 +11,12 @@ import type { CommandContext, ConnectionHandle, Handler, Services } from './cont
 import { coreCommands, loginSchema } from './core-commands.js';
 import { sessionCommands } from './session-commands.js';
 import { roomCommands } from './room-commands.js';
+import { callCommands } from './call-commands.js';
+import type { CallConnection, ClientReply } from '../calls/types.js';
 
 const HANDLERS: Record<string, Record<string, Record<string, Handler>>> = {
   core: coreCommands,
-  media: { session: sessionCommands, room: roomCommands },
+  media: { session: sessionCommands, room: roomCommands, call: callCommands },
 };
 
 /** A table entry by the client's name: own keys only (no `constructor`, `__proto__`...). */
@@ -25,7 +27,10 @@ function own<T>(table: Record<string, T> | undefined, key: string): T | undefine
 /** Past this much unsent data the client is not reading; it is disconnected, not buffered. */
 const MAX_BUFFERED_BYTES = 16 * 1024 * 1024;
 
-export class ApiConnection implements ConnectionHandle {
+/** A request this server sent to its client (e.g. a call invite), waiting for the reply. */
+interface ServerRequest { settle(err: Error | undefined, reply?: ClientReply): void }
+
+export class ApiConnection implements ConnectionHandle, CallConnection {
   readonly id = randomUUID();
   identity?: Identity;
   private inFlight = 0;
@@ -33,6 +38,8 @@ export class ApiConnection implements ConnectionHandle {
   private pingTimer?: NodeJS.Timeout;
   private failedLogins = 0;
   private closed = false;
+  private nextServerTid = 1;
+  private readonly serverRequests = new Map<Tid, ServerRequest>();
 
   constructor(private readonly ws: WebSocket, private readonly services: Services, readonly remote: string) {
     const limits = services.config.limits;
@@ -53,6 +60,31 @@ export class ApiConnection implements ConnectionHandle {
     // As the original: a connection hears its user's and its own connection events.
     this.services.bus.subscribe(this, { class: 'core', subclass: 'user_event', type: '*', obj_id: identity.user });
     this.services.bus.subscribe(this, { class: 'core', subclass: 'session_event', type: '*', obj_id: this.id });
+    // Calls ring logged-in connections (by user name or connection id).
+    this.services.calls.connectionUp(this);
+  }
+
+  /**
+   * Sends the client a request of the server's own (a call `invite`) and resolves with its
+   * reply; rejects on timeout, on `signal`, or when the connection closes.
+   */
+  request(cls: string, subclass: string, cmd: string, data: unknown, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<ClientReply> {
+    if (this.closed || this.ws.readyState !== this.ws.OPEN) return Promise.reject(new ApiError('process_not_found'));
+    if (opts.signal?.aborted) return Promise.reject(new ApiError('user_stop'));
+    const tid = this.nextServerTid++;
+    return new Promise<ClientReply>((resolve, reject) => {
+      const onAbort = () => settle(new ApiError('user_stop'));
+      const timer = setTimeout(() => settle(new ApiError('timeout')), opts.timeoutMs ?? 30000);
+      const settle = (err: Error | undefined, reply?: ClientReply) => {
+        if (!this.serverRequests.delete(tid)) return;
+        clearTimeout(timer);
+        opts.signal?.removeEventListener('abort', onAbort);
+        if (err) reject(err); else resolve(reply!);
+      };
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      this.serverRequests.set(tid, { settle });
+      this.send({ class: cls, subclass, cmd, data, tid });
+    });
   }
 
   deliver(event: EventData): void {
@@ -110,7 +142,13 @@ export class ApiConnection implements ConnectionHandle {
       if (err instanceof FrameError) this.send(errorReply(err.tid, err.error));
       return;
     }
-    if (incoming.kind !== 'request') return; // replies/acks to server requests: none pending yet
+    if (incoming.kind === 'reply') {
+      // The client's reply to one of our requests (an unknown tid is a late or stray one).
+      const { result, data: replyData, tid } = incoming.reply;
+      this.serverRequests.get(tid)?.settle(undefined, { result: result === 'ok' ? 'ok' : 'error', data: replyData });
+      return;
+    }
+    if (incoming.kind !== 'request') return; // acks to our requests: nothing to do
     const { request } = incoming;
     if (this.inFlight >= this.services.config.limits.max_in_flight) {
       this.send(errorReply(request.tid, new ApiError('too_many_requests', `limit ${this.services.config.limits.max_in_flight} per connection`)));
@@ -163,6 +201,9 @@ export class ApiConnection implements ConnectionHandle {
     clearTimeout(this.idleTimer);
     clearInterval(this.pingTimer);
     this.services.bus.removeAll(this);
+    for (const r of [...this.serverRequests.values()]) r.settle(new ApiError('process_not_found'));
+    // Its calls end (or lose its leg) with a call reason before its sessions stop.
+    await this.services.calls.connectionDown(this);
     await this.services.sessions.stopOwnedBy(this.id, 'registered_down');
     this.services.log.info({ conn: this.id, user: this.user }, 'connection closed');
   }

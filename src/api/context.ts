@@ -5,6 +5,7 @@ import type { EventBus, Subscriber } from '../events/bus.js';
 import type { Tid } from '../protocol/frames.js';
 import type { SessionManager, Caller } from '../sessions/manager.js';
 import type { RoomManager } from '../rooms/manager.js';
+import type { CallManager } from '../calls/manager.js';
 import type { Authenticator, Identity } from './auth.js';
 
 export interface Services {
@@ -13,6 +14,7 @@ export interface Services {
   bus: EventBus;
   sessions: SessionManager;
   rooms: RoomManager;
+  calls: CallManager;
   auth: Authenticator;
 }
 

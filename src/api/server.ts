@@ -9,6 +9,7 @@ import { isLoopback, type Config } from '../config.js';
 import { EventBus } from '../events/bus.js';
 import { SessionManager } from '../sessions/manager.js';
 import { RoomManager } from '../rooms/manager.js';
+import { CallManager } from '../calls/manager.js';
 import type { MediaEngine } from '../engine/types.js';
 import { Authenticator } from './auth.js';
 import { ApiConnection } from './connection.js';
@@ -33,7 +34,8 @@ export async function startApiServer(config: Config, engine: MediaEngine, log: L
   const rooms = new RoomManager(bus);
   const paths = { recordingsDir: config.recordings_dir, playDirs: config.play_dirs, allowHttp: config.play_allow_http };
   const sessions = new SessionManager(engine, bus, rooms, paths, log);
-  const services: Services = { config, log, bus, sessions, rooms, auth: new Authenticator(config.auth) };
+  const calls = new CallManager(sessions, bus, log);
+  const services: Services = { config, log, bus, sessions, rooms, calls, auth: new Authenticator(config.auth) };
 
   const onHttp = (req: IncomingMessage, res: ServerResponse) => {
     handleRecordings(req, res, services.auth, paths).then((handled) => {
@@ -84,6 +86,7 @@ export async function startApiServer(config: Config, engine: MediaEngine, log: L
     connections: () => conns.size,
     async close() {
       for (const c of conns) c.close(1001, 'server shutting down');
+      await calls.endAll('api_stop');
       await sessions.stopAll('api_stop');
       await rooms.destroyAll('api_stop');
       sessions.close();

@@ -52,6 +52,48 @@ export interface CreateSessionRequest {
 
 export interface CreateSessionReply { session_id: string; offer?: SdpObject; answer?: SdpObject }
 
+/** `media/call/create`: call `callee` (a user, `user:<name>`, `session:<connection id>`, `sip:` URI, or a list). */
+export interface CreateCallRequest {
+  callee: string | string[];
+  offer: SdpObject;
+  type?: 'user' | 'session' | 'all' | 'sip';
+  call_id?: string;
+  caller?: Record<string, unknown>;
+  ring_time?: number;
+  wait_reply?: boolean;
+  no_offer_trickle_ice?: boolean;
+  no_answer_trickle_ice?: boolean;
+  trickle_ice_timeout?: number;
+  sdp_type?: 'webrtc' | 'rtp';
+  subscribe?: boolean;
+  events_body?: Record<string, unknown>;
+  call_meta?: Record<string, unknown>;
+  backend?: string;
+}
+
+/** The caller's session is answered at once: `answer` is here with `wait_reply`, else in an `answer` call event. */
+export interface CreateCallReply { call_id: string; session_id: string; answer?: SdpObject }
+
+/** The server's `media/call/invite` request to a callee: our offer for its leg of the call. */
+export interface CallInvite {
+  call_id: string;
+  /** How this connection was named by the caller: `user` or `session`. */
+  type: string;
+  /** The callee's media session for this call (its leg). */
+  session_id: string;
+  offer: SdpObject;
+  caller: Record<string, unknown>;
+  /** The calling user. */
+  user_id: string;
+}
+
+/** What an invite handler returns: false declines; an object may set `subscribe` and `events_body`. */
+export type InviteDecision = void | boolean | { subscribe?: boolean; events_body?: Record<string, unknown> };
+
+/** A request the server sent this client (e.g. a call invite). */
+export interface ServerRequest { class: string; subclass?: string; cmd: string; data: any }
+export type RequestHandler = (req: ServerRequest) => unknown | Promise<unknown>;
+
 /** An error reply from the server (or a local failure with code 0). */
 export class NkMediaError extends Error {
   constructor(readonly code: number, readonly error: string, readonly tid?: Tid) {
@@ -93,6 +135,7 @@ export class NkMediaClient {
   private readonly pending = new Map<Tid, Pending>();
   private readonly listeners = new Set<EventListener>();
   private readonly closeListeners = new Set<(reason: string) => void>();
+  private readonly requestHandlers = new Map<string, RequestHandler>();
   private closedReason?: string;
   sessionId?: string;
 
@@ -170,6 +213,45 @@ export class NkMediaClient {
     return this.session('set_type', { session_id, type, ...extra });
   }
 
+  /** `media/call/<cmd>` */
+  call<T = any>(cmd: string, data?: Record<string, unknown>): Promise<T> {
+    return this.request<T>('media', 'call', cmd, data);
+  }
+
+  createCall(req: CreateCallRequest): Promise<CreateCallReply> { return this.call('create', req as unknown as Record<string, unknown>); }
+  callRinging(call_id: string, callee?: Record<string, unknown>): Promise<void> { return this.call('ringing', { call_id, ...(callee ? { callee } : {}) }); }
+  acceptCall(call_id: string, answer: SdpObject, opts: { callee?: Record<string, unknown>; subscribe?: boolean; events_body?: Record<string, unknown> } = {}): Promise<void> {
+    return this.call('accepted', { call_id, answer, ...opts });
+  }
+  rejectCall(call_id: string): Promise<void> { return this.call('rejected', { call_id }); }
+  hangupCall(call_id: string, reason?: string): Promise<void> { return this.call('hangup', { call_id, ...(reason !== undefined ? { reason } : {}) }); }
+  setCallCandidate(call_id: string, c: CandidateInit): Promise<void> { return this.call('set_candidate', { call_id, ...c }); }
+  setCallCandidateEnd(call_id: string): Promise<void> { return this.call('set_candidate_end', { call_id }); }
+  getCallInfo(call_id: string): Promise<Record<string, any>> { return this.call('get_info', { call_id }); }
+  listCalls(): Promise<{ call_id: string; user_id: string; state: string }[]> { return this.call('get_list'); }
+
+  /**
+   * Handles the server's requests `class/subclass/cmd` (e.g. "media/call/invite"): the
+   * handler's value is the ok reply's data; a throw is an error reply (an NkMediaError keeps
+   * its code). Requests nobody handles get `unknown_command`. Returns a function that removes it.
+   */
+  onRequest(name: string, handler: RequestHandler): () => void {
+    this.requestHandlers.set(name, handler);
+    return () => { if (this.requestHandlers.get(name) === handler) this.requestHandlers.delete(name); };
+  }
+
+  /**
+   * Handles call invites: reply at once (ok = this connection will ring and then answer with
+   * `callRinging`/`acceptCall`/`rejectCall`; returning false declines the call).
+   */
+  onInvite(handler: (invite: CallInvite) => InviteDecision | Promise<InviteDecision>): () => void {
+    return this.onRequest('media/call/invite', async (req) => {
+      const decision = await handler(req.data as CallInvite);
+      if (decision === false) throw new NkMediaError(305006, 'Call rejected');
+      return typeof decision === 'object' && decision !== null ? decision : {};
+    });
+  }
+
   /** Every event pushed to this connection; returns an unsubscribe function. */
   onEvent(listener: EventListener): () => void {
     this.listeners.add(listener);
@@ -232,10 +314,26 @@ export class NkMediaClient {
       else p.reject(new NkMediaError(msg.data?.code ?? 0, msg.data?.error ?? 'unknown error', msg.tid));
       return;
     }
-    // A request from the server (e.g. a call invite): refused until a handler exists.
-    if (msg.cmd !== undefined && msg.tid !== undefined) {
-      this.ws.send(JSON.stringify({ result: 'error', data: { code: 100042, error: `Unknown command '${msg.cmd}'` }, tid: msg.tid }));
+    // A request from the server (e.g. a call invite).
+    if (msg.cmd !== undefined && msg.tid !== undefined) void this.answerRequest(msg);
+  }
+
+  private async answerRequest(msg: { class: string; subclass?: string; cmd: string; data?: unknown; tid: unknown }): Promise<void> {
+    const name = `${msg.class}/${msg.subclass ?? 'core'}/${msg.cmd}`;
+    const handler = this.requestHandlers.get(name);
+    let reply: Record<string, unknown>;
+    if (!handler) {
+      reply = { result: 'error', data: { code: 100042, error: `Unknown command '${name}'` }, tid: msg.tid };
+    } else {
+      try {
+        const data = await handler({ class: msg.class, subclass: msg.subclass, cmd: msg.cmd, data: msg.data ?? {} });
+        reply = { result: 'ok', tid: msg.tid, ...(data !== undefined ? { data } : {}) };
+      } catch (err) {
+        const e = err instanceof NkMediaError ? err : undefined;
+        reply = { result: 'error', data: { code: e?.code || 100002, error: e?.error ?? String((err as Error)?.message ?? err) }, tid: msg.tid };
+      }
     }
+    if (this.closedReason === undefined) this.ws.send(JSON.stringify(reply));
   }
 
   private onClosed(reason: string): void {

@@ -1,0 +1,628 @@
+// One call (reference §5.5 (b) with the Kurento wiring): the caller's `park` session, answered
+// at once, and one independent `park` session per destination leg with our offer. The first leg
+// to accept gets `set_answer` and is switched to `bridge` with the caller's session; every other
+// leg is cancelled. The call ends when its caller or answering callee goes, hangs up, or when no
+// leg can answer (all declined, ring time over); its sessions end with it.
+import type { Logger } from 'pino';
+import { ApiError, stopReason, type ErrorTerm } from '../protocol/errors.js';
+import { checkWebRtcSdp } from '../protocol/sdp.js';
+import { inviteReplySchema } from '../protocol/call-schemas.js';
+import type { CreateRequest, SdpObject } from '../protocol/session-schemas.js';
+import type { EventBus, EventData, Subscriber, SubscriptionKey } from '../events/bus.js';
+import type { Caller, CreateResult, SessionManager } from '../sessions/manager.js';
+import type { Session } from '../sessions/session.js';
+import type { CallConnection, CallDestinationDriver, ClientReply, LegControl, OutgoingLeg, Reason } from './types.js';
+
+export type CallState = 'ringing' | 'answered' | 'ended';
+
+/**
+ * starting: its session is being made; inviting: the invite is out; invited: the callee said
+ * it will answer later; ringing; accepting: its answer is being applied; accepted: bridged.
+ * Final: rejected (it declined), cancelled (another leg answered, or the call ended first),
+ * failed (its session or invite failed, or its connection went), ended (it had answered).
+ */
+export type LegState = 'starting' | 'inviting' | 'invited' | 'ringing' | 'accepting' | 'accepted' | 'rejected' | 'cancelled' | 'failed' | 'ended';
+
+const PENDING: ReadonlySet<LegState> = new Set(['starting', 'inviting', 'invited', 'ringing']);
+
+/** A resolved destination: an API connection, or a URI rung by a driver. */
+export interface LegSpec {
+  /** How it was named: `user`, `session`, or the URI scheme (`sip`). */
+  kind: string;
+  /** The user name, connection id or URI. */
+  target: string;
+  /** The callee's user ('' for driver legs). */
+  user: string;
+  conn?: CallConnection;
+  driver?: CallDestinationDriver;
+}
+
+export class Leg {
+  state: LegState = 'starting';
+  session?: Session;
+  offer?: SdpObject;
+  control?: LegControl;
+  /** The callee's connection is subscribed to the call's events. */
+  subscribed = false;
+  eventsBody?: Record<string, unknown>;
+  callee?: Record<string, unknown>;
+  /** Events for the callee that came before its invite was sent (our ICE candidates). */
+  held: EventData[] | undefined = [];
+  readonly abort = new AbortController();
+  endReason?: Reason;
+
+  constructor(readonly id: string, readonly spec: LegSpec) {}
+
+  get pending(): boolean { return PENDING.has(this.state); }
+  /** Whether the callee has been told of this leg (its invite is out). */
+  get announced(): boolean { return this.offer !== undefined && this.state !== 'starting'; }
+
+  info(): Record<string, unknown> {
+    return {
+      session_id: this.id,
+      type: this.spec.kind,
+      callee: this.spec.target,
+      state: this.state,
+      ...(this.spec.user ? { user_id: this.spec.user } : {}),
+      ...(this.spec.conn ? { user_session: this.spec.conn.id } : {}),
+      ...(this.callee ? { callee_info: this.callee } : {}),
+      ...(this.endReason ? { reason: this.endReason } : {}),
+    };
+  }
+}
+
+export interface CallEnv {
+  sessions: SessionManager;
+  bus: EventBus;
+  log: Logger;
+  /** How long a callee's connection has to reply to its invite. */
+  inviteTimeoutMs: number;
+  removed(call: Call): void;
+}
+
+export interface CallOptions {
+  id: string;
+  callerSessionId: string;
+  /** The caller's side: its API connection (or a SIP dialog standing in for one). */
+  party: Subscriber;
+  /** The caller's user (owner of the caller's session). */
+  callerUser: string;
+  callee: string | string[];
+  calleeType?: string;
+  callerInfo: Record<string, unknown>;
+  ringTime: number;
+  meta?: Record<string, unknown>;
+  eventsBody?: Record<string, unknown>;
+  /** Trickle options of the call's create, applied to every session of the call. */
+  noOfferTrickleIce?: boolean;
+  noAnswerTrickleIce?: boolean;
+  trickleIceTimeout?: number;
+  /** SDP kind offered to API connections. */
+  sdpType: 'webrtc' | 'rtp';
+}
+
+export interface CallStartResult { call_id: string; session_id: string; answer?: SdpObject }
+
+const callKey = (id: string): SubscriptionKey => ({ class: 'media', subclass: 'call', type: '*', obj_id: id });
+const sessionKey = (id: string): SubscriptionKey => ({ class: 'media', subclass: 'session', type: '*', obj_id: id });
+
+function asApiError(err: unknown, fallback: ErrorTerm = 'session_failed'): ApiError {
+  return err instanceof ApiError ? err : new ApiError(fallback);
+}
+
+export class Call {
+  readonly id: string;
+  state: CallState = 'ringing';
+  readonly legs: Leg[] = [];
+  callerSession?: Session;
+  answeredLeg?: Leg;
+  endReason?: Reason;
+  readonly startTime = Date.now();
+  answerTime?: number;
+  private endError?: ApiError;
+  private ringTimer?: NodeJS.Timeout;
+  private ringDeadline = 0;
+  private lastFailure?: ApiError;
+  /** Receives the events of the call's media sessions. */
+  private readonly tap: Subscriber;
+
+  constructor(private readonly env: CallEnv, readonly opts: CallOptions) {
+    this.id = opts.id;
+    this.tap = { id: `call-tap:${opts.id}`, user: '', admin: true, deliver: (e) => this.onSessionEvent(e) };
+  }
+
+  get callerUser(): string { return this.opts.callerUser; }
+  get party(): Subscriber { return this.opts.party; }
+  get callerSessionId(): string { return this.opts.callerSessionId; }
+  get ended(): boolean { return this.state === 'ended'; }
+
+  /** The leg an API connection was invited on, if any. */
+  legOf(connId: string): Leg | undefined { return this.legs.find((l) => l.spec.conn?.id === connId); }
+
+  /** The caller, every callee user and admins may see the call. */
+  visibleTo(who: { user: string; admin: boolean }): boolean {
+    return who.admin || who.user === this.callerUser || this.legs.some((l) => l.spec.user !== '' && l.spec.user === who.user);
+  }
+
+  // ---- starting ------------------------------------------------------------------------------
+
+  /**
+   * Starts the caller's session with its offer, then rings every destination. Resolves once
+   * the caller's offer is processed (with `waitAnswer`, once our answer to it exists).
+   */
+  async start(specs: LegSpec[], offer: SdpObject, who: Caller, subscribe: boolean, waitAnswer: boolean): Promise<CallStartResult> {
+    const { party } = this;
+    // The caller hears the call's events from the start (as a session's creator does).
+    if (subscribe) this.env.bus.subscribe(party, callKey(this.id), this.opts.eventsBody);
+    const req: CreateRequest = {
+      type: 'park',
+      offer,
+      // The caller's session outlives a leg leaving the bridge; the call decides when it ends.
+      stop_after_peer: false,
+      ...this.trickleOptions(offer.sdp_type ?? 'webrtc'),
+    };
+    this.watch(this.callerSessionId);
+    const created = this.env.sessions.create(req, who, this.callerSessionId, { user: this.callerUser, connId: party.id, subscriber: party });
+    this.callerSession = this.env.sessions.lookup(this.callerSessionId);
+    try {
+      await created;
+    } catch (err) {
+      this.abandon();
+      throw err;
+    }
+    if (this.ended) throw this.endError ?? new ApiError('call_not_found');
+    this.armRingTimer(this.opts.ringTime * 1000);
+    this.env.log.info({ call: this.id, user: this.callerUser, legs: specs.length }, 'call started');
+    for (const spec of specs) this.launch(new Leg(this.env.sessions.newId(), spec));
+    const result: CallStartResult = { call_id: this.id, session_id: this.callerSessionId };
+    if (!waitAnswer) return result;
+    try {
+      const { answer } = await this.callerSession!.waitReply();
+      return { ...result, answer };
+    } catch (err) {
+      const e = asApiError(err);
+      await this.end(e.term, e.detail);
+      throw e;
+    }
+  }
+
+  private trickleOptions(sdpType: string): Partial<CreateRequest> {
+    // Plain RTP has no ICE: the trickle options mean nothing there (and are refused).
+    if (sdpType !== 'webrtc') return {};
+    const o = this.opts;
+    return {
+      ...(o.noOfferTrickleIce !== undefined ? { no_offer_trickle_ice: o.noOfferTrickleIce } : {}),
+      ...(o.noAnswerTrickleIce !== undefined ? { no_answer_trickle_ice: o.noAnswerTrickleIce } : {}),
+      ...(o.trickleIceTimeout !== undefined ? { trickle_ice_timeout: o.trickleIceTimeout } : {}),
+    };
+  }
+
+  /** The call could not start: gone without a trace (no events; the create fails). */
+  private abandon(): void {
+    if (this.ended) return;
+    this.state = 'ended';
+    clearTimeout(this.ringTimer);
+    this.env.removed(this);
+    this.unwatch(this.callerSessionId);
+    this.env.bus.removeForObject(this.id);
+  }
+
+  /** Starts one leg: its session (a slave of the caller's), then the invite. */
+  private launch(leg: Leg): void {
+    this.legs.push(leg);
+    const driver = leg.spec.driver;
+    const sdpType = driver ? driver.sdpType : this.opts.sdpType;
+    const owner = driver
+      ? (driver.legOwner?.(leg.spec.target) ?? { user: this.callerUser, connId: this.party.id })
+      : { user: leg.spec.user, connId: leg.spec.conn!.id, subscriber: leg.spec.conn };
+    const req: CreateRequest = {
+      type: 'park',
+      sdp_type: sdpType,
+      // A slave of the caller's session: it stops when that one does.
+      master_id: this.callerSessionId,
+      stop_after_peer: true,
+      wait_reply: true,
+      // It must not time out before the ring time does.
+      wait_timeout: this.opts.ringTime + 60,
+      ...this.trickleOptions(sdpType),
+    };
+    // Internal path: the leg may name the caller's session (another user's) as its master.
+    const who: Caller = { user: owner.user, admin: true, connId: owner.connId };
+    this.watch(leg.id);
+    const created = this.env.sessions.create(req, who, leg.id, owner);
+    leg.session = this.env.sessions.lookup(leg.id);
+    void this.runLeg(leg, created);
+  }
+
+  private async runLeg(leg: Leg, created: Promise<CreateResult>): Promise<void> {
+    let offer: SdpObject | undefined;
+    try {
+      offer = (await created).offer;
+      if (!offer) throw new ApiError('offer_not_set');
+    } catch (err) {
+      this.unwatch(leg.id);
+      this.legFailed(leg, asApiError(err));
+      return;
+    }
+    if (!leg.pending) return;
+    leg.offer = offer;
+    leg.state = 'inviting';
+    if (leg.spec.driver) await this.inviteByDriver(leg, leg.spec.driver);
+    else await this.inviteConnection(leg, leg.spec.conn!, offer);
+  }
+
+  private async inviteConnection(leg: Leg, conn: CallConnection, offer: SdpObject): Promise<void> {
+    const data = {
+      call_id: this.id,
+      type: leg.spec.kind,
+      session_id: leg.id,
+      offer,
+      caller: this.opts.callerInfo,
+      user_id: this.callerUser,
+    };
+    const replied = conn.request('media', 'call', 'invite', data, { timeoutMs: this.env.inviteTimeoutMs, signal: leg.abort.signal });
+    // Our candidates for this leg found before the invite went out follow it now.
+    const held = leg.held ?? [];
+    leg.held = undefined;
+    for (const e of held) conn.deliver(e);
+    let reply: ClientReply;
+    try {
+      reply = await replied;
+    } catch (err) {
+      if (leg.pending) this.legFailed(leg, new ApiError('timeout'));
+      return;
+    }
+    if (leg.state === 'inviting' && reply.result !== 'ok') {
+      this.reject(leg, 'the invite was declined');
+      return;
+    }
+    if (!leg.pending && leg.state !== 'accepting' && leg.state !== 'accepted') return;
+    if (leg.state === 'inviting') leg.state = 'invited';
+    const parsed = inviteReplySchema.safeParse(reply.data ?? {});
+    const opts = parsed.success ? parsed.data : {};
+    if (opts.subscribe !== false && !leg.subscribed) this.subscribeLeg(leg, opts.events_body);
+  }
+
+  private async inviteByDriver(leg: Leg, driver: CallDestinationDriver): Promise<void> {
+    leg.held = undefined;
+    try {
+      leg.control = await driver.invite(leg.spec.target, this.outgoingLeg(leg));
+    } catch (err) {
+      this.legFailed(leg, asApiError(err, 'internal_error'));
+      return;
+    }
+    // The call moved on while the driver was starting: end what it started.
+    if (!leg.pending && leg.state !== 'accepting' && leg.state !== 'accepted' && leg.endReason) {
+      this.safely(() => leg.control!.end(leg.endReason!, false));
+    }
+  }
+
+  /** What a driver may do with its leg. */
+  private outgoingLeg(leg: Leg): OutgoingLeg {
+    return {
+      callId: this.id,
+      sessionId: leg.id,
+      offer: leg.offer!,
+      caller: this.opts.callerInfo,
+      callerUser: this.callerUser,
+      ringing: (callee) => this.safely(() => this.ringing(leg, callee)),
+      accept: (answer, callee) => this.accept(leg, answer, callee),
+      reject: (reason) => { if (leg.pending) this.reject(leg, reason); },
+      hangup: (reason) => {
+        if (leg === this.answeredLeg) void this.end('api_hangup', reason);
+        else if (leg.pending) this.reject(leg, reason);
+      },
+    };
+  }
+
+  // ---- the callees' commands -----------------------------------------------------------------
+
+  private assertOpen(leg: Leg): void {
+    if (this.ended) throw new ApiError('call_not_found');
+    if (leg.state === 'rejected') throw new ApiError('not_invited', 'you declined this call');
+    if (this.answeredLeg) throw new ApiError('already_answered');
+    if (!leg.pending) throw new ApiError('not_invited', `your invite ended${leg.endReason ? `: ${leg.endReason.reason}` : ''}`);
+  }
+
+  ringing(leg: Leg, callee?: Record<string, unknown>): void {
+    this.assertOpen(leg);
+    leg.state = 'ringing';
+    if (callee) leg.callee = callee;
+    this.publish('ringing', this.calleeBody(leg));
+  }
+
+  /** The leg's callee answers: its session gets the answer and is bridged with the caller's. */
+  async accept(leg: Leg, answer: SdpObject, callee?: Record<string, unknown>): Promise<void> {
+    this.assertOpen(leg);
+    // A bad SDP is refused before the call is taken, so another leg can still answer.
+    if (leg.offer?.sdp_type !== 'rtp' && (answer.sdp_type ?? 'webrtc') === 'webrtc') checkWebRtcSdp(answer.sdp);
+    const session = leg.session;
+    const callerSession = this.callerSession;
+    if (!session || session.isStopped || !callerSession || callerSession.isStopped) throw new ApiError('not_invited', 'your invite ended');
+    const before = leg.state;
+    this.answeredLeg = leg;
+    leg.state = 'accepting';
+    if (callee) leg.callee = callee;
+    const remainingMs = this.ringDeadline - Date.now();
+    clearTimeout(this.ringTimer);
+    try {
+      await session.setAnswer(answer);
+    } catch (err) {
+      // The answer was refused (the session is unharmed): the call rings on.
+      if (!this.ended && this.answeredLeg === leg && leg.state === 'accepting') {
+        this.answeredLeg = undefined;
+        leg.state = before;
+        this.armRingTimer(remainingMs);
+      }
+      throw err;
+    }
+    if (this.ended) throw new ApiError('call_not_found');
+    for (const other of this.legs) {
+      if (other !== leg && other.pending) this.cancelLeg(other, 'answered_elsewhere');
+    }
+    try {
+      await session.setType({ type: 'bridge', peer: callerSession });
+    } catch (err) {
+      const e = asApiError(err);
+      await this.end(e.term, e.detail);
+      throw e;
+    }
+    if (this.ended) throw new ApiError('call_not_found');
+    leg.state = 'accepted';
+    this.state = 'answered';
+    this.answerTime = Date.now();
+    this.env.log.info({ call: this.id, leg: leg.id, user: leg.spec.user || leg.spec.target }, 'call answered');
+    this.publish('accepted', this.calleeBody(leg));
+  }
+
+  /** The leg's callee declines (or its invite was refused). */
+  reject(leg: Leg, detail?: string): void {
+    if (this.ended) throw new ApiError('call_not_found');
+    if (leg.state === 'rejected') throw new ApiError('not_invited', 'you declined this call already');
+    if (leg === this.answeredLeg) throw new ApiError('already_answered');
+    if (!leg.pending) throw new ApiError(this.answeredLeg ? 'already_answered' : 'not_invited');
+    this.env.log.info({ call: this.id, leg: leg.id, detail }, 'call leg declined');
+    this.finishLeg(leg, 'rejected', stopReason('call_rejected'), { tell: false, unsubscribe: true });
+    void leg.session?.stop('call_rejected');
+    this.checkAllDone();
+  }
+
+  /** A client candidate from the caller (no leg) or from a callee's leg. */
+  async candidate(leg: Leg | undefined, c: { candidate: string; sdpMid?: string; sdpMLineIndex: number } | 'end'): Promise<void> {
+    if (this.ended) throw new ApiError('call_not_found');
+    let session: Session | undefined;
+    if (leg) {
+      if (leg !== this.answeredLeg) this.assertOpen(leg);
+      session = leg.session;
+    } else {
+      session = this.callerSession;
+    }
+    if (!session || session.isStopped) throw new ApiError('call_not_found');
+    if (c === 'end') session.clientCandidatesEnd();
+    else await session.addClientCandidate(c);
+  }
+
+  /** `hangup` from a party: the caller's side or the answering callee end the call; a ringing callee declines. */
+  async hangup(leg: Leg | undefined, reason?: string): Promise<void> {
+    if (this.ended) throw new ApiError('call_not_found');
+    if (leg && leg !== this.answeredLeg) {
+      this.reject(leg, reason);
+      return;
+    }
+    await this.end('api_hangup', reason);
+  }
+
+  // ---- ending --------------------------------------------------------------------------------
+
+  /** Ends the call: everyone still in it hears `hangup`, and every session of the call stops. */
+  async end(term: ErrorTerm, detail?: string): Promise<void> {
+    if (this.ended) return;
+    this.state = 'ended';
+    clearTimeout(this.ringTimer);
+    const reason = stopReason(term, detail);
+    this.endReason = reason;
+    this.endError = new ApiError(term, detail);
+    this.env.removed(this);
+    this.env.log.info({ call: this.id, reason: reason.reason }, 'call ended');
+    for (const leg of this.legs) {
+      if (leg.pending) this.finishLeg(leg, 'cancelled', reason, { tell: !leg.subscribed, unsubscribe: false });
+      else if (leg.state === 'accepting' || leg.state === 'accepted') this.finishLeg(leg, 'ended', reason, { tell: !leg.subscribed, unsubscribe: false });
+    }
+    this.publish('hangup', { ...reason });
+    this.env.bus.removeForObject(this.id);
+    // Legs first, so that they stop with the call's reason rather than their master's.
+    const sessions = [...this.legs.map((l) => l.session), this.callerSession];
+    await Promise.all(sessions.map((s) => s?.stop(term, detail)));
+  }
+
+  /** A connection went away: the caller's ends the call, a callee's leaves it. */
+  async partyGone(connId: string): Promise<void> {
+    if (this.ended) return;
+    if (this.party.id === connId) {
+      await this.end('caller_disconnected');
+      return;
+    }
+    const leg = this.legOf(connId);
+    if (!leg) return;
+    if (leg === this.answeredLeg) {
+      await this.end('callee_disconnected');
+    } else if (leg.pending) {
+      this.finishLeg(leg, 'failed', stopReason('callee_disconnected'), { tell: false, unsubscribe: true });
+      this.lastFailure = new ApiError('callee_disconnected');
+      await leg.session?.stop('callee_disconnected');
+      this.checkAllDone();
+    }
+  }
+
+  /** Another leg answered (or the leg failed): it leaves the call and its callee is told. */
+  private cancelLeg(leg: Leg, term: ErrorTerm): void {
+    this.finishLeg(leg, 'cancelled', stopReason(term), { tell: true, unsubscribe: true });
+    void leg.session?.stop(term);
+  }
+
+  private legFailed(leg: Leg, err: ApiError): void {
+    if (this.ended || !leg.pending) return;
+    // A leg that fails because the caller's session stopped: the call ends for that reason.
+    if (this.callerSession?.isStopped) {
+      const e = this.callerSession.stopError ?? new ApiError('session_stopped');
+      void this.end(e.term, e.detail);
+      return;
+    }
+    this.env.log.info({ call: this.id, leg: leg.id, reason: err.message }, 'call leg failed');
+    this.lastFailure = err;
+    this.finishLeg(leg, 'failed', stopReason(err.term, err.detail), { tell: leg.announced, unsubscribe: true });
+    void leg.session?.stop(err.term, err.detail);
+    this.checkAllDone();
+  }
+
+  /** No leg can answer any more: the call ends. */
+  private checkAllDone(): void {
+    if (this.ended || this.answeredLeg) return;
+    if (this.legs.some((l) => l.pending)) return;
+    if (this.legs.some((l) => l.state === 'rejected')) {
+      void this.end('call_rejected');
+      return;
+    }
+    const last = this.lastFailure;
+    void this.end('no_destination', `no destination could be rung${last ? ` (${last.message})` : ''}`);
+  }
+
+  private finishLeg(leg: Leg, state: LegState, reason: Reason, how: { tell: boolean; unsubscribe: boolean }): void {
+    const wasAnnounced = leg.announced;
+    const answered = state === 'ended';
+    leg.state = state;
+    leg.endReason = reason;
+    leg.held = undefined;
+    leg.abort.abort();
+    const conn = leg.spec.conn;
+    if (conn) {
+      if (how.unsubscribe && leg.subscribed) {
+        this.env.bus.unsubscribe(conn, callKey(this.id));
+        leg.subscribed = false;
+      }
+      if (how.tell && wasAnnounced) this.direct(conn, leg.eventsBody, 'hangup', { ...reason, session_id: leg.id });
+    }
+    if (leg.control) {
+      const control = leg.control;
+      this.safely(() => control.end(reason, answered));
+    }
+  }
+
+  // ---- events --------------------------------------------------------------------------------
+
+  private subscribeLeg(leg: Leg, eventsBody?: Record<string, unknown>): void {
+    const conn = leg.spec.conn;
+    if (!conn || this.ended) return;
+    leg.eventsBody = eventsBody;
+    this.env.bus.subscribe(conn, callKey(this.id), eventsBody);
+    leg.subscribed = true;
+  }
+
+  /** `accepted` may change the callee's subscription (reference: subscribe, events_body). */
+  updateSubscription(leg: Leg, subscribe?: boolean, eventsBody?: Record<string, unknown>): void {
+    if (this.ended || !leg.spec.conn) return;
+    if (subscribe === false) {
+      if (leg.subscribed) this.env.bus.unsubscribe(leg.spec.conn, callKey(this.id));
+      leg.subscribed = false;
+    } else if (subscribe === true || eventsBody !== undefined) {
+      this.subscribeLeg(leg, eventsBody ?? leg.eventsBody);
+    }
+  }
+
+  private calleeBody(leg: Leg): Record<string, unknown> {
+    return { callee: leg.callee ?? {}, ...(leg.spec.user ? { user_id: leg.spec.user } : { uri: leg.spec.target }) };
+  }
+
+  /** An event to every subscriber of the call that may see it (its caller's and callees' users). */
+  private publish(type: string, body: Record<string, unknown>): void {
+    const viewers = [...new Set(this.legs.map((l) => l.spec.user).filter((u) => u !== ''))];
+    this.env.bus.publish({ class: 'media', subclass: 'call', type, obj_id: this.id, body, owner: this.callerUser, viewers });
+  }
+
+  /** An event for one party only (its own `answer` and candidates, a cancelled leg's `hangup`). */
+  private direct(to: Subscriber, eventsBody: Record<string, unknown> | undefined, type: string, body: Record<string, unknown>): void {
+    to.deliver(this.callEvent(type, { ...(eventsBody ?? {}), ...body }));
+  }
+
+  private callEvent(type: string, body: Record<string, unknown>): EventData {
+    const e: EventData = { class: 'media', subclass: 'call', type, obj_id: this.id };
+    if (Object.keys(body).length > 0) e.body = body;
+    return e;
+  }
+
+  private watch(sessionId: string): void { this.env.bus.subscribe(this.tap, sessionKey(sessionId)); }
+  private unwatch(sessionId: string): void { this.env.bus.unsubscribe(this.tap, sessionKey(sessionId)); }
+
+  /** Events of the call's sessions: SDPs and candidates go to their party, ends end legs or the call. */
+  private onSessionEvent(e: EventData): void {
+    const sid = e.obj_id;
+    if (sid === this.callerSessionId) {
+      const body = { ...(e.body ?? {}), session_id: sid };
+      switch (e.type) {
+        case 'answer': this.direct(this.party, this.opts.eventsBody, 'answer', body); break;
+        case 'candidate': case 'candidate_end': if (!this.ended) this.direct(this.party, this.opts.eventsBody, e.type, body); break;
+        case 'destroyed': this.callerSessionGone(); break;
+      }
+      return;
+    }
+    const leg = this.legs.find((l) => l.id === sid);
+    if (!leg) return;
+    switch (e.type) {
+      case 'candidate': case 'candidate_end': {
+        const conn = leg.spec.conn;
+        if (!conn || !(leg.pending || leg.state === 'accepting' || leg.state === 'accepted')) break;
+        const ev = this.callEvent(e.type, { ...(leg.eventsBody ?? {}), ...(e.body ?? {}), session_id: leg.id });
+        if (leg.held) leg.held.push(ev);
+        else conn.deliver(ev);
+        break;
+      }
+      case 'destroyed': this.legSessionGone(leg); break;
+    }
+  }
+
+  private callerSessionGone(): void {
+    if (this.ended) return;
+    const e = this.callerSession?.stopError ?? new ApiError('session_stopped');
+    void this.end(e.term, e.detail);
+  }
+
+  private legSessionGone(leg: Leg): void {
+    if (this.ended) return;
+    const e = leg.session?.stopError ?? new ApiError('session_stopped');
+    if (leg === this.answeredLeg) void this.end(e.term, e.detail);
+    else if (leg.pending) this.legFailed(leg, e);
+  }
+
+  private armRingTimer(ms: number): void {
+    clearTimeout(this.ringTimer);
+    this.ringDeadline = Date.now() + Math.max(0, ms);
+    this.ringTimer = setTimeout(() => {
+      if (!this.answeredLeg) void this.end('no_answer');
+    }, Math.max(0, ms));
+  }
+
+  private safely(f: () => void): void {
+    try { f(); } catch (err) { this.env.log.debug({ call: this.id, err: String(err) }, 'call leg callback failed'); }
+  }
+
+  info(): Record<string, unknown> {
+    const o = this.opts;
+    const info: Record<string, unknown> = {
+      call_id: this.id,
+      state: this.state,
+      user_id: this.callerUser,
+      user_session: this.party.id,
+      session_id: this.callerSessionId,
+      callee: o.callee,
+      caller: o.callerInfo,
+      ring_time: o.ringTime,
+      start_time: Math.floor(this.startTime / 1000),
+      legs: this.legs.map((l) => l.info()),
+    };
+    if (o.calleeType !== undefined) info.type = o.calleeType;
+    if (o.meta !== undefined) info.call_meta = o.meta;
+    if (this.answeredLeg && this.state === 'answered') info.answered_by = this.answeredLeg.id;
+    if (this.answerTime !== undefined) info.answer_time = Math.floor(this.answerTime / 1000);
+    return info;
+  }
+}

@@ -1,0 +1,82 @@
+// What the call layer needs from the outside: the parties it talks to and the drivers that ring
+// destinations it does not ring itself (SIP). Plain data and small interfaces only.
+import type { Subscriber } from '../events/bus.js';
+import type { SdpObject } from '../protocol/session-schemas.js';
+
+/** A client's reply to a request the server sent it. */
+export interface ClientReply { result: 'ok' | 'error'; data?: unknown }
+
+/**
+ * A logged-in API connection, as the call layer sees it: it receives events (Subscriber) and
+ * answers requests from the server (the `invite`).
+ */
+export interface CallConnection extends Subscriber {
+  /**
+   * Sends a request to the client and resolves with its reply. Rejects when no reply comes
+   * within `timeoutMs`, when `signal` aborts, or when the connection closes.
+   */
+  request(cls: string, subclass: string, cmd: string, data: unknown, opts?: { timeoutMs?: number; signal?: AbortSignal }): Promise<ClientReply>;
+}
+
+/** A stop reason as events carry it. */
+export interface Reason { code: number; reason: string }
+
+/**
+ * One destination being rung by a driver (e.g. one SIP INVITE). The driver reports what the
+ * remote party does through these methods; they never throw except `accept`.
+ */
+export interface OutgoingLeg {
+  readonly callId: string;
+  /** The leg's media session (type `park` until it is answered, then `bridge` with the caller's). */
+  readonly sessionId: string;
+  /** Our offer for this leg (its `sdp_type` is the driver's `sdpType`). */
+  readonly offer: SdpObject;
+  /** The `caller` object of the call's `create` (for display), and the calling user. */
+  readonly caller: Record<string, unknown>;
+  readonly callerUser: string;
+  /** The remote party is alerting (SIP 180). */
+  ringing(callee?: Record<string, unknown>): void;
+  /**
+   * The remote party answered (SIP 200 with its SDP): the leg gets the answer and is bridged
+   * with the caller; every other leg is cancelled. Rejects with ApiError (`already_answered`,
+   * `call_not_found`, `invalid_sdp`...) when it cannot be; the driver then hangs up (BYE).
+   */
+  accept(answer: SdpObject, callee?: Record<string, unknown>): Promise<void>;
+  /** The remote party declined (SIP 4xx-6xx) or could not be reached; `reason` is free text. */
+  reject(reason?: string): void;
+  /** The remote party hung up after answering (SIP BYE): the call ends. */
+  hangup(reason?: string): void;
+}
+
+/** What the call does to a leg a driver rang. */
+export interface LegControl {
+  /**
+   * The leg is over from the call's side: another leg answered, the call ended or timed out.
+   * `answered` says whether this leg had answered (SIP: BYE) or not (SIP: CANCEL).
+   */
+  end(reason: Reason, answered: boolean): void;
+}
+
+/**
+ * A driver for destinations of some URI schemes, e.g. the SIP user agent for `sip:` and
+ * `sips:`. Registered at startup with `CallManager.registerDriver`; until one is registered
+ * for a scheme, calls to it fail with `not_implemented`.
+ */
+export interface CallDestinationDriver {
+  /** URI schemes it rings, lower case, without the colon: e.g. ["sip", "sips"]. */
+  readonly schemes: readonly string[];
+  /** The kind of SDP its legs are offered ("rtp" for SIP). */
+  readonly sdpType: 'webrtc' | 'rtp';
+  /** Checks a destination when the call is created (throw ApiError, e.g. `invalid_uri`). */
+  check?(uri: string): void;
+  /**
+   * Owner of the leg's media session (who may see it and whose going away stops it).
+   * Default: the caller's user and connection.
+   */
+  legOwner?(uri: string): { user: string; connId: string };
+  /** Starts ringing `uri` with the leg's offer; the returned control ends it. */
+  invite(uri: string, leg: OutgoingLeg): LegControl | Promise<LegControl>;
+}
+
+/** Alias kept for the lead's naming: the SIP user agent implements this. */
+export type SipCallBridge = CallDestinationDriver;
