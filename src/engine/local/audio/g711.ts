@@ -12,9 +12,8 @@ const LINEAR13_TO_ALAW = new Uint8Array(8192);
 
 // G.191 ulaw_compress on a 16-bit sample.
 function ulawCompress(lin: number): number {
-  let absno = lin < 0 ? (~lin >> 2) : (lin >> 2);
-  if (absno > 0x1fdf) absno = 0x1fdf;
-  absno += 0x21;
+  let absno = (lin < 0 ? (~lin >> 2) : (lin >> 2)) + 33;
+  if (absno > 0x1fff) absno = 0x1fff;
   let segno = 1;
   for (let i = absno >> 6; i !== 0; i >>= 1) segno++;
   const high = 8 - segno;
