@@ -8,6 +8,7 @@ import { startTestServer, connectClient, eventually } from './helpers/server.js'
 import { TestPeer } from './helpers/peer.js';
 import type { Server } from '../src/main.js';
 import { NkMediaError, type CallInvite, type CandidateInit, type EventData, type NkMediaClient } from '../src/client/index.js';
+import type { LegControl, OutgoingLeg, Reason } from '../src/calls/types.js';
 
 let server: Server;
 const open: NkMediaClient[] = [];
@@ -165,5 +166,264 @@ describe('a call to a user on two connections', () => {
     assert.equal(h.body?.reason, 'API hangup: bye');
     await eventually(() => sessionGone(sessionId) && sessionGone(inv1.session_id), 5000, 'both sessions gone');
     await rejects(alice.client.getCallInfo(callId), 305001, 'get_info after the end');
+  });
+});
+
+describe('calls that nobody answers', () => {
+  it('ends with call_rejected when every leg declines (command or error reply to the invite)', async () => {
+    const alice = await party('alice');
+    const bob1 = await party('bob');
+    const bob2 = await party('bob', { decline: true });
+    const { callId } = await placeCall(alice, 'bob');
+    const inv1 = await inviteOf(bob1, callId);
+    await inviteOf(bob2, callId);
+    // bob2's error reply declined its leg already.
+    await eventually(async () => (await alice.client.getCallInfo(callId)).legs.some((l: { state: string }) => l.state === 'rejected'), 5000, 'declined leg');
+    await bob1.client.callRinging(callId);
+    await bob1.client.rejectCall(callId);
+    const h = await eventually(() => callEvents(alice, callId, 'hangup')[0], 5000, 'caller hears hangup');
+    assert.deepEqual(h.body, { code: 305006, reason: 'Call rejected' });
+    await eventually(() => server.services.sessions.size === 0, 5000, 'every session gone');
+    await rejects(bob1.client.acceptCall(callId, { sdp: inv1.offer.sdp }), 305001, 'accept after the call ended');
+  });
+
+  it('ends with no_answer when the ring time passes, and every leg hears it', async () => {
+    const alice = await party('alice');
+    const bob = await party('bob');
+    const { callId, sessionId } = await placeCall(alice, 'bob', { ring_time: 1 });
+    const inv = await inviteOf(bob, callId);
+    await bob.client.callRinging(callId);
+    const h = await eventually(() => callEvents(alice, callId, 'hangup')[0], 5000, 'caller hears hangup');
+    assert.deepEqual(h.body, { code: 305007, reason: 'No answer' });
+    assert.equal((await eventually(() => callEvents(bob, callId, 'hangup')[0], 5000, 'callee hears hangup')).body?.code, 305007);
+    await eventually(() => sessionGone(sessionId) && sessionGone(inv.session_id), 5000, 'sessions gone');
+  });
+
+  it('a callee whose connection goes away leaves the call; the last one ends it', async () => {
+    const alice = await party('alice');
+    const bob = await party('bob');
+    const { callId } = await placeCall(alice, 'bob');
+    await inviteOf(bob, callId);
+    await bob.client.close();
+    const h = await eventually(() => callEvents(alice, callId, 'hangup')[0], 5000, 'caller hears hangup');
+    assert.equal(h.body?.code, 305005, `no destination left: ${JSON.stringify(h.body)}`);
+  });
+});
+
+describe('hanging up', () => {
+  async function connectedCall() {
+    const alice = await party('alice');
+    const bob = await party('bob');
+    const call = await placeCall(alice, 'bob');
+    const inv = await inviteOf(bob, call.callId);
+    const calleePeer = await answerCall(bob, inv);
+    await Promise.all([call.peer.waitConnected(), calleePeer.waitConnected()]);
+    call.peer.startSending();
+    await receives(calleePeer, 'audio', call.peer.tag);
+    return { alice, bob, inv, ...call, calleePeer };
+  }
+
+  it('by the callee ends the call and both sessions', async () => {
+    const { alice, bob, callId, sessionId, inv } = await connectedCall();
+    await bob.client.hangupCall(callId);
+    const h = await eventually(() => callEvents(alice, callId, 'hangup')[0], 5000, 'caller hears hangup');
+    assert.equal(h.body?.code, 305011);
+    await eventually(() => sessionGone(sessionId) && sessionGone(inv.session_id), 5000, 'sessions gone');
+  });
+
+  it('when the callee destroys its session, the call ends with that reason', async () => {
+    const { alice, bob, callId, sessionId, inv } = await connectedCall();
+    await bob.client.destroySession(inv.session_id);
+    const h = await eventually(() => callEvents(alice, callId, 'hangup')[0], 5000, 'caller hears hangup');
+    assert.deepEqual(h.body, { code: 100011, reason: 'User stop' });
+    await eventually(() => sessionGone(sessionId), 5000, 'caller session gone');
+  });
+
+  it('when the caller disconnects, the callee hears caller_disconnected', async () => {
+    const { alice, bob, callId, inv } = await connectedCall();
+    await alice.client.close();
+    const h = await eventually(() => callEvents(bob, callId, 'hangup')[0], 5000, 'callee hears hangup');
+    assert.deepEqual(h.body, { code: 305009, reason: 'Caller disconnected' });
+    await eventually(() => sessionGone(inv.session_id), 5000, 'callee session gone');
+  });
+
+  it('when the answering callee disconnects, the caller hears callee_disconnected', async () => {
+    const { alice, bob, callId, sessionId } = await connectedCall();
+    await bob.client.close();
+    const h = await eventually(() => callEvents(alice, callId, 'hangup')[0], 5000, 'caller hears hangup');
+    assert.deepEqual(h.body, { code: 305010, reason: 'Callee disconnected' });
+    await eventually(() => sessionGone(sessionId), 5000, 'caller session gone');
+  });
+});
+
+describe('destinations', () => {
+  it('a connection id, a list rung in parallel, never the caller itself', async () => {
+    const alice1 = await party('alice');
+    const alice2 = await party('alice');
+    const bob = await party('bob');
+    const carol = await party('carol');
+    // alice's own other connection by id, and bob by name; carol is not called.
+    const { callId } = await placeCall(alice1, [`session:${alice2.client.sessionId}`, 'user:bob', 'alice']);
+    const invA = await inviteOf(alice2, callId);
+    assert.equal(invA.type, 'session');
+    await inviteOf(bob, callId);
+    assert.equal(alice1.invites.length, 0, 'the caller is not rung');
+    const info = await alice1.client.getCallInfo(callId);
+    assert.equal(info.legs.length, 2, 'alice2 is rung once');
+    assert.equal(carol.invites.length, 0);
+    // bob sees the call (he is rung); carol does not.
+    assert.deepEqual((await bob.client.listCalls()).map((c) => c.call_id), [callId]);
+    assert.deepEqual(await carol.client.listCalls(), []);
+    await rejects(carol.client.getCallInfo(callId), 305001, 'get_info of a call you are not in');
+    await rejects(carol.client.acceptCall(callId, { sdp: invA.offer.sdp }), 305001, 'accept from an unrelated connection');
+    await rejects(alice1.client.acceptCall(callId, { sdp: invA.offer.sdp }), 305004, 'the caller accepting its own call');
+    await alice1.client.hangupCall(callId);
+  });
+
+  it('unknown users, offline users and sip: URIs without a SIP agent are refused at create', async () => {
+    const alice = await party('alice');
+    const offer = { sdp: (await newPeer().makeOffer()).sdp, trickle_ice: true };
+    await rejects(alice.client.createCall({ callee: 'nobody', offer }), 305005, 'offline user');
+    await rejects(alice.client.createCall({ callee: 'alice', offer }), 305005, 'only the caller itself');
+    const e = await rejects(alice.client.createCall({ callee: ['nobody', 'sip:bob@127.0.0.1'], offer }), 100006, 'sip: without an agent');
+    assert.match(e.message, /sip/);
+    assert.equal(server.services.sessions.size, 0, 'nothing was started');
+  });
+});
+
+describe('bad input', () => {
+  it('gets clear errors and leaves the call ringing', async () => {
+    const alice = await party('alice');
+    const bob1 = await party('bob');
+    const bob2 = await party('bob');
+    const offer = { sdp: (await newPeer().makeOffer()).sdp, trickle_ice: true };
+    await rejects(alice.client.call('create', { offer }), 100045, 'no callee');
+    await rejects(alice.client.call('create', { callee: 'bob' }), 100045, 'no offer');
+    await rejects(alice.client.call('create', { callee: 'bob', offer, ring_time: 181 }), 100046, 'ring_time over 180');
+    await rejects(alice.client.call('create', { callee: [], offer }), 100046, 'empty callee list');
+    await rejects(alice.client.call('create', { callee: 'bob', offer: { sdp: 'v=0\r\nbad' } }), 300016, 'bad offer');
+    await rejects(alice.client.call('create', { callee: 'bob', offer, backend: 'p2p' }), 300003, 'other backend');
+    assert.equal(bob1.invites.length, 0, 'a failed create rings nobody');
+    await rejects(alice.client.callRinging('call-nope'), 305001, 'unknown call');
+    await rejects(alice.client.hangupCall('call-nope'), 305001, 'hangup of an unknown call');
+    await rejects(alice.client.call('ringing', {}), 100045, 'no call_id');
+
+    const { callId } = await placeCall(alice, 'bob', { call_id: 'call-fixed-id' });
+    assert.equal(callId, 'call-fixed-id');
+    await rejects(alice.client.createCall({ callee: 'bob', offer, call_id: 'call-fixed-id' }), 305003, 'duplicate call_id');
+    const inv1 = await inviteOf(bob1, callId);
+    const inv2 = await inviteOf(bob2, callId);
+    // A broken answer is refused and the call rings on: the other leg can still take it.
+    await rejects(bob1.client.acceptCall(callId, { sdp: 'v=0\r\nnope' }), 300016, 'bad answer');
+    await rejects(bob1.client.call('accepted', { call_id: callId }), 100045, 'accept without answer');
+    const calleePeer = await answerCall(bob2, inv2);
+    await rejects(bob1.client.acceptCall(callId, { sdp: inv1.offer.sdp }), 305002, 'accept after the other leg answered');
+    await rejects(bob1.client.callRinging(callId), 305002, 'ringing after cancel');
+    await rejects(bob1.client.setCallCandidate(callId, { candidate: 'candidate:1 1 udp 1 127.0.0.1 9 typ host', sdpMLineIndex: 0 }), 305002, 'candidate after cancel');
+    await calleePeer.waitConnected();
+    await bob2.client.hangupCall(callId);
+    await eventually(() => callEvents(alice, callId, 'hangup').length === 1, 5000, 'hangup');
+  });
+});
+
+describe('destination drivers (the seam the SIP user agent plugs into)', () => {
+  /** A driver for `test:` URIs whose remote parties are werift peers (standing in for phones). */
+  const legs: OutgoingLeg[] = [];
+  const ends: { uri: string; reason: Reason; answered: boolean }[] = [];
+  before(() => {
+    server.services.calls.registerDriver({
+      schemes: ['test'],
+      sdpType: 'webrtc',
+      invite(uri, leg): LegControl {
+        legs.push(leg);
+        return { end: (reason, answered) => ends.push({ uri, reason, answered }) };
+      },
+    });
+  });
+
+  /** The caller with a complete offer (no trickling): the driver's legs get complete offers too. */
+  async function placeCompleteCall(p: Party, callee: string | string[]) {
+    const peer = newPeer();
+    await peer.makeOffer();
+    const r = await p.client.createCall({ callee, offer: { sdp: peer.pc.localDescription!.sdp, trickle_ice: false }, no_offer_trickle_ice: true, wait_reply: true });
+    await peer.takeAnswer(r.answer!);
+    followCallCandidates(p, r.call_id, r.session_id, peer);
+    return { callId: r.call_id, sessionId: r.session_id, peer };
+  }
+
+  it('rings a driver URI next to a user; the driver answers, media flows, its hangup ends the call', async () => {
+    const alice = await party('alice');
+    const bob = await party('bob');
+    const { callId, peer: callerPeer } = await placeCompleteCall(alice, ['test:phone-1', 'bob']);
+    const leg = await eventually(() => legs.find((l) => l.callId === callId), 5000, 'driver leg');
+    assert.equal(leg.callerUser, 'alice');
+    assert.equal(leg.offer.trickle_ice, false, 'complete offer for the driver');
+    await inviteOf(bob, callId);
+    await bob.client.rejectCall(callId);
+    leg.ringing({ name: 'desk phone' });
+    await eventually(() => callEvents(alice, callId, 'ringing').some((e) => e.body?.uri === 'test:phone-1'), 5000, 'ringing from the driver leg');
+    // The phone answers with a complete SDP.
+    const phone = newPeer();
+    await phone.answerOffer(leg.offer);
+    await leg.accept({ sdp: phone.pc.localDescription!.sdp, trickle_ice: false });
+    await assert.rejects(leg.accept({ sdp: phone.pc.localDescription!.sdp }), (e: Error) => e.message === 'Already answered');
+    await Promise.all([callerPeer.waitConnected(), phone.waitConnected()]);
+    callerPeer.startSending();
+    phone.startSending();
+    await receives(callerPeer, 'audio', phone.tag);
+    await receives(callerPeer, 'video', phone.tag);
+    await receives(phone, 'audio', callerPeer.tag);
+    await receives(phone, 'video', callerPeer.tag);
+    leg.hangup('bye from the phone');
+    const h = await eventually(() => callEvents(alice, callId, 'hangup')[0], 5000, 'caller hears hangup');
+    assert.equal(h.body?.reason, 'API hangup: bye from the phone');
+    assert.deepEqual(ends.filter((e) => e.uri === 'test:phone-1').map((e) => e.answered), [true]);
+  });
+
+  it('a driver leg is cancelled (not answered) when a user takes the call', async () => {
+    const alice = await party('alice');
+    const bob = await party('bob');
+    const { callId } = await placeCompleteCall(alice, ['test:phone-2', 'bob']);
+    const leg = await eventually(() => legs.find((l) => l.callId === callId), 5000, 'driver leg');
+    const inv = await inviteOf(bob, callId);
+    const calleePeer = newPeer();
+    await calleePeer.answerOffer(inv.offer);
+    await bob.client.acceptCall(callId, { sdp: calleePeer.pc.localDescription!.sdp, trickle_ice: false });
+    const end = await eventually(() => ends.find((e) => e.uri === 'test:phone-2'), 5000, 'driver leg ended');
+    assert.equal(end.answered, false);
+    assert.equal(end.reason.code, 305008);
+    await eventually(() => sessionGone(leg.sessionId), 5000, 'driver leg session gone');
+    await calleePeer.waitConnected();
+    await alice.client.hangupCall(callId);
+  });
+
+  it('a call placed by a non-API party (as the SIP agent does for incoming calls) rings a user', async () => {
+    const bob = await party('bob');
+    const sipEvents: EventData[] = [];
+    // The SIP agent stands in for the caller with a Subscriber of its own (one per dialog).
+    const dialog = { id: 'sip-dialog-1', user: 'sip', admin: false, deliver: (e: EventData) => { sipEvents.push(e); } };
+    const phone = newPeer();
+    await phone.makeOffer();
+    const r = await server.services.calls.create(
+      { callee: 'user:bob', offer: { sdp: phone.pc.localDescription!.sdp, trickle_ice: false }, no_answer_trickle_ice: true, wait_reply: true },
+      dialog, { user: 'sip', admin: false, connId: dialog.id },
+    );
+    assert.equal(r.answer?.trickle_ice, false, 'a complete answer, for the 200 OK');
+    await phone.takeAnswer(r.answer!);
+    const inv = await inviteOf(bob, r.call_id);
+    assert.equal(inv.user_id, 'sip');
+    await bob.client.callRinging(r.call_id);
+    await eventually(() => sipEvents.some((e) => e.type === 'ringing'), 5000, 'the agent hears ringing (180)');
+    const calleePeer = await answerCall(bob, inv);
+    await eventually(() => sipEvents.some((e) => e.type === 'accepted'), 5000, 'the agent hears accepted (200)');
+    await Promise.all([phone.waitConnected(), calleePeer.waitConnected()]);
+    phone.startSending();
+    calleePeer.startSending();
+    await receives(calleePeer, 'audio', phone.tag);
+    await receives(phone, 'audio', calleePeer.tag);
+    // The phone hangs up (BYE).
+    await server.services.calls.hangup(r.call_id, 'BYE');
+    assert.ok(sipEvents.some((e) => e.type === 'hangup' && e.body?.reason === 'API hangup: BYE'));
+    await eventually(() => callEvents(bob, r.call_id, 'hangup').length === 1, 5000, 'bob hears hangup');
   });
 });

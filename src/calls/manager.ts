@@ -183,6 +183,11 @@ export class CallManager {
     return [...this.calls.values()].filter((c) => !c.ended && c.visibleTo(who));
   }
 
+  /** Ends a call from outside the API (e.g. a SIP caller's BYE or CANCEL): `api_hangup`. */
+  async hangup(id: string, reason?: string): Promise<void> {
+    await this.calls.get(id)?.end('api_hangup', reason);
+  }
+
   async endAll(term: ErrorTerm): Promise<void> {
     await Promise.all([...this.calls.values()].map((c) => c.end(term)));
   }
