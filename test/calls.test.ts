@@ -277,6 +277,10 @@ describe('destinations', () => {
     await rejects(carol.client.getCallInfo(callId), 305001, 'get_info of a call you are not in');
     await rejects(carol.client.acceptCall(callId, { sdp: invA.offer.sdp }), 305001, 'accept from an unrelated connection');
     await rejects(alice1.client.acceptCall(callId, { sdp: invA.offer.sdp }), 305004, 'the caller accepting its own call');
+    // A connection of a rung user that logged in after the call started was not invited.
+    const bobLate = await party('bob');
+    await rejects(bobLate.client.acceptCall(callId, { sdp: invA.offer.sdp }), 305004, 'accept from an uninvited connection of the callee');
+    await rejects(bobLate.client.hangupCall(callId), 305004, 'hangup from an uninvited connection of the callee');
     await alice1.client.hangupCall(callId);
   });
 
