@@ -16,6 +16,20 @@ import { Resampler } from './resampler.js';
 
 export type AudioCodecName = 'PCMU' | 'PCMA' | 'G722' | 'opus';
 export interface TranscodedPacket { payload: Buffer; timestamp: number; marker: boolean }
+/** Counters for monitoring (and for tests: `faults` counts internal errors push swallowed). */
+export interface AudioTranscoderStats {
+  packetsIn: number;
+  packetsOut: number;
+  /** Late or duplicate packets dropped, and packets of a sequence jump not (yet) followed. */
+  dropped: number;
+  /** Payloads the decoder refused (garbage Opus) or that carried no audio. */
+  invalid: number;
+  /** Audio filled in for gaps (PLC, FEC or silence), in ms. */
+  concealedMs: number;
+  /** Times the output clock jumped (long gaps, restarts). */
+  resyncs: number;
+  faults: number;
+}
 export interface AudioTranscoderOptions {
   /** Output packetisation in ms, default 20 (Opus: 10, 20, 40, 60, 80, 100 or 120). */
   ptimeMs?: number;
@@ -149,6 +163,8 @@ export class AudioTranscoder {
   private pending = new Int16Array(4096);
   private pendingLen = 0;
   private markNext = true;
+  private readonly decRate: number;
+  readonly stats: AudioTranscoderStats = { packetsIn: 0, packetsOut: 0, dropped: 0, invalid: 0, concealedMs: 0, resyncs: 0, faults: 0 };
 
   constructor(readonly from: AudioCodecName, readonly to: AudioCodecName, opts: AudioTranscoderOptions = {}) {
     if (!(from in CLOCK) || !(to in CLOCK)) throw new RangeError(`unknown codec ${from} or ${to}`);
@@ -160,6 +176,7 @@ export class AudioTranscoder {
     // resampling at all (libopus works natively at 8 and 16 kHz).
     const decRate = from === 'opus' ? NATIVE_RATE[to] : NATIVE_RATE[from];
     const encRate = to === 'opus' ? decRate : NATIVE_RATE[to];
+    this.decRate = decRate;
     this.inClock = CLOCK[from];
     this.outClock = CLOCK[to];
     this.inSamplesPerTick = decRate / this.inClock;
@@ -185,10 +202,12 @@ export class AudioTranscoder {
    */
   push(payload: Buffer, seq: number, timestamp: number, marker: boolean): TranscodedPacket[] {
     if (this.closed || !(payload instanceof Uint8Array)) return [];
+    this.stats.packetsIn++;
     try {
       return this.process(payload, Number(seq) & 0xffff, Number(timestamp) >>> 0, marker === true);
     } catch {
       // Not expected; if it happens, start over cleanly rather than break the call.
+      this.stats.faults++;
       this.pendingLen = 0;
       this.started = false;
       this.markNext = true;
@@ -208,28 +227,33 @@ export class AudioTranscoder {
 
   private process(payload: Uint8Array, seq: number, ts: number, marker: boolean): TranscodedPacket[] {
     const out: TranscodedPacket[] = [];
-    let gap = 0;                 // input ticks between the audio so far and this packet
-    let jump: number | undefined; // set when resyncing: input ticks to advance the output by
     if (!this.started) {
+      // The timeline starts with the first packet that has audio in it.
+      const pcm = this.dec.decode(payload);
+      if (pcm === undefined || pcm.length === 0) { this.stats.invalid++; return out; }
       this.started = true;
-      this.nextTs = ts;
-    } else {
-      const dSeq = ((seq - this.highSeq) << 16) >> 16;
-      if (dSeq <= 0 && dSeq >= -MAX_MISORDER) return out;   // duplicate, or late: its time is past
-      if (dSeq <= 0 || dSeq > MAX_DROPOUT) {
-        // A sequence jump: a restarted sender, or one stray packet. Follow it once its successor comes.
-        if (this.probation === undefined || seq !== ((this.probation + 1) & 0xffff)) {
-          this.probation = seq;
-          return out;
-        }
-        jump = this.lastDurTicks;
-      } else {
-        gap = (ts - this.nextTs) | 0;
-        // Beyond what is worth filling: time passed (trust the timestamps) unless they jumped
-        // absurdly or went back, where the sequence numbers tell roughly how much time passed.
-        if (gap > this.maxFillTicks && gap <= this.maxJumpTicks) jump = gap;
-        else if (gap > this.maxJumpTicks || gap < -this.maxFillTicks) jump = (dSeq - 1) * this.lastDurTicks;
+      this.accept(seq, ts, pcm, out);
+      return out;
+    }
+
+    let gap = 0;                  // input ticks between the audio so far and this packet
+    let jump: number | undefined; // when resyncing: input ticks to move the output clock on by
+    const dSeq = ((seq - this.highSeq) << 16) >> 16;
+    if (dSeq <= 0 && dSeq >= -MAX_MISORDER) { this.stats.dropped++; return out; }   // duplicate, or late: its time is past
+    if (dSeq <= 0 || dSeq > MAX_DROPOUT) {
+      // A sequence jump: a restarted sender, or one stray packet. Follow it once its successor comes.
+      if (this.probation === undefined || seq !== ((this.probation + 1) & 0xffff)) {
+        this.probation = seq;
+        this.stats.dropped++;
+        return out;
       }
+      jump = this.lastDurTicks;
+    } else {
+      gap = (ts - this.nextTs) | 0;
+      // Beyond what is worth filling: time passed (trust the timestamps) unless they jumped
+      // absurdly or went back, where the sequence numbers tell roughly how much time passed.
+      if (gap > this.maxFillTicks && gap <= this.maxJumpTicks) jump = gap;
+      else if (gap > this.maxJumpTicks || gap < -this.maxFillTicks) jump = (dSeq - 1) * this.lastDurTicks;
     }
     this.highSeq = seq;
     this.probation = undefined;
@@ -242,23 +266,34 @@ export class AudioTranscoder {
       // A short hole: lost packets (Opus conceals, using this packet's FEC for the end of the
       // hole) or a talkspurt start after a short pause (marker: plain silence).
       const n = Math.round(gap * this.inSamplesPerTick);
-      if (n > 0) this.append(marker ? new Int16Array(n) : this.dec.conceal(n, payload), out);
+      if (n > 0) {
+        this.append(marker ? new Int16Array(n) : this.dec.conceal(n, payload), out);
+        this.stats.concealedMs += (n * 1000) / this.decRate;
+      }
       this.nextTs = ts;
     }
 
     let pcm = this.dec.decode(payload);
-    if (pcm === undefined || pcm.length === 0) return out;   // garbage or empty: the hole is filled later
-    const durTicks = Math.round(pcm.length / this.inSamplesPerTick);
-    this.lastDurTicks = durTicks;
+    if (pcm === undefined || pcm.length === 0) { this.stats.invalid++; return out; }   // the hole is filled later
     if (gap < 0) {
       // Overlaps audio already handed on (a resent or re-timed packet): keep only what is new.
       const skip = Math.round(-gap * this.inSamplesPerTick);
       if (skip >= pcm.length) return out;
       pcm = pcm.subarray(skip);
+      ts = (ts - gap) >>> 0;
     }
+    this.accept(seq, ts, pcm, out);
+    return out;
+  }
+
+  /** Hands on decoded audio that starts at input timestamp `ts`. */
+  private accept(seq: number, ts: number, pcm: Int16Array, out: TranscodedPacket[]): void {
+    this.highSeq = seq;
+    this.probation = undefined;
+    const durTicks = Math.round(pcm.length / this.inSamplesPerTick);
+    this.lastDurTicks = durTicks;
     this.nextTs = (ts + durTicks) >>> 0;
     this.append(pcm, out);
-    return out;
   }
 
   /** Ends the current frame (padded with silence) and moves the output clock on by `inTicks`. */
@@ -272,6 +307,7 @@ export class AudioTranscoder {
     const ticks = Math.round((inTicks * this.outClock) / this.inClock) - padTicks;
     if (ticks > 0) this.outTicks += ticks;
     this.markNext = true;
+    this.stats.resyncs++;
   }
 
   /** Adds decoded PCM, resampled to the encoder's rate. */
@@ -296,6 +332,7 @@ export class AudioTranscoder {
       this.outTicks += this.frameTicks;
       if (payload === undefined) continue;
       out.push({ payload, timestamp, marker: this.markNext });
+      this.stats.packetsOut++;
       this.markNext = false;
     }
     if (at > 0) {
