@@ -1,7 +1,7 @@
 // What the test page exposes as `window.nk`, shared by the page script (test-browser/page/main.ts,
 // bundled for the browser) and the Node side (test-browser/harness.ts), which calls it through
 // Playwright's page.evaluate. Everything crossing that boundary is plain JSON.
-import type { CreateSessionRequest, EventData } from '../../src/client/index.js';
+import type { CallInvite, CreateCallRequest, CreateSessionRequest, EventData } from '../../src/client/index.js';
 
 /** `startSession` options: the session's `create` fields, plus how the browser takes part. */
 export interface StartOptions extends Partial<CreateSessionRequest> {
@@ -35,6 +35,18 @@ export interface StartOptions extends Partial<CreateSessionRequest> {
   simulcast?: boolean | SimulcastEncoding[];
   /** The simulcast video transceiver's direction (default 'sendrecv'). */
   simulcastDirection?: 'sendonly' | 'sendrecv';
+}
+
+/** `startCall` options: the call's `create` fields (but the offer), plus what the browser sends. */
+export interface CallStartOptions extends Omit<CreateCallRequest, 'offer'> {
+  audio?: boolean;
+  video?: boolean | MediaTrackConstraints;
+}
+
+/** `acceptCall` options: what the browser sends back. */
+export interface CallAnswerOptions {
+  audio?: boolean;
+  video?: boolean | MediaTrackConstraints;
 }
 
 export interface SimulcastEncoding { rid: string; scaleResolutionDownBy?: number; maxBitrate?: number }
@@ -169,6 +181,20 @@ export interface NkPageApi {
   disconnect(): Promise<void>;
   /** Session ids started on this page, oldest first. */
   sessions(): string[];
+  /**
+   * Calls (media/call): places a call with the browser's offer (trickle both ways through the
+   * call) and resolves once our answer is set, with the call id and the caller's session id
+   * (usable with stats, waitConnected, state...).
+   */
+  startCall(opts: CallStartOptions): Promise<{ callId: string; sessionId: string }>;
+  /** From now on this page's connection takes call invites (replies ok and keeps them). */
+  listenForCalls(): void;
+  /** The invites received so far. */
+  invites(): CallInvite[];
+  /** Answers an invite received: the browser answers the leg's offer; resolves with the leg's session id. */
+  acceptCall(callId: string, opts?: CallAnswerOptions): Promise<string>;
+  /** Any `media/call` command through the page's SDK client (ringing, rejected, hangup, get_info...). */
+  callCommand(cmd: string, data?: Record<string, unknown>): Promise<any>;
 }
 
 declare global {

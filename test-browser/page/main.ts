@@ -2,8 +2,8 @@
 // the project's own SDK (src/client), bundled by esbuild. Tests call `window.nk.*` (see api.ts)
 // through Playwright. Each session gets a row on the page with the local and remote video, so
 // screenshots show what the browser sends and receives.
-import { NkMediaClient, type CandidateInit, type EventData, type SdpObject } from '../../src/client/index.js';
-import type { FrameWatch, NegotiationRecord, NkPageApi, PeerStats, SessionState, SimulcastEncoding, StartOptions, SwitchResult, SwitchWatch } from './api.js';
+import { NkMediaClient, type CallInvite, type CandidateInit, type EventData, type SdpObject } from '../../src/client/index.js';
+import type { CallAnswerOptions, CallStartOptions, FrameWatch, NegotiationRecord, NkPageApi, PeerStats, SessionState, SimulcastEncoding, StartOptions, SwitchResult, SwitchWatch } from './api.js';
 
 interface PageSession {
   id: string;
@@ -433,6 +433,132 @@ async function closeSession(sessionId?: string, keepServer = false): Promise<voi
   s.row.classList.add('closed');
 }
 
+// ---- calls (media/call) ----------------------------------------------------------------------
+
+const callInvites: CallInvite[] = [];
+let listeningForCalls = false;
+
+/** A peer connection for one side of a call, shown as a row like a session's. */
+async function callPeer(label: string, media: { audio?: boolean; video?: boolean | MediaTrackConstraints }) {
+  const { audio = true, video = true } = media;
+  const pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle' });
+  const negotiation = recordNegotiation(pc);
+  const local = audio || video ? await navigator.mediaDevices.getUserMedia({ audio, video }) : undefined;
+  const remote = new MediaStream();
+  const view = addRow(label);
+  if (local) view.localVideo.srcObject = local;
+  view.remoteVideo.srcObject = remote;
+  const s: PageSession = {
+    id: '', type: 'park', offerer: 'browser', pc, local, remote, events: [], localCandidates: [], remoteCandidates: [],
+    remoteTracks: [], messages: [], closed: false, row: view.row, negotiation, createReply: {}, createSentAtEpochMs: 0,
+  };
+  pc.addEventListener('track', (ev) => {
+    remote.addTrack(ev.track);
+    s.remoteTracks.push(ev.track.kind);
+    void view.remoteVideo.play().catch(() => undefined);
+  });
+  pc.addEventListener('datachannel', (ev) => { s.channel = ev.channel; ev.channel.addEventListener('message', (m) => s.messages.push(String(m.data))); });
+  pc.addEventListener('connectionstatechange', () => {
+    log(s.id || '(call)', 'connection', pc.connectionState);
+    if (pc.connectionState === 'connected') s.connectedAtEpochMs ??= Date.now();
+  });
+  // Our candidates go through the call's set_candidate once it is known.
+  let send: ((x: CandidateInit | 'end') => void) | undefined;
+  const outgoing: (CandidateInit | 'end')[] = [];
+  pc.addEventListener('icecandidate', (ev) => {
+    const cand = ev.candidate;
+    if (cand && cand.candidate === '') return;
+    const x: CandidateInit | 'end' = cand ? { candidate: cand.candidate, sdpMid: cand.sdpMid ?? undefined, sdpMLineIndex: cand.sdpMLineIndex ?? 0 } : 'end';
+    if (x !== 'end') s.localCandidates.push(x.candidate);
+    if (send) send(x); else outgoing.push(x);
+  });
+  /** Starts trickling to the call and taking its `candidate` events for this side's session (past ones too). */
+  const follow = (callId: string, sessionId: string) => {
+    const c = requireClient();
+    s.id = sessionId;
+    sessions.set(sessionId, s);
+    view.row.dataset.sessionId = sessionId;
+    view.row.querySelector('h2')!.textContent += ` — ${callId} / ${sessionId}`;
+    const take = (e: EventData) => {
+      s.events.push(e);
+      if (e.type !== 'candidate' || e.body?.session_id !== sessionId) return;
+      const b = e.body as CandidateInit;
+      s.remoteCandidates.push(b.candidate);
+      pc.addIceCandidate({ candidate: b.candidate, sdpMid: b.sdpMid || null, sdpMLineIndex: b.sdpMLineIndex })
+        .catch((err) => log('addIceCandidate failed', b.candidate, String(err)));
+    };
+    for (const e of eventsById.get(callId) ?? []) take(e);
+    eventTaps.set(callId, take);
+    send = (x) => {
+      const p = x === 'end' ? c.setCallCandidateEnd(callId) : c.setCallCandidate(callId, x);
+      p.catch((err) => log('call set_candidate failed', String(err)));
+    };
+    for (const x of outgoing.splice(0)) send(x);
+  };
+  return { s, pc, local, follow };
+}
+
+async function startCall(opts: CallStartOptions): Promise<{ callId: string; sessionId: string }> {
+  const c = requireClient();
+  const { audio, video, ...create } = opts;
+  const { s, pc, local, follow } = await callPeer(`call to ${JSON.stringify(create.callee)} (caller)`, { audio, video });
+  try {
+    for (const kind of ['audio', 'video'] as const) {
+      const track = local?.getTracks().find((t) => t.kind === kind);
+      if (track) pc.addTrack(track, local!);
+      else pc.addTransceiver(kind, { direction: 'recvonly' });
+    }
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    s.createSentAtEpochMs = Date.now();
+    const reply = await c.createCall({ ...create, offer: { sdp: offer.sdp!, trickle_ice: true }, wait_reply: true });
+    s.createReply = { call_id: reply.call_id, session_id: reply.session_id };
+    if (!reply.answer) throw new Error('call create with wait_reply returned no answer');
+    await pc.setRemoteDescription({ type: 'answer', sdp: reply.answer.sdp });
+    follow(reply.call_id, reply.session_id);
+    log('call', reply.call_id, 'placed; caller session', reply.session_id);
+    return { callId: reply.call_id, sessionId: reply.session_id };
+  } catch (err) {
+    pc.close();
+    local?.getTracks().forEach((t) => t.stop());
+    s.row.classList.add('failed');
+    throw err;
+  }
+}
+
+async function acceptCall(callId: string, opts: CallAnswerOptions = {}): Promise<string> {
+  const c = requireClient();
+  const invite = callInvites.find((i) => i.call_id === callId);
+  if (!invite) throw new Error(`no invite for call ${callId} on this page`);
+  const { s, pc, local, follow } = await callPeer(`call from ${invite.user_id} (callee)`, opts);
+  s.offerer = 'server';
+  try {
+    await pc.setRemoteDescription({ type: 'offer', sdp: invite.offer.sdp });
+    // The server's offer made the transceivers; send our tracks on them.
+    for (const t of pc.getTransceivers()) {
+      const track = local?.getTracks().find((x) => x.kind === t.receiver.track.kind);
+      if (track) {
+        await t.sender.replaceTrack(track);
+        t.sender.setStreams?.(local!);
+        t.direction = 'sendrecv';
+      } else {
+        t.direction = 'recvonly';
+      }
+    }
+    const answer = await pc.createAnswer();
+    await pc.setLocalDescription(answer);
+    follow(callId, invite.session_id);
+    await c.acceptCall(callId, { sdp: answer.sdp!, trickle_ice: true });
+    log('call', callId, 'accepted on leg', invite.session_id);
+    return invite.session_id;
+  } catch (err) {
+    pc.close();
+    local?.getTracks().forEach((t) => t.stop());
+    s.row.classList.add('failed');
+    throw err;
+  }
+}
+
 const api: NkPageApi = {
   async connect(url, user, creds = {}) {
     if (client && !client.closed) throw new Error('already connected');
@@ -464,6 +590,18 @@ const api: NkPageApi = {
     client = undefined;
   },
   sessions: () => [...sessions.keys()],
+  startCall,
+  listenForCalls() {
+    if (listeningForCalls) return;
+    listeningForCalls = true;
+    requireClient().onInvite((inv) => {
+      log('invite', inv.call_id, 'from', inv.user_id);
+      callInvites.push(inv);
+    });
+  },
+  invites: () => [...callInvites],
+  acceptCall,
+  callCommand: (cmd, data) => requireClient().call(cmd, data),
 };
 
 window.nk = api;
