@@ -94,25 +94,56 @@ class Band {
   }
 }
 
+/**
+ * The QMF's last 24 input values, oldest first, as a window into a doubled ring (each value
+ * stored twice, 24 apart) so that no copying is needed per sample pair.
+ */
+class QmfDelay {
+  private readonly ring = new Int32Array(48);
+  /** Index of the oldest value; the window is ring[pos .. pos+23]. */
+  pos = 0;
+
+  push2(a: number, b: number): Int32Array {
+    const r = this.ring;
+    const p = this.pos;
+    // The two oldest leave; the new pair becomes window positions 22 and 23.
+    r[p] = r[p + 24] = a;
+    r[p + 1] = r[p + 25] = b;
+    this.pos = p + 2 === 24 ? 0 : p + 2;
+    return r;
+  }
+}
+
+/** Lower-band quantiser (QUANTL): the interval of |el| among Q6·det, found by bisection. */
+function quantL(wd: number, det: number): number {
+  // First i in 1..29 with wd < (Q6[i]·det) >> 12, else 30; thresholds rise with i.
+  let lo = 1, hi = 30;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (wd < ((Q6[mid]! * det) >> 12)) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
+}
+
 /** G.722 encoder, 64 kbit/s: 16 kHz 16-bit samples in, one octet per two samples out. */
 export class G722Encoder {
   private readonly low = new Band(32);
   private readonly high = new Band(8);
-  private readonly x = new Int32Array(24);
+  private readonly delay = new QmfDelay();
 
   /** Encodes `n` (even) samples of `pcm` into `out`, n / 2 octets. */
   encode(pcm: Int16Array, out: Uint8Array, n = pcm.length): number {
-    const x = this.x, low = this.low, high = this.high;
+    const low = this.low, high = this.high, delay = this.delay;
     let o = 0;
     for (let j = 0; j + 1 < n; j += 2) {
       // Transmit QMF: shift in two samples, keep one output per band.
-      x.copyWithin(0, 2);
-      x[22] = pcm[j]!;
-      x[23] = pcm[j + 1]!;
+      const x = delay.push2(pcm[j]!, pcm[j + 1]!);
+      const w = delay.pos;
       let sumOdd = 0, sumEven = 0;
       for (let i = 0; i < 12; i++) {
-        sumOdd += x[2 * i]! * QMF[i]!;
-        sumEven += x[2 * i + 1]! * QMF[11 - i]!;
+        sumOdd += x[w + 2 * i]! * QMF[i]!;
+        sumEven += x[w + 2 * i + 1]! * QMF[11 - i]!;
       }
       const xl = (sumEven + sumOdd) >> 14;
       const xh = (sumEven - sumOdd) >> 14;
@@ -120,8 +151,7 @@ export class G722Encoder {
       // Lower band: SUBTRA, QUANTL
       const el = sat16(xl - low.s);
       const wdl = el >= 0 ? el : -(el + 1);
-      let i = 1;
-      for (; i < 30; i++) if (wdl < ((Q6[i]! * low.det) >> 12)) break;
+      const i = quantL(wdl, low.det);
       const il = el < 0 ? ILN[i]! : ILP[i]!;
       // INVQAL, then scale and predictor adaptation
       const ril = il >> 2;
@@ -148,11 +178,11 @@ export class G722Encoder {
 export class G722Decoder {
   private readonly low = new Band(32);
   private readonly high = new Band(8);
-  private readonly x = new Int32Array(24);
+  private readonly delay = new QmfDelay();
 
   /** Decodes every octet of `data` into `out` (2 × data.length samples). */
   decode(data: Uint8Array, out: Int16Array): number {
-    const x = this.x, low = this.low, high = this.high;
+    const low = this.low, high = this.high, delay = this.delay;
     let o = 0;
     for (let j = 0; j < data.length; j++) {
       const code = data[j]!;
@@ -173,13 +203,12 @@ export class G722Decoder {
       high.adaptScale(WH[RH2[ih]!]!, 22528, 10);
       high.update(dh);
       // Receive QMF
-      x.copyWithin(0, 2);
-      x[22] = rl + rh;
-      x[23] = rl - rh;
+      const x = delay.push2(rl + rh, rl - rh);
+      const w = delay.pos;
       let out1 = 0, out2 = 0;
       for (let i = 0; i < 12; i++) {
-        out2 += x[2 * i]! * QMF[i]!;
-        out1 += x[2 * i + 1]! * QMF[11 - i]!;
+        out2 += x[w + 2 * i]! * QMF[i]!;
+        out1 += x[w + 2 * i + 1]! * QMF[11 - i]!;
       }
       out[o++] = sat16(out1 >> 11);
       out[o++] = sat16(out2 >> 11);
