@@ -48,6 +48,22 @@ export const configSchema = z.object({
     /** How long to wait for STUN/TURN answers while gathering. */
     gather_timeout_ms: z.number().int().min(100).max(30000).default(2000),
   }).prefault({}),
+  /** Plain RTP endpoints (sdp_type "rtp": SIP phones, gateways). */
+  rtp: z.object({
+    /** Address the RTP sockets bind to; default 0.0.0.0, or 127.0.0.1 when ice.use_interfaces is off. */
+    bind_address: z.string().refine((a) => isIP(a) === 4, 'not an IPv4 address').optional(),
+    /** Address written in our SDP; default ice.announced_addresses[0], else the first non-loopback IPv4 (127.0.0.1 when none or interfaces are off). */
+    announce_address: z.string().refine((a) => isIP(a) === 4, 'not an IPv4 address').optional(),
+    /** UDP ports for RTP/RTCP pairs, inclusive; unset = the ICE range, else any free ports. */
+    port_min: z.number().int().min(1024).max(65535).optional(),
+    port_max: z.number().int().min(1024).max(65535).optional(),
+    /** Audio codecs we offer and accept, in order of preference. */
+    audio_codecs: z.array(z.enum(['opus', 'G722', 'PCMU', 'PCMA'])).min(1).default(['opus', 'G722', 'PCMU', 'PCMA']),
+    /** Video codecs we offer and accept, in order of preference ([] = audio only). */
+    video_codecs: z.array(z.enum(['VP8', 'H264'])).default(['VP8', 'H264']),
+    /** Symmetric RTP (send where the remote's packets come from): auto = when they come from another IP than its SDP says. */
+    latching: z.enum(['auto', 'always', 'off']).default('auto'),
+  }).prefault({}),
   limits: z.object({
     max_frame_bytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
     max_in_flight: z.number().int().min(1).max(100000).default(64),
@@ -63,6 +79,8 @@ export const configSchema = z.object({
 }).superRefine((c, ctx) => {
   if ((c.ice.port_min === undefined) !== (c.ice.port_max === undefined)) ctx.addIssue({ code: 'custom', path: ['ice', 'port_min'], message: 'port_min and port_max go together' });
   if (c.ice.port_min !== undefined && c.ice.port_max !== undefined && c.ice.port_min > c.ice.port_max) ctx.addIssue({ code: 'custom', path: ['ice', 'port_min'], message: 'port_min > port_max' });
+  if ((c.rtp.port_min === undefined) !== (c.rtp.port_max === undefined)) ctx.addIssue({ code: 'custom', path: ['rtp', 'port_min'], message: 'port_min and port_max go together' });
+  if (c.rtp.port_min !== undefined && c.rtp.port_max !== undefined && c.rtp.port_max - c.rtp.port_min < 1) ctx.addIssue({ code: 'custom', path: ['rtp', 'port_min'], message: 'the RTP range needs at least two ports' });
   if (c.auth.mode === 'jwt' && !c.auth.jwt_secret && !c.auth.jwt_public_key) ctx.addIssue({ code: 'custom', path: ['auth', 'jwt_secret'], message: 'jwt mode needs jwt_secret or jwt_public_key' });
 });
 
@@ -128,6 +146,12 @@ export function envLayer(env: NodeJS.ProcessEnv): Record<string, unknown> {
       jwt_secret: env.NKMEDIA_JWT_SECRET,
       jwt_public_key: env.NKMEDIA_JWT_PUBLIC_KEY,
       admins: list(env.NKMEDIA_ADMINS),
+    },
+    rtp: {
+      bind_address: env.NKMEDIA_RTP_BIND_ADDRESS,
+      announce_address: env.NKMEDIA_RTP_ANNOUNCE_ADDRESS,
+      port_min: num(env.NKMEDIA_RTP_PORT_MIN),
+      port_max: num(env.NKMEDIA_RTP_PORT_MAX),
     },
     ice: {
       port_min: num(env.NKMEDIA_ICE_PORT_MIN),

@@ -1,6 +1,8 @@
 // Composition: the local engine plus the API server, from one configuration.
 import type { Logger } from 'pino';
 import { parseConfig, type Config, type ConfigInput } from './config.js';
+import { isIP } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { LocalEngine } from './engine/local/engine.js';
 import { startApiServer, type RunningServer } from './api/server.js';
 import { createLogger } from './log.js';
@@ -11,7 +13,7 @@ export interface Server extends RunningServer {
 }
 
 export function engineFor(config: Config): LocalEngine {
-  const ice = config.ice;
+  const { ice, rtp } = config;
   return new LocalEngine({
     portRange: ice.port_min !== undefined && ice.port_max !== undefined ? [ice.port_min, ice.port_max] : undefined,
     includeLoopback: ice.include_loopback,
@@ -20,7 +22,24 @@ export function engineFor(config: Config): LocalEngine {
     stunServers: ice.stun_servers,
     turnServers: ice.turn_servers,
     gatherTimeoutMs: ice.gather_timeout_ms,
+    rtp: {
+      bindAddress: rtp.bind_address ?? (ice.use_interfaces ? '0.0.0.0' : '127.0.0.1'),
+      announceAddress: rtp.announce_address ?? ice.announced_addresses.find((a) => isIP(a) === 4) ?? (ice.use_interfaces ? firstIpv4() : undefined) ?? '127.0.0.1',
+      portRange: rtp.port_min !== undefined && rtp.port_max !== undefined ? [rtp.port_min, rtp.port_max]
+        : ice.port_min !== undefined && ice.port_max !== undefined ? [ice.port_min, ice.port_max] : undefined,
+      audioCodecs: rtp.audio_codecs,
+      videoCodecs: rtp.video_codecs,
+      latching: rtp.latching,
+    },
   });
+}
+
+/** The machine's first non-loopback IPv4 address. */
+function firstIpv4(): string | undefined {
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return undefined;
 }
 
 /** Starts a server from a (partial) configuration; used by the CLI and by the tests. */

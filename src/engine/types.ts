@@ -70,8 +70,10 @@ export interface EngineCounters {
 
 export interface MediaEngine {
   createWebRtcEndpoint(opts: WebRtcEndpointOptions): Promise<ElementId>;
+  /** A plain RTP/AVP endpoint (SIP phones, gateways): SDP without ICE or DTLS, no candidates. */
+  createRtpEndpoint(opts: { tag: string }): Promise<ElementId>;
   createPassThrough(opts: { tag: string }): Promise<ElementId>;
-  /** Offeree: takes the remote offer, returns our answer SDP (without candidates). */
+  /** Offeree: takes the remote offer, returns our answer SDP (without candidates). On a live RTP endpoint, a re-offer (hold, resume, moved). */
   processOffer(endpoint: ElementId, sdp: string): Promise<string>;
   /** Offerer: returns our offer SDP (without candidates). */
   generateOffer(endpoint: ElementId, opts: OfferOptions): Promise<string>;
@@ -89,6 +91,8 @@ export interface MediaEngine {
   /** Which layer of a simulcast source the endpoint's client gets: high, medium, low or a rid. */
   setVideoLayer(endpoint: ElementId, layer: string): Promise<void>;
   getStats(element: ElementId): Promise<ElementStats>;
+  /** The codec negotiated per media on an endpoint (lower-case MIME type), for wiring checks. */
+  negotiatedCodecs(endpoint: ElementId): Promise<{ audio?: string; video?: string }>;
 
   /** A sink writing what it receives to a file (connect a session's proxy to it). */
   createRecorderEndpoint(opts: { tag: string }): Promise<ElementId>;

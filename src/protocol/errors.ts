@@ -82,7 +82,7 @@ export type ErrorTerm = keyof typeof TABLE;
 const DETAILED = new Set<ErrorTerm>([
   'unknown_command', 'invalid_action', 'syntax_error', 'missing_field', 'invalid_value',
   'media_error', 'invalid_sdp', 'too_many_requests', 'frame_too_large', 'internal_error',
-  'invalid_parameters', 'invalid_operation', 'not_implemented',
+  'invalid_parameters', 'invalid_operation', 'not_implemented', 'incompatible_session',
   'no_destination', 'api_hangup', 'not_invited',
 ]);
 

@@ -61,6 +61,31 @@ export function checkWebRtcSdp(sdp: string): ParsedSdp {
   return parsed;
 }
 
+const RTP_PROTOS = new Set(['RTP/AVP', 'RTP/AVPF']);
+
+/**
+ * Checks a plain RTP SDP (sdp_type "rtp"): an o= line, at least one audio or video section on
+ * RTP/AVP with a port, and a c= address for it. Codecs are the engine's to judge.
+ */
+export function checkRtpSdp(sdp: string): ParsedSdp {
+  const parsed = parseSdp(sdp);
+  const sessionConn = parsed.session.some((l) => l.startsWith('c='));
+  let active = 0;
+  for (const [i, sec] of parsed.sections.entries()) {
+    if (sec.port === 0 || (sec.media !== 'audio' && sec.media !== 'video')) continue;
+    if (!RTP_PROTOS.has(sec.proto)) throw new ApiError('invalid_sdp', `m-line ${i}: protocol "${sec.proto}" is not plain RTP (use sdp_type "webrtc" for WebRTC)`);
+    if (!sessionConn && !sec.lines.some((l) => l.startsWith('c='))) throw new ApiError('invalid_sdp', `m-line ${i}: no connection address (c=)`);
+    active++;
+  }
+  if (active === 0) throw new ApiError('invalid_sdp', 'no active RTP/AVP audio or video section');
+  return parsed;
+}
+
+/** Checks an SDP of either kind. */
+export function checkSdp(sdp: string, type: 'webrtc' | 'rtp'): ParsedSdp {
+  return type === 'rtp' ? checkRtpSdp(sdp) : checkWebRtcSdp(sdp);
+}
+
 /** Our SDPs go out without candidates (candidates travel as events: trickle ICE). */
 export function stripCandidates(sdp: string): string {
   const eol = sdp.includes('\r\n') ? '\r\n' : '\n';

@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { ApiError, type ErrorTerm } from '../protocol/errors.js';
-import { checkWebRtcSdp } from '../protocol/sdp.js';
+import { checkSdp } from '../protocol/sdp.js';
 import { FOREIGN_TYPES, type CreateRequest, type SdpObject } from '../protocol/session-schemas.js';
 import type { MediaEngine } from '../engine/types.js';
 import type { EventBus } from '../events/bus.js';
@@ -52,8 +52,10 @@ export class SessionManager implements SessionRegistry {
     if (req.type === 'bridge' && req.peer_id === id) throw new ApiError('invalid_value', 'peer_id: a session cannot bridge with itself');
     this.resolveType(req, caller);
     const sdpType = req.offer ? (req.offer.sdp_type ?? 'webrtc') : (req.sdp_type ?? 'webrtc');
-    if (sdpType !== 'webrtc') throw new ApiError('not_implemented', 'sdp_type "rtp"');
-    if (req.offer) checkWebRtcSdp(req.offer.sdp);
+    if (req.offer) checkSdp(req.offer.sdp, sdpType);
+    if (sdpType === 'rtp' && (req.no_offer_trickle_ice || req.no_answer_trickle_ice || req.offer?.trickle_ice)) {
+      throw new ApiError('invalid_parameters', 'plain RTP (sdp_type "rtp") has no ICE: trickle and candidate buffering options do not apply');
+    }
     if (req.master_id !== undefined) this.getFor(req.master_id, caller, 'unknown_peer');
   }
 

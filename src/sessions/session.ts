@@ -3,7 +3,7 @@
 // (reference §2, §3, §4, §6.6; SPEC.md). It talks to media only through the engine interface.
 import type { Logger } from 'pino';
 import { ApiError, stopReason, type ErrorTerm } from '../protocol/errors.js';
-import { checkWebRtcSdp, countCandidates, insertCandidates, stripCandidates, type CandidateInit } from '../protocol/sdp.js';
+import { checkSdp, countCandidates, insertCandidates, stripCandidates, type CandidateInit } from '../protocol/sdp.js';
 import type { CreateRequest, SdpObject, SessionType } from '../protocol/session-schemas.js';
 import type { ConnectionState, ElementId, EngineEvent, MediaEngine, MediaKind } from '../engine/types.js';
 import { EngineError, MEDIA_KINDS } from '../engine/types.js';
@@ -87,6 +87,7 @@ export class Session {
   proxy?: ElementId;
   /** The element currently feeding our endpoint (what our client hears and sees). */
   private downSource?: ElementId;
+  private downKinds: MediaKind[] = [];
   /** The active recording, if any, and how many default file names were handed out. */
   private recorder?: { id: ElementId; path: string; format: 'webm' | 'mp4' };
   private recordings = 0;
@@ -124,6 +125,8 @@ export class Session {
   }
 
   get isStopped(): boolean { return this.state === 'stopped'; }
+  /** Plain RTP (SIP) or WebRTC: fixed by the offer, or by `sdp_type` when we offer. */
+  get sdpType(): 'webrtc' | 'rtp' { return (this.role === 'offeree' ? this.opts.offer?.sdp_type : this.opts.sdp_type) ?? 'webrtc'; }
   get stopAfterPeer(): boolean { return this.opts.stop_after_peer ?? true; }
   private get trickleTimeoutMs(): number { return this.opts.trickle_ice_timeout ?? 5000; }
 
@@ -142,7 +145,9 @@ export class Session {
     return this.queue.run(async () => {
       try {
         this.proxy = await this.own(this.env.engine.createPassThrough({ tag: this.tag }));
-        this.endpoint = await this.own(this.env.engine.createWebRtcEndpoint({ tag: this.tag }));
+        this.endpoint = await this.own(this.sdpType === 'rtp'
+          ? this.env.engine.createRtpEndpoint({ tag: this.tag })
+          : this.env.engine.createWebRtcEndpoint({ tag: this.tag }));
         await this.applyUplink();
         if (this.bitrate) await this.env.engine.setMaxBitrate(this.endpoint, this.bitrate);
         if (this.videoLayer !== 'high') await this.env.engine.setVideoLayer(this.endpoint, this.videoLayer);
@@ -221,9 +226,24 @@ export class Session {
       this.assertLive();
       if (this.role !== 'offerer' || !this.offer) throw new ApiError('offer_not_set');
       if (this.answer || this.clientCollector) throw new ApiError('answer_already_set');
-      if ((answer.sdp_type ?? 'webrtc') !== 'webrtc') throw new ApiError('not_implemented', 'sdp_type "rtp"');
-      checkWebRtcSdp(answer.sdp);
+      // The answer is of the offer's kind; a client that says otherwise is mistaken.
+      if (answer.sdp_type !== undefined && answer.sdp_type !== this.sdpType) throw new ApiError('invalid_sdp', `the offer was sdp_type "${this.sdpType}", the answer says "${answer.sdp_type}"`);
+      checkSdp(answer.sdp, this.sdpType);
       await this.takeClientSdp('answer', { ...answer });
+    });
+  }
+
+  /**
+   * A new offer from the remote of a live plain-RTP session (a SIP re-INVITE: hold, resume,
+   * a moved phone): the endpoint keeps its ports and returns our answer.
+   */
+  reoffer(sdp: string): Promise<string> {
+    return this.queue.run(async () => {
+      this.assertLive();
+      if (this.sdpType !== 'rtp' || !this.answer) throw new ApiError('invalid_state', 're-offers are for established plain RTP sessions');
+      checkSdp(sdp, 'rtp');
+      const ep = this.requireEndpoint();
+      return this.engineCall(() => this.env.engine.processOffer(ep, sdp));
     });
   }
 
@@ -231,7 +251,7 @@ export class Session {
   private async takeClientSdp(which: 'offer' | 'answer', sdp: SdpObject): Promise<void> {
     const buffer = which === 'offer' ? this.opts.no_offer_trickle_ice : this.opts.no_answer_trickle_ice;
     if (which === 'offer') this.offer = sdp;
-    if (sdp.trickle_ice && buffer) {
+    if (sdp.trickle_ice && buffer && this.sdpType === 'webrtc') {
       this.clientCollector = new CandidateCollector(this.trickleTimeoutMs, (candidates) => {
         void this.queue.run(() => this.consolidateClientSdp(which, sdp, candidates)).catch((err) => this.failWith(err));
       });
@@ -260,6 +280,10 @@ export class Session {
       this.remoteSet = true;
       await this.flushClientCandidates();
       // The answer object echoes the client's offer object with our fields (reference §2.1).
+      if (this.sdpType === 'rtp') {
+        await this.backendSdpReady('answer', { ...sdp, sdp: answerSdp, sdp_type: 'rtp', trickle_ice: false, backend: BACKEND });
+        return;
+      }
       const answer: SdpObject = { ...sdp, sdp: stripCandidates(answerSdp), sdp_type: 'webrtc', trickle_ice: true, backend: BACKEND };
       await this.announceBackendSdp('answer', answer);
     } else {
@@ -271,8 +295,13 @@ export class Session {
   }
 
   private async makeOffer(): Promise<void> {
-    if ((this.opts.sdp_type ?? 'webrtc') !== 'webrtc') throw new ApiError('not_implemented', 'sdp_type "rtp"');
     const ep = this.requireEndpoint();
+    if (this.sdpType === 'rtp') {
+      // Plain RTP has no data channel; the address is in the SDP, nothing to gather.
+      const sdp = await this.engineCall(() => this.env.engine.generateOffer(ep, { audio: true, video: true, data: false }));
+      await this.backendSdpReady('offer', { sdp, sdp_type: 'rtp', trickle_ice: false, backend: BACKEND });
+      return;
+    }
     const sdp = await this.engineCall(() => this.env.engine.generateOffer(ep, { audio: true, video: true, data: true }));
     const offer: SdpObject = { sdp: stripCandidates(sdp), sdp_type: 'webrtc', trickle_ice: true, backend: BACKEND };
     await this.announceBackendSdp('offer', offer);
@@ -334,6 +363,7 @@ export class Session {
   /** A client candidate (API `set_candidate`). */
   async addClientCandidate(c: CandidateInit): Promise<void> {
     this.assertLive();
+    if (this.sdpType === 'rtp') throw new ApiError('invalid_operation', 'plain RTP sessions (sdp_type "rtp") take no ICE candidates');
     if (this.clientCollector) { this.clientCollector.add(c); return; }
     if (!this.remoteSet) { this.pendingClientCandidates.push(c); return; }
     const ep = this.requireEndpoint();
@@ -343,6 +373,7 @@ export class Session {
   /** The client's end of candidates (API `set_candidate_end`). */
   clientCandidatesEnd(): void {
     this.assertLive();
+    if (this.sdpType === 'rtp') return;
     this.clientCollector?.end();
   }
 
@@ -377,7 +408,7 @@ export class Session {
         const wasUp = this.connection === 'connected';
         this.connection = ev.state;
         const up = ev.state === 'connected';
-        if (up !== wasUp) this.emit('info', { info: 'webrtc', status: up ? 'up' : 'down' });
+        if (up !== wasUp) this.emit('info', { info: this.sdpType, status: up ? 'up' : 'down' });
         break;
       }
       case 'media_flow':
@@ -415,22 +446,50 @@ export class Session {
   private async applyType(): Promise<void> {
     if (this.isStopped || !this.answer) return;
     let source: ElementId | undefined;
+    let peer: Session | undefined;
     if (this.type === 'echo') source = this.proxy;
-    else if (this.type === 'bridge') source = this.env.registry.lookup(String(this.typeExt.peer_id))?.proxy;
-    else if (this.type === 'listen') source = this.env.registry.lookup(String(this.typeExt.publisher_id))?.proxy;
+    else if (this.type === 'bridge') peer = this.env.registry.lookup(String(this.typeExt.peer_id));
+    else if (this.type === 'listen') peer = this.env.registry.lookup(String(this.typeExt.publisher_id));
     else if (this.type === 'play') source = this.player;
-    await this.setDownlink(source);
+    let kinds: MediaKind[] = [...MEDIA_KINDS];
+    if (peer) {
+      source = peer.proxy;
+      // Known only now when the peer's answer came after the switch: say so, keep the audio.
+      const mismatch = await this.videoMismatch(peer);
+      if (mismatch) {
+        kinds = kinds.filter((k) => k !== 'video');
+        this.emit('info', { info: 'codec_mismatch', media: 'video', detail: mismatch });
+      }
+    }
+    await this.setDownlink(source, kinds);
     this.emit('type', { type: this.type, ...this.typeExt });
   }
 
-  private async setDownlink(source: ElementId | undefined): Promise<void> {
+  private async setDownlink(source: ElementId | undefined, kinds: MediaKind[]): Promise<void> {
     const ep = this.endpoint;
     if (!ep) return;
-    if (this.downSource === source) return;
+    if (this.downSource === source && this.downKinds.join() === kinds.join()) return;
     if (this.downSource) await this.env.engine.disconnect(this.downSource, ep);
     this.downSource = source;
+    this.downKinds = kinds;
     // Connecting asks the new source for a keyframe at once (engine), so video resumes fast.
-    if (source) await this.env.engine.connect(source, ep);
+    if (source) for (const k of kinds) await this.env.engine.connect(source, ep, k);
+  }
+
+  /**
+   * Video is forwarded, never transcoded: endpoints negotiated on different video codecs
+   * cannot share it. The reason, or undefined when they can (or it is not known yet).
+   */
+  private async videoMismatch(other: Session): Promise<string | undefined> {
+    if (!this.endpoint || !other.endpoint || !this.answer || !other.answer) return undefined;
+    const [a, b] = await Promise.all([this.env.engine.negotiatedCodecs(this.endpoint), this.env.engine.negotiatedCodecs(other.endpoint)]);
+    if (a.video && b.video && a.video !== b.video) return `video codecs differ: ${a.video} here, ${b.video} at ${other.id} (video is forwarded, not transcoded)`;
+    return undefined;
+  }
+
+  private async assertVideoCompatible(other: Session): Promise<void> {
+    const mismatch = await this.videoMismatch(other);
+    if (mismatch) throw new ApiError('incompatible_session', mismatch);
   }
 
   private async applyUplink(): Promise<void> {
@@ -496,6 +555,7 @@ export class Session {
       const peer = target.peer;
       if (!peer || peer.isStopped) throw new ApiError('unknown_peer');
       if (peer === this) throw new ApiError('invalid_value', 'peer_id: a session cannot bridge with itself');
+      await this.assertVideoCompatible(peer);
       if (!(this.type === 'bridge' && this.typeExt.peer_id === peer.id)) this.leaveType();
       this.type = 'bridge';
       this.typeExt = { peer_id: peer.id };
@@ -519,6 +579,7 @@ export class Session {
       const room = publisher?.room;
       if (!publisher || publisher.isStopped || publisher.type !== 'publish' || !room) throw new ApiError('invalid_publisher');
       if (publisher === this) throw new ApiError('invalid_publisher');
+      await this.assertVideoCompatible(publisher);
       this.leaveType();
       this.type = 'listen';
       this.typeExt = { room_id: room.id, publisher_id: publisher.id };

@@ -9,6 +9,8 @@ import {
 } from '../types.js';
 import { Element, PassThrough } from './element.js';
 import { WebRtcEndpoint } from './webrtc-endpoint.js';
+import { RtpEndpoint, type RtpEndpointOptions } from './rtp-endpoint.js';
+import { MediaEndpoint } from './media-endpoint.js';
 import { RecorderEndpoint } from './recorder.js';
 import { PlayerEndpoint, PlayerError } from './player.js';
 import { sharedCertificate } from './certificate.js';
@@ -28,6 +30,8 @@ export interface LocalEngineOptions {
   turnServers: { urls: string; username?: string; credential?: string }[];
   gatherTimeoutMs: number;
   videoCodecs?: ('vp8' | 'h264')[];
+  /** Plain RTP endpoints; unset = loopback only, default codecs. */
+  rtp?: Partial<RtpEndpointOptions>;
 }
 
 export class LocalEngine implements MediaEngine {
@@ -90,17 +94,51 @@ export class LocalEngine implements MediaEngine {
     return id;
   }
 
+  async createRtpEndpoint(opts: { tag: string }): Promise<ElementId> {
+    const id = `rtp-${randomUUID()}`;
+    const r = this.opts.rtp ?? {};
+    this.elements.set(id, new RtpEndpoint(id, opts.tag, this.emit, {
+      bindAddress: r.bindAddress ?? '127.0.0.1',
+      announceAddress: r.announceAddress ?? r.bindAddress ?? '127.0.0.1',
+      portRange: r.portRange,
+      audioCodecs: r.audioCodecs ?? ['opus', 'G722', 'PCMU', 'PCMA'],
+      videoCodecs: r.videoCodecs ?? ['VP8', 'H264'],
+      latching: r.latching ?? 'auto',
+    }));
+    this.flowTimer ??= setInterval(() => this.checkFlows(), 500);
+    this.flowTimer.unref();
+    return id;
+  }
+
+  /** An endpoint toward a client, WebRTC or plain RTP. */
+  private endpoint(id: ElementId): WebRtcEndpoint | RtpEndpoint {
+    const el = this.get(id);
+    if (el instanceof WebRtcEndpoint || el instanceof RtpEndpoint) return el;
+    throw new EngineError('invalid_state', `element ${id} is not an endpoint`);
+  }
+
   async createPassThrough(opts: { tag: string }): Promise<ElementId> {
     const id = `passthrough-${randomUUID()}`;
     this.elements.set(id, new PassThrough(id, opts.tag));
     return id;
   }
 
-  processOffer(id: ElementId, sdp: string): Promise<string> { return this.get(id, WebRtcEndpoint).processOffer(sdp); }
-  generateOffer(id: ElementId, opts: OfferOptions): Promise<string> { return this.get(id, WebRtcEndpoint).generateOffer(opts); }
-  processAnswer(id: ElementId, sdp: string): Promise<void> { return this.get(id, WebRtcEndpoint).processAnswer(sdp); }
-  async gatherCandidates(id: ElementId): Promise<void> { this.get(id, WebRtcEndpoint).gatherCandidates(); }
-  addIceCandidate(id: ElementId, c: IceCandidateInit): Promise<void> { return this.get(id, WebRtcEndpoint).addIceCandidate(c); }
+  processOffer(id: ElementId, sdp: string): Promise<string> { return this.endpoint(id).processOffer(sdp); }
+  generateOffer(id: ElementId, opts: OfferOptions): Promise<string> { return this.endpoint(id).generateOffer(opts); }
+  processAnswer(id: ElementId, sdp: string): Promise<void> { return this.endpoint(id).processAnswer(sdp); }
+
+  async gatherCandidates(id: ElementId): Promise<void> {
+    const ep = this.endpoint(id);
+    // A plain RTP endpoint's address is in its SDP: gathering is over before it starts.
+    if (ep instanceof RtpEndpoint) this.emit({ type: 'ice_gathering_done', elementId: id, tag: ep.tag });
+    else ep.gatherCandidates();
+  }
+
+  async addIceCandidate(id: ElementId, c: IceCandidateInit): Promise<void> {
+    const ep = this.endpoint(id);
+    if (ep instanceof RtpEndpoint) throw new EngineError('invalid_candidate', 'plain RTP endpoints take no ICE candidates');
+    return ep.addIceCandidate(c);
+  }
 
   async connect(sourceId: ElementId, sinkId: ElementId, kind?: MediaKind): Promise<void> {
     const source = this.get(sourceId);
@@ -129,9 +167,15 @@ export class LocalEngine implements MediaEngine {
 
   async requestKeyframe(id: ElementId): Promise<void> { this.get(id).requestKeyframe(true); }
 
-  async setMaxBitrate(id: ElementId, bps: number | null): Promise<void> { this.get(id, WebRtcEndpoint).setMaxBitrate(bps); }
+  async setMaxBitrate(id: ElementId, bps: number | null): Promise<void> { this.endpoint(id).setMaxBitrate(bps); }
 
-  async setVideoLayer(id: ElementId, layer: string): Promise<void> { this.get(id, WebRtcEndpoint).setVideoLayer(layer); }
+  async setVideoLayer(id: ElementId, layer: string): Promise<void> { this.endpoint(id).setVideoLayer(layer); }
+
+  async negotiatedCodecs(id: ElementId): Promise<{ audio?: string; video?: string }> {
+    const ep = this.endpoint(id);
+    const pick = (kind: 'audio' | 'video') => (ep instanceof RtpEndpoint ? ep.negotiated(kind) : ep.sendCodec(kind))?.mimeType;
+    return { audio: pick('audio'), video: pick('video') };
+  }
 
   // ---- recorder and player ------------------------------------------------------------------
 
@@ -189,7 +233,7 @@ export class LocalEngine implements MediaEngine {
   }
 
   async getStats(id: ElementId): Promise<ElementStats> {
-    const ep = this.get(id, WebRtcEndpoint);
+    const ep = this.endpoint(id);
     return { elementId: id, connectionState: ep.connectionState, ...ep.stats() };
   }
 
@@ -205,7 +249,7 @@ export class LocalEngine implements MediaEngine {
     }
     el.sources.clear();
     await el.release();
-    if (![...this.elements.values()].some((e) => e instanceof WebRtcEndpoint)) {
+    if (![...this.elements.values()].some((e) => e instanceof MediaEndpoint)) {
       clearInterval(this.flowTimer);
       this.flowTimer = undefined;
     }
@@ -213,7 +257,7 @@ export class LocalEngine implements MediaEngine {
 
   async counters(): Promise<EngineCounters> {
     let endpoints = 0;
-    for (const e of this.elements.values()) if (e instanceof WebRtcEndpoint) endpoints++;
+    for (const e of this.elements.values()) if (e instanceof MediaEndpoint) endpoints++;
     const udpSockets = process.getActiveResourcesInfo().filter((r) => r === 'UDPWrap').length;
     return { elements: this.elements.size, endpoints, udpSockets };
   }
@@ -225,7 +269,7 @@ export class LocalEngine implements MediaEngine {
 
   private checkFlows(): void {
     const now = performance.now();
-    for (const e of this.elements.values()) if (e instanceof WebRtcEndpoint) e.checkFlows(now);
+    for (const e of this.elements.values()) if (e instanceof MediaEndpoint) e.checkFlows(now);
   }
 
   async close(): Promise<void> {

@@ -1,21 +1,16 @@
 // Kurento's WebRtcEndpoint on werift: ICE, DTLS, SRTP and SCTP toward one client. Media the
 // client sends goes to this element's sinks; media from its sources goes to the client.
 import {
-  PictureLossIndication, ReceiverEstimatedMaxBitrate, RTCPeerConnection, RtcpPayloadSpecificFeedback, RtpHeader, ntpTime,
+  PictureLossIndication, RTCPeerConnection, RtcpPayloadSpecificFeedback, RtpHeader, ntpTime,
   type GenericNack, type MediaStreamTrack, type RTCRtpSender,
   type RTCDataChannel, type RTCPeerConnectionConfig, type RTCRtpReceiver, type RTCRtpTransceiver,
 } from 'werift';
 import { EngineError, type ConnectionState, type EngineEvent, type IceCandidateInit, type MediaKind, type MediaStats, type OfferOptions } from '../types.js';
-import { Element, type CodecInfo, type MediaUnit } from './element.js';
-import { isKeyframe, LayerSelector, type LayerChoice } from './simulcast.js';
+import type { CodecInfo, MediaUnit } from './element.js';
+import { isKeyframe } from './simulcast.js';
 import { accelerate as accelerateSrtp } from './native-srtp.js';
-
-/** No packet for this long marks a flow "down". */
-export const FLOW_DOWN_MS = 2000;
-/** Keyframe requests to one client: at most one per second, one per 300 ms for new sinks. */
-export const KEYFRAME_INTERVAL_MS = 1000;
-export const URGENT_KEYFRAME_INTERVAL_MS = 300;
-const REMB_INTERVAL_MS = 1000;
+import { FLOW_DOWN_MS, MediaEndpoint, rembFeedback } from './media-endpoint.js';
+import { continueStream, newContinuity, type Continuity } from './stream-continuity.js';
 
 /**
  * NACKed packets are resent from this many of the last video packets sent per stream: about
@@ -30,17 +25,8 @@ const SR_CLOCK_REFRESH_MS = 100;
  * changes; sequence numbers and timestamps are rewritten so they run on across a change of
  * source (like mediasoup's SeqManager / LiveKit's rtpmunger).
  */
-interface OutStream {
-  /** The source now feeding this stream (origin element and its SSRC). */
-  keyOrigin?: string;
-  keySsrc?: number;
-  target?: { sender: RTCRtpSender; mimeType: string; payloadType: number };
-  lastSentAt: number;
-  mismatchLogged?: boolean;
-  seqOffset: number;
-  tsOffset: number;
-  lastSeq?: number;
-  lastTs: number;
+interface OutStream extends Continuity {
+  target?: { sender: RTCRtpSender; codec: CodecInfo; payloadType: number };
   header?: RtpHeader;
   /** Encrypted packets by sequence number, for NACK retransmission. */
   sent: (Buffer | undefined)[];
@@ -59,14 +45,11 @@ interface WeriftIceConnection {
 }
 
 const newOutStream = (): OutStream => ({
-  lastSentAt: 0, seqOffset: 0, tsOffset: 0, lastTs: 0,
+  ...newContinuity(),
   sent: new Array<Buffer | undefined>(RETRANSMIT_BUFFER), sentSeq: new Int32Array(RETRANSMIT_BUFFER).fill(-1), lastSrClock: 0,
 });
 
-interface Flow { packets: number; bytes: number; bitrate: number; lastAt: number; up: boolean; sampledBytes: number; sampledAt: number }
-const newFlow = (): Flow => ({ packets: 0, bytes: 0, bitrate: 0, lastAt: 0, up: false, sampledBytes: 0, sampledAt: 0 });
-
-export class WebRtcEndpoint extends Element {
+export class WebRtcEndpoint extends MediaEndpoint {
   readonly pc: RTCPeerConnection;
   private readonly gathered: IceCandidateInit[] = [];
   private gatheringDone = false;
@@ -74,8 +57,6 @@ export class WebRtcEndpoint extends Element {
   private state: ConnectionState = 'new';
   private readonly dataChannels = new Set<RTCDataChannel>();
   private readonly watchedTracks = new WeakSet<MediaStreamTrack>();
-  readonly inbound: Record<MediaKind, Flow> = { audio: newFlow(), video: newFlow(), data: newFlow() };
-  readonly outbound: Record<MediaKind, Flow> = { audio: newFlow(), video: newFlow(), data: newFlow() };
   private readonly out: Record<'audio' | 'video', OutStream> = { audio: newOutStream(), video: newOutStream() };
   retransmissions = 0;
   /** Where the client's video comes in, for keyframe requests (PLI). */
@@ -84,23 +65,16 @@ export class WebRtcEndpoint extends Element {
   /** Simulcast layers the client sends: bytes in the current window and the last ranking. */
   private readonly layerBytes = new Map<string, number>();
   private layerRank = new Map<string, number>();
-  /** Which layer of a simulcast source our client gets. */
-  readonly layers = new LayerSelector();
-  private lastKeyframeRequest = -Infinity;
-  private keyframeTimer?: NodeJS.Timeout;
-  keyframeRequestsSent = 0;
-  private maxBitrate: number | null = null;
-  private rembTimer?: NodeJS.Timeout;
 
   constructor(
     id: string,
     tag: string,
     config: RTCPeerConnectionConfig,
-    private readonly emit: (ev: EngineEvent) => void,
+    emit: (ev: EngineEvent) => void,
     private readonly rewriteCandidate: (c: string) => string[],
     private readonly noStun: boolean,
   ) {
-    super(id, tag);
+    super(id, tag, emit);
     this.pc = new RTCPeerConnection(config);
     this.pc.onIceCandidate.subscribe((c) => {
       if (!c) { this.onGatheringDone(); return; }
@@ -135,7 +109,7 @@ export class WebRtcEndpoint extends Element {
   get connectionState(): ConnectionState { return this.state; }
 
   /** The codec negotiated for what we send our client (a player picks pass-through or transcoding by it). */
-  sendCodec(kind: 'audio' | 'video'): CodecInfo | undefined {
+  override sendCodec(kind: 'audio' | 'video'): CodecInfo | undefined {
     const c = this.transceiver(kind)?.sender.codec;
     return c ? { mimeType: c.mimeType.toLowerCase(), clockRate: c.clockRate } : undefined;
   }
@@ -199,36 +173,18 @@ export class WebRtcEndpoint extends Element {
     }
   }
 
-  /**
-   * A new source for what our client receives. Before our client is connected its keyframe
-   * would be dropped (and would use up the source's keyframe-request budget): the request
-   * is made on 'connected' instead.
-   */
-  override sourceChanged(kind: MediaKind): void {
-    if (this.state === 'connected') super.sourceChanged(kind);
-  }
+  protected override get isConnected(): boolean { return this.state === 'connected'; }
 
-  /** A PLI to our client, merged: immediate if the last one is old enough, else deferred. */
-  override requestKeyframe(urgent: boolean): void {
-    if (this.released || this.keyframeTimer) return;
-    const wait = this.lastKeyframeRequest + (urgent ? URGENT_KEYFRAME_INTERVAL_MS : KEYFRAME_INTERVAL_MS) - performance.now();
-    if (wait <= 0) { this.sendKeyframeRequest(); return; }
-    this.keyframeTimer = setTimeout(() => { this.keyframeTimer = undefined; this.sendKeyframeRequest(); }, wait);
-  }
-
-  private sendKeyframeRequest(): void {
-    if (this.released || this.videoIn.size === 0) return;
-    this.lastKeyframeRequest = performance.now();
-    this.keyframeRequestsSent++;
+  protected override sendKeyframeRequest(): boolean {
+    if (this.videoIn.size === 0) return false;
     // Every live video stream (each simulcast layer) is asked: any listener may be on any layer.
     for (const [ssrc, v] of this.videoIn) v.receiver.sendRtcpPLI(ssrc).catch(() => undefined);
+    return true;
   }
 
   /** Counters, rates, loss and jitter per direction and media (get_stats). */
   stats(): { inbound: Record<MediaKind, MediaStats>; outbound: Record<MediaKind, MediaStats> } {
-    const base = (f: Flow): MediaStats => ({ packets: f.packets, bytes: f.bytes, bitrate: f.bitrate });
-    const inbound = { audio: base(this.inbound.audio), video: base(this.inbound.video), data: base(this.inbound.data) };
-    const outbound = { audio: base(this.outbound.audio), video: base(this.outbound.video), data: base(this.outbound.data) };
+    const { inbound, outbound } = this.flowStats();
     for (const t of this.pc.getTransceivers()) {
       const kind = t.kind === 'audio' ? 'audio' : 'video';
       // werift keeps RFC 3550 statistics per incoming SSRC (simulcast: one per layer).
@@ -250,37 +206,11 @@ export class WebRtcEndpoint extends Element {
     return { inbound, outbound };
   }
 
-  /** Which simulcast layer our client gets from a simulcast source. */
-  setVideoLayer(choice: LayerChoice): void {
-    if (this.layers.choice === choice) return;
-    this.layers.choice = choice;
-    this.sources.get('video')?.requestKeyframe(true);
-  }
-
-  /** REMB toward the client every second while a limit is set. */
-  setMaxBitrate(bps: number | null): void {
-    this.maxBitrate = bps;
-    clearInterval(this.rembTimer);
-    this.rembTimer = undefined;
-    if (bps === null) return;
-    this.sendRemb();
-    this.rembTimer = setInterval(() => this.sendRemb(), REMB_INTERVAL_MS);
-  }
-
-  private sendRemb(): void {
-    if (this.released || this.maxBitrate === null || this.state !== 'connected') return;
+  protected override sendRemb(bps: number): void {
     const ssrcs = [...new Set(this.pc.getTransceivers().flatMap((t) => t.receiver.tracks.map((tr) => tr.ssrc)).filter((x): x is number => x !== undefined))];
     const receiver = this.pc.getTransceivers()[0]?.receiver;
     if (!receiver || ssrcs.length === 0) return;
-    // REMB carries the bitrate as an 18-bit mantissa and a 6-bit exponent.
-    let mantissa = Math.max(0, Math.floor(this.maxBitrate));
-    let exp = 0;
-    while (mantissa > 0x3ffff) { mantissa >>>= 1; exp++; }
-    const remb = new ReceiverEstimatedMaxBitrate({
-      senderSsrc: receiver.rtcpSsrc, mediaSsrc: 0, ssrcNum: ssrcs.length, brExp: exp, brMantissa: mantissa,
-      bitrate: BigInt(mantissa) << BigInt(exp), ssrcFeedbacks: ssrcs,
-    });
-    receiver.dtlsTransport?.sendRtcp([new RtcpPayloadSpecificFeedback({ feedback: remb })]).catch(() => undefined);
+    receiver.dtlsTransport?.sendRtcp([rembFeedback(bps, receiver.rtcpSsrc, ssrcs)]).catch(() => undefined);
   }
 
   private addDataChannel(dc: RTCDataChannel): void {
@@ -292,16 +222,6 @@ export class WebRtcEndpoint extends Element {
     dc.stateChanged.subscribe((s) => { if (s === 'closed') this.dataChannels.delete(dc); });
   }
 
-  private count(flow: Flow, direction: 'in' | 'out', media: MediaKind, bytes: number): void {
-    flow.packets++;
-    flow.bytes += bytes;
-    flow.lastAt = performance.now();
-    if (!flow.up) {
-      flow.up = true;
-      this.emit({ type: 'media_flow', elementId: this.id, tag: this.tag, direction, media, state: 'up' });
-    }
-  }
-
   /** Orders the simulcast layers by the bitrate each carried since the last ranking. */
   private rankLayers(): void {
     const ranked = [...this.layerBytes.entries()].sort((a, b) => b[1] - a[1]);
@@ -309,24 +229,13 @@ export class WebRtcEndpoint extends Element {
   }
 
   /** Marks flows that went quiet as down, re-ranks layers (called by the engine's shared timer). */
-  checkFlows(now: number): void {
+  override checkFlows(now: number): void {
     if (this.layerBytes.size > 0) {
       this.rankLayers();
       for (const rid of this.layerBytes.keys()) this.layerBytes.set(rid, 0);
     }
     for (const [ssrc, v] of this.videoIn) if (now - v.lastAt > FLOW_DOWN_MS) this.videoIn.delete(ssrc);
-    for (const [direction, flows] of [['in', this.inbound], ['out', this.outbound]] as const) {
-      for (const media of ['audio', 'video', 'data'] as const) {
-        const f = flows[media];
-        if (f.sampledAt > 0) f.bitrate = Math.round(((f.bytes - f.sampledBytes) * 8 * 1000) / Math.max(1, now - f.sampledAt));
-        f.sampledBytes = f.bytes;
-        f.sampledAt = now;
-        if (f.up && now - f.lastAt > FLOW_DOWN_MS) {
-          f.up = false;
-          this.emit({ type: 'media_flow', elementId: this.id, tag: this.tag, direction, media, state: 'down' });
-        }
-      }
-    }
+    super.checkFlows(now);
   }
 
   // ---- SDP -----------------------------------------------------------------------------------
@@ -433,17 +342,15 @@ export class WebRtcEndpoint extends Element {
       const sender = this.transceiver(unit.kind)?.sender;
       const codec = sender?.codec;
       if (!sender || !codec) return;
-      target = out.target = { sender, mimeType: codec.mimeType.toLowerCase(), payloadType: codec.payloadType! };
+      target = out.target = { sender, codec: { mimeType: codec.mimeType.toLowerCase(), clockRate: codec.clockRate }, payloadType: codec.payloadType! };
     }
     const { sender } = target;
     const srtp = sender.dtlsTransport?.srtp;
     if (!srtp) return;
-    if (target.mimeType !== unit.codec.mimeType) {
-      // Transcoding arrives with the SIP work; until then a mismatch is reported, not hidden.
-      if (!out.mismatchLogged) {
-        out.mismatchLogged = true;
-        this.emitError(`codec mismatch: ${unit.codec.mimeType} cannot be sent as ${target.mimeType}`);
-      }
+    if (target.codec.mimeType !== unit.codec.mimeType) {
+      // DTMF events have no place on a WebRTC audio stream (only Opus is negotiated).
+      if (unit.codec.mimeType === 'audio/telephone-event') return;
+      for (const u of this.adapt(unit, target.codec) ?? []) this.accept(u);
       return;
     }
     if (unit.layer) {
@@ -453,24 +360,7 @@ export class WebRtcEndpoint extends Element {
     }
     const inHeader = unit.rtp.header;
     const now = performance.now();
-    if (out.keyOrigin !== unit.origin || out.keySsrc !== inHeader.ssrc) {
-      // A new source: continue our numbering right after the last packet we sent, and our
-      // clock by the time that passed since then.
-      if (out.lastSeq !== undefined) {
-        const step = Math.max(1, Math.round(((now - out.lastSentAt) * unit.codec.clockRate) / 1000));
-        out.seqOffset = (out.lastSeq + 1 - inHeader.sequenceNumber) & 0xffff;
-        out.tsOffset = (out.lastTs + step - inHeader.timestamp) >>> 0;
-      }
-      out.keyOrigin = unit.origin;
-      out.keySsrc = inHeader.ssrc;
-    }
-    const seq = (inHeader.sequenceNumber + out.seqOffset) & 0xffff;
-    const ts = (inHeader.timestamp + out.tsOffset) >>> 0;
-    if (out.lastSeq === undefined || ((seq - out.lastSeq) & 0xffff) < 0x8000) {
-      out.lastSeq = seq;
-      out.lastTs = ts;
-      out.lastSentAt = now;
-    }
+    const { seq, ts } = continueStream(out, unit.origin, inHeader.ssrc, inHeader.sequenceNumber, inHeader.timestamp, unit.codec.clockRate, now);
     const header = (out.header ??= new RtpHeader());
     header.ssrc = sender.ssrc;
     header.payloadType = target.payloadType;
@@ -521,14 +411,8 @@ export class WebRtcEndpoint extends Element {
     }
   }
 
-  private emitError(message: string): void {
-    this.emit({ type: 'error', elementId: this.id, tag: this.tag, message });
-  }
-
   override async release(): Promise<void> {
     if (this.released) return;
-    clearTimeout(this.keyframeTimer);
-    clearInterval(this.rembTimer);
     await super.release();
     await this.pc.close().catch(() => undefined);
   }

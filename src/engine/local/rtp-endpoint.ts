@@ -1,0 +1,541 @@
+// Kurento's RtpEndpoint: plain RTP/AVP toward a SIP phone, gateway or ffmpeg (no ICE, no
+// DTLS). One UDP socket pair (RTP on an even port, RTCP on the next) per m-line. Media the
+// remote sends goes to our sinks; media from our sources goes to the remote, with audio
+// transcoded when the source's codec is not the one negotiated here.
+import dgram from 'node:dgram';
+import { randomBytes, randomInt } from 'node:crypto';
+import {
+  PictureLossIndication, RtcpPacketConverter, RtcpPayloadSpecificFeedback, RtcpRrPacket, RtcpSenderInfo,
+  RtcpSourceDescriptionPacket, RtcpSrPacket, RtpPacket, SourceDescriptionChunk, SourceDescriptionItem, ntpTime,
+  type RtcpPacket,
+} from 'werift';
+import { EngineError, type ConnectionState, type MediaKind, type MediaStats, type OfferOptions, type EngineEvent } from '../types.js';
+import type { CodecInfo, MediaUnit } from './element.js';
+import { MediaEndpoint, rembFeedback } from './media-endpoint.js';
+import { continueStream, newContinuity, type Continuity } from './stream-continuity.js';
+import { ReceiveStats } from './rtp-receive-stats.js';
+import {
+  answerDirection, chooseCodecs, parseRtpSdp, writeRtpSdp, RTP_CODECS,
+  type Direction, type RemoteMedia, type RtpCodec, type RtpCodecName,
+} from './rtp-sdp.js';
+
+export type Latching = 'auto' | 'always' | 'off';
+
+export interface RtpEndpointOptions {
+  /** Address the sockets bind to. */
+  bindAddress: string;
+  /** Address written in our SDP's c= line. */
+  announceAddress: string;
+  /** Inclusive UDP port range; unset = any free ports. */
+  portRange?: [number, number];
+  audioCodecs: RtpCodecName[];
+  videoCodecs: RtpCodecName[];
+  /**
+   * Symmetric RTP: send to where the remote's packets come from instead of its SDP address.
+   * auto: when they come from another IP than the SDP's (a phone behind NAT announcing its
+   * private address); always: from the first packet on; off: never.
+   */
+  latching: Latching;
+}
+
+/** A latched source quiet for this long may be replaced by a new one (the phone moved). */
+const RELATCH_AFTER_MS = 2000;
+const RTCP_INTERVAL_MS = 5000;
+/** Audio codecs we can transcode into; a source in one of these can feed any of them. */
+const TRANSCODABLE = new Set(['audio/opus', 'audio/pcmu', 'audio/pcma', 'audio/g722']);
+
+interface Address { address: string; port: number }
+
+interface Line {
+  kind: 'audio' | 'video';
+  rtp?: dgram.Socket;
+  rtcp?: dgram.Socket;
+  /** Our port; 0 = this m-line is rejected or disabled. */
+  port: number;
+  /** What we announced: whether we send and receive on it. */
+  direction: Direction;
+  /** Codecs negotiated, main one first (what we send), telephone-event maybe after it. */
+  codecs: RtpCodec[];
+  /** Payload types the remote may send, by number. */
+  recv: Map<number, RtpCodec>;
+  remote?: { address: string; rtpPort: number; rtcpPort: number; direction: Direction; rtcpMux: boolean };
+  latched?: Address & { lastAt: number };
+  rtcpFrom?: Address;
+  ssrc: number;
+  out: Continuity;
+  sentPackets: number;
+  sentOctets: number;
+  lastSentTs: number;
+  sentSinceReport: boolean;
+  stats?: ReceiveStats;
+  remoteReport?: { packetsLost: number; fractionLost: number; jitter: number; rttMs?: number };
+  dropped: number;
+}
+
+export class RtpEndpoint extends MediaEndpoint {
+  private lines: Line[] = [];
+  private state: ConnectionState = 'new';
+  private readonly sessionId = randomInt(1, 2 ** 31);
+  private sdpVersion = 0;
+  private readonly cname = randomBytes(8).toString('hex');
+  private rtcpTimer?: NodeJS.Timeout;
+  private role?: 'offerer' | 'offeree';
+  private awaitingAnswer = false;
+
+  constructor(id: string, tag: string, emit: (ev: EngineEvent) => void, private readonly opts: RtpEndpointOptions) {
+    super(id, tag, emit);
+  }
+
+  get connectionState(): ConnectionState { return this.state; }
+  protected override get isConnected(): boolean { return this.state === 'connected'; }
+
+  override sendCodec(kind: 'audio' | 'video'): CodecInfo | undefined {
+    const main = this.line(kind)?.codecs[0];
+    if (!main) return undefined;
+    // We transcode audio ourselves: a source in Opus (a player) is what we take best.
+    if (kind === 'audio' && TRANSCODABLE.has(main.mime)) return { mimeType: 'audio/opus', clockRate: 48000 };
+    return { mimeType: main.mime, clockRate: main.clockRate };
+  }
+
+  /** The negotiated codec per media (for wiring checks: video is never transcoded). */
+  negotiated(kind: 'audio' | 'video'): CodecInfo | undefined {
+    const main = this.line(kind)?.codecs[0];
+    return main ? { mimeType: main.mime, clockRate: main.clockRate } : undefined;
+  }
+
+  private line(kind: 'audio' | 'video'): Line | undefined {
+    return this.lines.find((l) => l.kind === kind && l.port !== 0 && l.codecs.length > 0);
+  }
+
+  // ---- SDP -----------------------------------------------------------------------------------
+
+  private supported(kind: 'audio' | 'video'): RtpCodecName[] {
+    return kind === 'audio' ? this.opts.audioCodecs : this.opts.videoCodecs;
+  }
+
+  async generateOffer(o: OfferOptions): Promise<string> {
+    if (this.role) throw new EngineError('invalid_state', 'this RTP endpoint already has an offer');
+    this.role = 'offerer';
+    const kinds = ([['audio', o.audio], ['video', o.video]] as const).filter(([k, on]) => on && this.supported(k).length > 0).map(([k]) => k);
+    if (kinds.length === 0) throw new EngineError('invalid_state', 'nothing to offer: no audio or video codec enabled');
+    for (const kind of kinds) {
+      const codecs = this.supported(kind).map((n) => RTP_CODECS[n]);
+      if (kind === 'audio') codecs.push(RTP_CODECS['telephone-event']);
+      this.lines.push(await this.newLine(kind, codecs, 'sendrecv'));
+    }
+    this.awaitingAnswer = true;
+    return this.writeSdp();
+  }
+
+  async processAnswer(sdp: string): Promise<void> {
+    if (this.released) throw new EngineError('invalid_state', 'endpoint released');
+    if (!this.awaitingAnswer) throw new EngineError('invalid_state', 'no offer of ours is waiting for an answer');
+    const remote = parseRtpSdp(sdp);
+    if (remote.media.length !== this.lines.length) {
+      throw new EngineError('invalid_sdp', `answer has ${remote.media.length} m-lines, our offer had ${this.lines.length}`);
+    }
+    remote.media.forEach((m, i) => {
+      const line = this.lines[i]!;
+      if (m.kind !== line.kind) throw new EngineError('invalid_sdp', `answer m-line ${i} is ${m.kind}, our offer had ${line.kind}`);
+    });
+    this.awaitingAnswer = false;
+    remote.media.forEach((m, i) => {
+      const line = this.lines[i]!;
+      if (m.port === 0 || !('codecs' in m)) { this.disable(line); return; }
+      // The answer's codecs we offered, its order first; we send its first one.
+      const ours = new Map(line.codecs.map((c) => [c.name, c]));
+      const chosen = m.codecs.filter((c) => ours.has(c.name));
+      const main = chosen.find((c) => c.name !== 'telephone-event');
+      if (!main) { this.disable(line); return; }
+      const dtmf = chosen.find((c) => c.name === 'telephone-event');
+      // The remote sends with its own numbers or ours (both are seen in the wild).
+      for (const c of line.codecs) line.recv.set(c.payloadType, c);
+      for (const c of chosen) line.recv.set(c.payloadType, c);
+      line.codecs = dtmf ? [main, dtmf] : [main];
+      this.setRemote(line, m);
+    });
+    if (!this.lines.some((l) => l.port !== 0)) throw new EngineError('invalid_sdp', 'the answer accepts no media we can handle');
+    this.connected();
+  }
+
+  /** An offer: the first one, or a re-offer (hold, resume, new address) on a live endpoint. */
+  async processOffer(sdp: string): Promise<string> {
+    if (this.released) throw new EngineError('invalid_state', 'endpoint released');
+    if (this.awaitingAnswer) throw new EngineError('invalid_state', 'our own offer is waiting for its answer');
+    const remote = parseRtpSdp(sdp);
+    if (this.role === 'offerer' || this.role === 'offeree') {
+      if (remote.media.length < this.lines.length) throw new EngineError('invalid_sdp', `re-offer has ${remote.media.length} m-lines, fewer than the ${this.lines.length} negotiated`);
+      remote.media.forEach((m, i) => {
+        const line = this.lines[i];
+        if (line && m.kind !== line.kind) throw new EngineError('invalid_sdp', `re-offer m-line ${i} is ${m.kind}, was ${line.kind}`);
+      });
+    }
+    const first = this.role === undefined;
+    this.role ??= 'offeree';
+    const fresh: Line[] = [];
+    try {
+      for (let i = 0; i < remote.media.length; i++) {
+        const m = remote.media[i]!;
+        const existing = this.lines[i];
+        const usable = m.port !== 0 && 'codecs' in m ? chooseCodecs(m.codecs, this.supported(m.kind as 'audio' | 'video')) : [];
+        if (usable.length === 0) {
+          if (existing) this.disable(existing);
+          else this.lines.push(this.rejectedLine(m.kind === 'video' ? 'video' : 'audio', 'codecs' in m ? m.codecs : []));
+          continue;
+        }
+        const rm = m as RemoteMedia;
+        let line = existing;
+        if (!line || line.port === 0) {
+          const created = await this.newLine(rm.kind, usable, answerDirection(rm.direction));
+          fresh.push(created);
+          if (line) this.lines[i] = created;
+          else this.lines.push(created);
+          line = created;
+        }
+        line.codecs = usable;
+        line.direction = answerDirection(rm.direction);
+        line.recv = new Map(usable.map((c) => [c.payloadType, c]));
+        this.setRemote(line, rm);
+      }
+    } catch (err) {
+      for (const l of fresh) this.closeLine(l);
+      throw err;
+    }
+    if (first && !this.lines.some((l) => l.port !== 0)) {
+      throw new EngineError('invalid_sdp', 'the offer has no audio or video in a codec we support (RTP/AVP with PCMU, PCMA, G722, Opus, VP8 or H264)');
+    }
+    this.sdpVersion++;
+    this.connected();
+    return this.writeSdp();
+  }
+
+  private writeSdp(): string {
+    return writeRtpSdp(this.opts.announceAddress, this.sessionId, this.sdpVersion,
+      this.lines.map((l) => ({ kind: l.kind, port: l.port, direction: l.direction, codecs: l.codecs })));
+  }
+
+  private setRemote(line: Line, m: RemoteMedia): void {
+    const moved = line.remote && (line.remote.address !== m.address || line.remote.rtpPort !== m.port);
+    line.remote = { address: m.address, rtpPort: m.port, rtcpPort: m.rtcpPort, direction: m.direction, rtcpMux: m.rtcpMux };
+    // A re-offer with a new address is where the remote now is: latch afresh.
+    if (moved) { line.latched = undefined; line.rtcpFrom = undefined; }
+  }
+
+  private connected(): void {
+    if (this.state === 'connected') return;
+    this.state = 'connected';
+    this.emit({ type: 'connection_state', elementId: this.id, tag: this.tag, state: 'connected' });
+    this.rtcpTimer = setInterval(() => this.sendReports(), RTCP_INTERVAL_MS);
+    this.rtcpTimer.unref();
+    this.sources.get('video')?.requestKeyframe(true);
+  }
+
+  // ---- sockets -------------------------------------------------------------------------------
+
+  private rejectedLine(kind: 'audio' | 'video', offered: RtpCodec[]): Line {
+    return { ...this.emptyLine(kind, offered.slice(0, 1), 'inactive'), port: 0 };
+  }
+
+  private emptyLine(kind: 'audio' | 'video', codecs: RtpCodec[], direction: Direction): Line {
+    return {
+      kind, port: 0, direction, codecs, recv: new Map(codecs.map((c) => [c.payloadType, c])),
+      ssrc: randomInt(1, 0xffffffff), out: newContinuity(), sentPackets: 0, sentOctets: 0, lastSentTs: 0, sentSinceReport: false, dropped: 0,
+    };
+  }
+
+  private async newLine(kind: 'audio' | 'video', codecs: RtpCodec[], direction: Direction): Promise<Line> {
+    const line = this.emptyLine(kind, codecs, direction);
+    const { rtp, rtcp, port } = await bindPair(this.opts.bindAddress, this.opts.portRange);
+    if (this.released) { rtp.close(); rtcp.close(); throw new EngineError('invalid_state', 'endpoint released'); }
+    Object.assign(line, { rtp, rtcp, port });
+    rtp.on('message', (msg, rinfo) => this.onRtpSocket(line, msg, rinfo));
+    rtcp.on('message', (msg, rinfo) => this.onRtcp(line, msg, rinfo));
+    // Send errors (ICMP unreachable surfacing later) must not take anything down.
+    rtp.on('error', () => undefined);
+    rtcp.on('error', () => undefined);
+    return line;
+  }
+
+  private disable(line: Line): void {
+    this.closeLine(line);
+    line.port = 0;
+    line.remote = undefined;
+  }
+
+  private closeLine(line: Line): void {
+    for (const s of [line.rtp, line.rtcp]) {
+      if (!s) continue;
+      s.removeAllListeners('message');
+      try { s.close(); } catch { /* already closed */ }
+    }
+    line.rtp = undefined;
+    line.rtcp = undefined;
+  }
+
+  // ---- media in ------------------------------------------------------------------------------
+
+  /** Whether a packet from `from` is our remote's, latching onto it when the policy says so. */
+  private fromRemote(line: Line, from: Address, now: number): boolean {
+    const r = line.remote;
+    if (!r) return false;
+    const l = line.latched;
+    if (l && l.address === from.address && l.port === from.port) { l.lastAt = now; return true; }
+    const mode = this.opts.latching;
+    if (mode === 'off') return from.address === r.address;
+    if (mode === 'auto' && from.address === r.address) return true;
+    if (!l || now - l.lastAt > RELATCH_AFTER_MS) {
+      line.latched = { ...from, lastAt: now };
+      return true;
+    }
+    return false;
+  }
+
+  private onRtpSocket(line: Line, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    if (this.released) return;
+    // RTCP multiplexed on the RTP port (RFC 5761): packet types 200-207 sit where RTP's
+    // marker bit and payload type are.
+    if (msg.length >= 8 && msg[1]! >= 192 && msg[1]! <= 223) { this.onRtcp(line, msg, rinfo); return; }
+    const now = performance.now();
+    if (msg.length < 12 || msg[0]! >> 6 !== 2) { line.dropped++; return; }
+    const codec = line.recv.get(msg[1]! & 0x7f);
+    if (!codec) { line.dropped++; return; }
+    if (!this.fromRemote(line, rinfo, now)) { line.dropped++; return; }
+    let rtp: RtpPacket;
+    try {
+      rtp = RtpPacket.deSerialize(msg);
+    } catch {
+      line.dropped++;
+      return;
+    }
+    const h = rtp.header;
+    if (!line.stats || line.stats.ssrc !== h.ssrc) line.stats = new ReceiveStats(h.ssrc, codec.clockRate);
+    line.stats.update(h.sequenceNumber, h.timestamp, now);
+    this.count(this.inbound[line.kind], 'in', line.kind, msg.length);
+    this.forward({ kind: line.kind, rtp, codec: { mimeType: codec.mime, clockRate: codec.clockRate }, origin: this.id });
+  }
+
+  private onRtcp(line: Line, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    if (this.released || !line.remote) return;
+    const r = line.remote;
+    const latched = line.latched;
+    const known = rinfo.address === r.address || (latched !== undefined && rinfo.address === latched.address);
+    if (!known && this.opts.latching === 'off') return;
+    if (!known && !latched) return;
+    let packets: RtcpPacket[];
+    try {
+      packets = RtcpPacketConverter.deSerialize(msg);
+    } catch {
+      line.dropped++;
+      return;
+    }
+    // Symmetric RTCP: reports go back where the remote's reports come from.
+    line.rtcpFrom = { address: rinfo.address, port: rinfo.port };
+    const now = performance.now();
+    for (const p of packets) {
+      if (p instanceof RtcpSrPacket) {
+        if (line.stats && p.ssrc === line.stats.ssrc) line.stats.srReceived(p.senderInfo.ntpTimestamp, now);
+        this.takeReports(line, p.reports);
+      } else if (p instanceof RtcpRrPacket) {
+        this.takeReports(line, p.reports);
+      } else if (p instanceof RtcpPayloadSpecificFeedback) {
+        // PLI, or FIR (format 4, which werift leaves undecoded): the remote wants a keyframe.
+        if (line.kind === 'video' && (p.feedback instanceof PictureLossIndication || (p as { header?: { count?: number } }).header?.count === 4)) {
+          this.sources.get('video')?.requestKeyframe(false);
+        }
+      }
+    }
+  }
+
+  private takeReports(line: Line, reports: { ssrc: number; packetsLost: number; fractionLost: number; jitter: number; lsr: number; dlsr: number }[]): void {
+    const mine = reports.find((rb) => rb.ssrc === line.ssrc);
+    if (!mine) return;
+    let rttMs: number | undefined;
+    if (mine.lsr !== 0) {
+      const nowMid = Number((ntpTime() >> 16n) & 0xffffffffn);
+      const rtt = ((nowMid - mine.lsr - mine.dlsr) >>> 0) / 65536;
+      if (rtt < 60) rttMs = rtt * 1000;
+    }
+    line.remoteReport = { packetsLost: mine.packetsLost, fractionLost: mine.fractionLost / 256, jitter: mine.jitter, rttMs };
+  }
+
+  // ---- media out -----------------------------------------------------------------------------
+
+  accept(unit: MediaUnit): void {
+    if (this.released || this.state !== 'connected' || unit.kind === 'data') return;
+    const line = this.line(unit.kind);
+    if (!line?.remote || !line.rtp) return;
+    if (line.direction === 'recvonly' || line.direction === 'inactive') return;
+    const main = line.codecs[0]!;
+    let pt = main.payloadType;
+    let codec: CodecInfo = { mimeType: main.mime, clockRate: main.clockRate };
+    if (unit.codec.mimeType !== main.mime) {
+      if (unit.codec.mimeType === 'audio/telephone-event') {
+        const dtmf = line.codecs.find((c) => c.name === 'telephone-event');
+        if (!dtmf || dtmf.clockRate !== unit.codec.clockRate) return;
+        pt = dtmf.payloadType;
+        codec = unit.codec;
+      } else {
+        for (const u of this.adapt(unit, codec) ?? []) this.accept(u);
+        return;
+      }
+    }
+    if (unit.layer) {
+      const d = this.layers.decide(unit.layer);
+      if (d.needKeyframe) this.sources.get('video')?.requestKeyframe(true);
+      if (!d.send) return;
+    }
+    const h = unit.rtp.header;
+    const { seq, ts } = continueStream(line.out, unit.origin, h.ssrc, h.sequenceNumber, h.timestamp, codec.clockRate, performance.now());
+    const payload = unit.rtp.payload;
+    const csrcs = h.csrc.slice(0, 15);
+    const packet = Buffer.allocUnsafe(12 + csrcs.length * 4 + payload.length);
+    packet[0] = 0x80 | csrcs.length;
+    packet[1] = (h.marker ? 0x80 : 0) | pt;
+    packet.writeUInt16BE(seq, 2);
+    packet.writeUInt32BE(ts, 4);
+    packet.writeUInt32BE(line.ssrc, 8);
+    csrcs.forEach((c, i) => packet.writeUInt32BE(c >>> 0, 12 + i * 4));
+    payload.copy(packet, 12 + csrcs.length * 4);
+    const dest = this.rtpDestination(line);
+    if (!dest) return;
+    line.rtp.send(packet, dest.port, dest.address);
+    line.sentPackets++;
+    line.sentOctets += payload.length;
+    if (pt === main.payloadType) line.lastSentTs = ts;
+    line.sentSinceReport = true;
+    this.count(this.outbound[line.kind], 'out', line.kind, packet.length);
+  }
+
+  private rtpDestination(line: Line): Address | undefined {
+    if (line.latched) return line.latched;
+    const r = line.remote;
+    if (!r || r.rtpPort === 0 || r.address === '0.0.0.0') return undefined;
+    return { address: r.address, port: r.rtpPort };
+  }
+
+  private rtcpDestination(line: Line): { socket: dgram.Socket; to: Address } | undefined {
+    const r = line.remote;
+    if (!r || !line.rtp || !line.rtcp) return undefined;
+    if (r.rtcpMux) {
+      const to = this.rtpDestination(line);
+      return to ? { socket: line.rtp, to } : undefined;
+    }
+    if (line.rtcpFrom) return { socket: line.rtcp, to: line.rtcpFrom };
+    if (line.latched) return { socket: line.rtcp, to: { address: line.latched.address, port: line.latched.port + 1 } };
+    if (r.address === '0.0.0.0' || r.rtcpPort === 0) return undefined;
+    return { socket: line.rtcp, to: { address: r.address, port: r.rtcpPort } };
+  }
+
+  private sendRtcp(line: Line, packets: { serialize(): Buffer }[]): void {
+    const dest = this.rtcpDestination(line);
+    if (!dest) return;
+    dest.socket.send(Buffer.concat(packets.map((p) => p.serialize())), dest.to.port, dest.to.address);
+  }
+
+  /** RTCP compound every few seconds per line: SR (if we sent) or RR, then SDES CNAME. */
+  private sendReports(): void {
+    if (this.released) return;
+    const now = performance.now();
+    for (const line of this.lines) {
+      if (line.port === 0 || !line.remote) continue;
+      const reports = line.stats ? [line.stats.report(now)] : [];
+      const head = line.sentSinceReport
+        ? new RtcpSrPacket({
+          ssrc: line.ssrc, reports,
+          senderInfo: new RtcpSenderInfo({ ntpTimestamp: ntpTime(), rtpTimestamp: line.lastSentTs, packetCount: line.sentPackets >>> 0, octetCount: line.sentOctets >>> 0 }),
+        })
+        : new RtcpRrPacket({ ssrc: line.ssrc, reports });
+      line.sentSinceReport = false;
+      const sdes = new RtcpSourceDescriptionPacket({
+        chunks: [new SourceDescriptionChunk({ source: line.ssrc, items: [new SourceDescriptionItem({ type: 1, text: this.cname })] })],
+      });
+      this.sendRtcp(line, [head, sdes]);
+    }
+  }
+
+  protected override sendKeyframeRequest(): boolean {
+    const line = this.line('video');
+    const ssrc = line?.stats?.ssrc;
+    if (!line || ssrc === undefined) return false;
+    this.sendRtcp(line, [new RtcpPayloadSpecificFeedback({ feedback: new PictureLossIndication({ senderSsrc: line.ssrc, mediaSsrc: ssrc }) })]);
+    return true;
+  }
+
+  protected override sendRemb(bps: number): void {
+    const line = this.line('video');
+    const ssrc = line?.stats?.ssrc;
+    if (line && ssrc !== undefined) this.sendRtcp(line, [rembFeedback(bps, line.ssrc, [ssrc])]);
+  }
+
+  // ---- stats and release -------------------------------------------------------------------
+
+  stats(): { inbound: Record<MediaKind, MediaStats>; outbound: Record<MediaKind, MediaStats> } {
+    const { inbound, outbound } = this.flowStats();
+    for (const kind of ['audio', 'video'] as const) {
+      const line = this.line(kind);
+      if (!line) continue;
+      if (line.stats) {
+        inbound[kind].packets_lost = line.stats.lost;
+        inbound[kind].jitter_ms = (line.stats.jitter / line.codecs[0]!.clockRate) * 1000;
+      }
+      const rr = line.remoteReport;
+      if (rr) {
+        outbound[kind].packets_lost = rr.packetsLost;
+        outbound[kind].fraction_lost = rr.fractionLost;
+        outbound[kind].jitter_ms = (rr.jitter / line.codecs[0]!.clockRate) * 1000;
+        if (rr.rttMs !== undefined) outbound[kind].rtt_ms = rr.rttMs;
+      }
+    }
+    return { inbound, outbound };
+  }
+
+  /** Local ports in use (tests and leak checks). */
+  ports(): number[] { return this.lines.filter((l) => l.port !== 0).flatMap((l) => [l.port, l.port + 1]); }
+
+  override async release(): Promise<void> {
+    if (this.released) return;
+    clearInterval(this.rtcpTimer);
+    for (const line of this.lines) {
+      // RTCP BYE would be polite; phones end on the SIP BYE, and a dead socket says the rest.
+      this.closeLine(line);
+    }
+    this.state = 'closed';
+    await super.release();
+  }
+}
+
+/** Binds an RTP socket on an even port and its RTCP socket on the next one. */
+async function bindPair(host: string, range?: [number, number]): Promise<{ rtp: dgram.Socket; rtcp: dgram.Socket; port: number }> {
+  const candidates: number[] = [];
+  if (range) {
+    // Every even port p of the range with p + 1 in it too, tried from a random one on.
+    const first = range[0] + (range[0] % 2);
+    const count = Math.floor((range[1] - 1 - first) / 2) + 1;
+    const offset = count > 0 ? randomInt(0, count) : 0;
+    for (let i = 0; i < count; i++) candidates.push(first + 2 * ((offset + i) % count));
+  } else {
+    for (let i = 0; i < 50; i++) candidates.push(0);
+  }
+  for (const port of candidates) {
+    const rtp = await bindUdp(host, port);
+    if (!rtp) continue;
+    const actual = rtp.address().port;
+    if (actual % 2 === 1) { rtp.close(); continue; }
+    const rtcp = await bindUdp(host, actual + 1);
+    if (!rtcp) { rtp.close(); continue; }
+    return { rtp, rtcp, port: actual };
+  }
+  throw new EngineError('failed', `no free RTP/RTCP port pair${range ? ` in ${range[0]}-${range[1]}` : ''}`);
+}
+
+function bindUdp(host: string, port: number): Promise<dgram.Socket | undefined> {
+  return new Promise((resolve) => {
+    const s = dgram.createSocket('udp4');
+    const fail = (): void => { s.close(); resolve(undefined); };
+    s.once('error', fail);
+    s.bind(port, host, () => {
+      s.off('error', fail);
+      resolve(s);
+    });
+  });
+}
