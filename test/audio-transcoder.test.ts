@@ -109,6 +109,7 @@ test('codecFromMime and rtpClockRate', () => {
   assert.equal(codecFromMime('video/VP8'), undefined);
   assert.deepEqual((['PCMU', 'PCMA', 'G722', 'opus'] as const).map(rtpClockRate), [8000, 8000, 8000, 48000]);
   assert.throws(() => new AudioTranscoder('PCMU', 'opus', { ptimeMs: 30 }), RangeError);
+  assert.throws(() => new AudioTranscoder('toString' as AudioCodecName, 'opus'), RangeError);
 });
 
 for (const freq of [440, 1000]) {

@@ -138,6 +138,8 @@ export class AudioTranscoder {
   private readonly dec: PcmDecoder;
   private readonly enc: PcmEncoder;
   private readonly resampler: Resampler | undefined;
+  /** PCM rate out of the decoder. */
+  private readonly decRate: number;
   private readonly inClock: number;
   private readonly outClock: number;
   /** PCM samples per input RTP tick, and output RTP ticks per PCM sample. */
@@ -163,11 +165,10 @@ export class AudioTranscoder {
   private pending = new Int16Array(4096);
   private pendingLen = 0;
   private markNext = true;
-  private readonly decRate: number;
   readonly stats: AudioTranscoderStats = { packetsIn: 0, packetsOut: 0, dropped: 0, invalid: 0, concealedMs: 0, resyncs: 0, faults: 0 };
 
   constructor(readonly from: AudioCodecName, readonly to: AudioCodecName, opts: AudioTranscoderOptions = {}) {
-    if (!(from in CLOCK) || !(to in CLOCK)) throw new RangeError(`unknown codec ${from} or ${to}`);
+    if (!Object.hasOwn(CLOCK, from) || !Object.hasOwn(CLOCK, to)) throw new RangeError(`unknown codec ${from} or ${to}`);
     const ptime = opts.ptimeMs ?? 20;
     if (to === 'opus' ? !OPUS_PTIMES.includes(ptime) : !(Number.isInteger(ptime) && ptime >= 5 && ptime <= 200)) {
       throw new RangeError(`ptime ${ptime} ms is not possible for ${to}`);
@@ -204,6 +205,7 @@ export class AudioTranscoder {
     if (this.closed || !(payload instanceof Uint8Array)) return [];
     this.stats.packetsIn++;
     try {
+      // Coerced here, inside the try: odd numbers (NaN, fractions, > 32 bits) must not throw either.
       return this.process(payload, Number(seq) & 0xffff, Number(timestamp) >>> 0, marker === true);
     } catch {
       // Not expected; if it happens, start over cleanly rather than break the call.
