@@ -199,6 +199,25 @@ describe('calls that nobody answers', () => {
     await eventually(() => sessionGone(sessionId) && sessionGone(inv.session_id), 5000, 'sessions gone');
   });
 
+  it('a leg whose invite gets no reply fails (its callee is told); with no leg left the call ends', async () => {
+    const alice = await party('alice');
+    const bob = await party('bob');
+    bob.client.onRequest('media/call/invite', (req) => { bob.invites.push(req.data as CallInvite); return new Promise(() => undefined); });
+    const saved = server.services.calls.inviteTimeoutMs;
+    server.services.calls.inviteTimeoutMs = 300;
+    try {
+      const { callId } = await placeCall(alice, 'bob');
+      const inv = await inviteOf(bob, callId);
+      const told = await eventually(() => callEvents(bob, callId, 'hangup')[0], 5000, 'callee told its leg ended');
+      assert.deepEqual(told.body, { code: 100005, reason: 'Timeout', session_id: inv.session_id });
+      const h = await eventually(() => callEvents(alice, callId, 'hangup')[0], 5000, 'caller hears hangup');
+      assert.equal(h.body?.code, 305005);
+      assert.match(String(h.body?.reason), /no destination could be rung \(Timeout\)/);
+    } finally {
+      server.services.calls.inviteTimeoutMs = saved;
+    }
+  });
+
   it('a callee whose connection goes away leaves the call; the last one ends it', async () => {
     const alice = await party('alice');
     const bob = await party('bob');
@@ -311,6 +330,13 @@ describe('bad input', () => {
     await rejects(alice.client.callRinging('call-nope'), 305001, 'unknown call');
     await rejects(alice.client.hangupCall('call-nope'), 305001, 'hangup of an unknown call');
     await rejects(alice.client.call('ringing', {}), 100045, 'no call_id');
+    await rejects(alice.client.call('create', { callee: 'bob carol', offer }), 100046, 'a callee with a space');
+    await rejects(alice.client.call('create', { callee: Array.from({ length: 17 }, (_, i) => `u${i}`), offer }), 100046, 'more than 16 destinations');
+    await rejects(alice.client.call('create', { callee: 'bob', offer, type: 'verto' }), 100046, 'unknown callee type');
+    // Stray replies (to requests the server never sent) are ignored; the connection goes on.
+    alice.client.sendRaw(JSON.stringify({ result: 'ok', tid: 999999 }));
+    alice.client.sendRaw(JSON.stringify({ result: 'error', data: { code: 1, error: 'x' }, tid: 'nope' }));
+    assert.deepEqual(await alice.client.listCalls(), []);
 
     const { callId } = await placeCall(alice, 'bob', { call_id: 'call-fixed-id' });
     assert.equal(callId, 'call-fixed-id');
