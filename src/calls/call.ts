@@ -293,7 +293,7 @@ export class Call {
     }
     // The call moved on while the driver was starting: end what it started.
     if (!leg.pending && leg.state !== 'accepting' && leg.state !== 'accepted' && leg.endReason) {
-      this.safely(() => leg.control!.end(leg.endReason!, false));
+      this.safely(() => leg.control!.end(leg.endReason!, leg.state === 'ended'));
     }
   }
 
