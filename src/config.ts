@@ -64,6 +64,37 @@ export const configSchema = z.object({
     /** Symmetric RTP (send where the remote's packets come from): auto = when they come from another IP than its SDP says. */
     latching: z.enum(['auto', 'always', 'off']).default('auto'),
   }).prefault({}),
+  /** SIP signalling (docs/SIP.md). Off unless a UDP or TCP port is set. */
+  sip: z.object({
+    /** Address SIP listens on (UDP and TCP). */
+    host: z.string().refine((a) => isIP(a) === 4, 'not an IPv4 address').default('127.0.0.1'),
+    /** Listen for SIP over UDP on this port (0: any free port). */
+    udp_port: z.number().int().min(0).max(65535).optional(),
+    /** Listen for SIP over TCP on this port (0: any free port). */
+    tcp_port: z.number().int().min(0).max(65535).optional(),
+    /** Host written in Via/Contact (default: the listening host, or the first external IPv4 for 0.0.0.0). */
+    public_host: z.string().optional(),
+    /** An incoming INVITE to this user gets an echo session. */
+    echo_user: z.string().min(1).default('echo'),
+    /** An incoming INVITE to this user gets a parked session. */
+    park_user: z.string().min(1).default('park'),
+    /** Incoming INVITEs to any other user become calls to that user's API connections. */
+    calls_to_users: z.boolean().default(true),
+    /** Our user part in From of outgoing INVITEs when the caller has none. */
+    from_user: z.string().min(1).default('nkmedia'),
+    /** Answers to 401/407 challenges to our requests (realm omitted: any realm). */
+    credentials: z.array(z.object({ realm: z.string().optional(), username: z.string().min(1), password: z.string() })).default([]),
+    /** Registrations to keep (a trunk or a registrar that routes calls to us). */
+    register: z.array(z.object({
+      registrar: z.string().regex(/^sips?:/, 'a sip: URI'),
+      aor: z.string().regex(/^sips?:/, 'a sip: URI'),
+      username: z.string().min(1),
+      password: z.string(),
+      expires: z.number().int().min(60).max(86400).optional(),
+    })).default([]),
+    /** RFC 3261 T1 in ms (every SIP timer scales with it). */
+    t1_ms: z.number().int().min(10).max(5000).default(500),
+  }).prefault({}),
   limits: z.object({
     max_frame_bytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
     max_in_flight: z.number().int().min(1).max(100000).default(64),
@@ -146,6 +177,12 @@ export function envLayer(env: NodeJS.ProcessEnv): Record<string, unknown> {
       jwt_secret: env.NKMEDIA_JWT_SECRET,
       jwt_public_key: env.NKMEDIA_JWT_PUBLIC_KEY,
       admins: list(env.NKMEDIA_ADMINS),
+    },
+    sip: {
+      host: env.NKMEDIA_SIP_HOST,
+      udp_port: num(env.NKMEDIA_SIP_UDP_PORT),
+      tcp_port: num(env.NKMEDIA_SIP_TCP_PORT),
+      public_host: env.NKMEDIA_SIP_PUBLIC_HOST,
     },
     rtp: {
       bind_address: env.NKMEDIA_RTP_BIND_ADDRESS,

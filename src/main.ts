@@ -6,10 +6,13 @@ import { networkInterfaces } from 'node:os';
 import { LocalEngine } from './engine/local/engine.js';
 import { startApiServer, type RunningServer } from './api/server.js';
 import { createLogger } from './log.js';
+import { SipGateway } from './sip-gateway/gateway.js';
 
 export interface Server extends RunningServer {
   config: Config;
   engine: LocalEngine;
+  /** The SIP gateway, when SIP is configured (config.sip udp_port/tcp_port). */
+  sip?: SipGateway;
 }
 
 export function engineFor(config: Config): LocalEngine {
@@ -49,11 +52,21 @@ export async function startServer(input: ConfigInput | Config, log?: Logger): Pr
   const engine = engineFor(config);
   try {
     const api = await startApiServer(config, engine, logger);
+    let sip: SipGateway | undefined;
+    try {
+      sip = await SipGateway.start(config.sip, api.services.sessions, api.services.calls, logger);
+    } catch (err) {
+      await api.close();
+      throw err;
+    }
     return {
       ...api,
       config,
       engine,
+      sip,
       async close() {
+        // SIP first: its dialogs get their BYEs while the sessions still exist.
+        await sip?.close();
         await api.close();
         await engine.close();
       },

@@ -125,6 +125,8 @@ export class Session {
   }
 
   get isStopped(): boolean { return this.state === 'stopped'; }
+  /** Resolves once the session has stopped (whatever stopped it). */
+  get whenStopped(): Promise<void> { return this.stopped.promise; }
   /** Plain RTP (SIP) or WebRTC: fixed by the offer, or by `sdp_type` when we offer. */
   get sdpType(): 'webrtc' | 'rtp' { return (this.role === 'offeree' ? this.opts.offer?.sdp_type : this.opts.sdp_type) ?? 'webrtc'; }
   get stopAfterPeer(): boolean { return this.opts.stop_after_peer ?? true; }

@@ -45,6 +45,8 @@ export interface SendOptions {
   audioBytes?: number;
   videoBytes?: number;
   keyframeOnPli?: boolean;
+  /** Real audio instead of tagged filler: the payload of the i-th audio packet (e.g. Opus frames). */
+  audioPayload?: (i: number) => Buffer;
 }
 
 export interface Sending {
@@ -61,6 +63,8 @@ export class TestPeer {
   readonly received = { audio: 0, video: 0 };
   readonly rx: { audio: Rx[]; video: Rx[] } = { audio: [], video: [] };
   readonly messages: string[] = [];
+  /** Payloads of the audio received, in arrival order (for decoding what came through). */
+  readonly audioPayloads: Buffer[] = [];
   /** Identifies this peer's media in the payloads it sends. */
   readonly tag = Math.floor(Math.random() * 0xffffffff) >>> 0;
   /** Keyframe requests (PLI) the server sent us. */
@@ -77,6 +81,7 @@ export class TestPeer {
       const kind = track.kind === 'audio' ? 'audio' : 'video';
       track.onReceiveRtp.subscribe((rtp) => {
         this.received[kind]++;
+        if (kind === 'audio') this.audioPayloads.push(Buffer.from(rtp.payload));
         const tag = rtp.payload.length >= 4 ? rtp.payload.readUInt32BE(0) : -1;
         const keyframe = rtp.payload.length >= 5 && rtp.payload[4] === KEYFRAME_MARK;
         this.rx[kind].push({ ssrc: rtp.header.ssrc, seq: rtp.header.sequenceNumber, ts: rtp.header.timestamp, tag, keyframe, at: performance.now() });
@@ -181,6 +186,13 @@ export class TestPeer {
       seq[kind] = (seq[kind] + 1) & 0xffff;
       const ts = Math.floor(((performance.now() - started) * codec.clockRate) / 1000) >>> 0;
       const header = new RtpHeader({ payloadType: codec.payloadType, sequenceNumber: seq[kind], timestamp: ts, ssrc: t.sender.ssrc, marker: true });
+      if (kind === 'audio' && opts.audioPayload) {
+        // A real encoder's timestamps step by exactly one frame (20 ms), not by the wall clock.
+        header.timestamp = (sent.audio * Math.round((codec.clockRate * 1000) / rate.audio / 1000)) >>> 0;
+        sent.audio++;
+        void t.sender.sendRtp(new RtpPacket(header, opts.audioPayload(sent.audio - 1))).catch(() => undefined);
+        return;
+      }
       const payload = Buffer.alloc(size[kind], kind === 'audio' ? 0x11 : 0x22);
       payload.writeUInt32BE(this.tag, 0);
       payload[4] = 0;

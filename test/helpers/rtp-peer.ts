@@ -122,6 +122,24 @@ export function toneShare(samples: Int16Array, rate: number, freq: number): numb
   return total === 0 ? 0 : (2 * power) / (samples.length * total);
 }
 
+/**
+ * Like toneShare, over 20 ms windows (energy-weighted): a phone's jitter buffer may drop or
+ * stretch frames, which breaks the tone's phase across a long window but not within one.
+ */
+export function toneShareWindowed(samples: Int16Array, rate: number, freq: number, windowMs = 20): number {
+  const n = Math.round((rate * windowMs) / 1000);
+  let power = 0;
+  let total = 0;
+  for (let i = 0; i + n <= samples.length; i += n) {
+    const w = samples.subarray(i, i + n);
+    let e = 0;
+    for (const x of w) e += x * x;
+    power += toneShare(w, rate, freq) * e;
+    total += e;
+  }
+  return total === 0 ? 0 : power / total;
+}
+
 /** RMS level of 16-bit samples in dBFS. */
 export function rmsDb(samples: Int16Array): number {
   let sum = 0;
