@@ -46,6 +46,15 @@ export interface CallHost {
 
 export interface CallEnd { by: 'local' | 'remote' | 'error'; code?: number; reason?: string }
 
+/**
+ * Returns `p` after marking it handled: callers who await it still see the rejection, but one
+ * nobody awaits must not take the process down as an unhandled rejection.
+ */
+function handled<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => undefined);
+  return p;
+}
+
 /** Answers a re-INVITE: an SDP (200 OK) or a failure code. Resolves with the ACK's SDP. */
 export type ReinviteResponder = (answer: string | { code: number; reason?: string }) => Promise<string | undefined>;
 
@@ -226,23 +235,28 @@ export abstract class SipCall<E extends CommonEvents & Record<keyof E, any[]> = 
       if (this.remoteReinvite === stx) this.remoteReinvite = undefined;
     });
     let used = false;
-    const respond: ReinviteResponder = async (answer) => {
+    const respond: ReinviteResponder = (answer) => handled(this.respondReinvite(req, stx, seq, guard, answer, () => {
       if (used) throw new SipCallError('re-INVITE already answered');
       used = true;
-      this.cancelTimer(guard);
-      if (this.ended || stx.finalSent) throw new SipCallError('re-INVITE no longer pending');
-      if (typeof answer !== 'string') {
-        stx.reply(answer.code, answer.reason);
-        this.remoteReinvite = undefined;
-        return undefined;
-      }
-      refreshTarget(this.dialog!, req);
-      const res = this.okWithSdp(req, answer);
-      stx.respond(res);
-      this.remoteReinvite = undefined;
-      return this.retransmit2xx(res, stx.dest, seq);
-    };
+    }));
     this.fire('reinvite', req.body === '' ? undefined : req.body, respond);
+  }
+
+  private async respondReinvite(req: SipRequest, stx: ServerTransaction, seq: number, guard: NodeJS.Timeout,
+    answer: string | { code: number; reason?: string }, once: () => void): Promise<string | undefined> {
+    once();
+    if (typeof answer !== 'string' && !(answer.code >= 300 && answer.code <= 699)) throw new RangeError('a re-INVITE failure needs a 3xx-6xx code');
+    this.cancelTimer(guard);
+    if (this.ended || stx.finalSent) throw new SipCallError('re-INVITE no longer pending');
+    this.remoteReinvite = undefined;
+    if (typeof answer !== 'string') {
+      stx.reply(answer.code, answer.reason);
+      return undefined;
+    }
+    refreshTarget(this.dialog!, req);
+    const res = this.okWithSdp(req, answer);
+    stx.respond(res);
+    return this.retransmit2xx(res, stx.dest, seq);
   }
 
   /** A 200 OK to an INVITE of ours to answer, with Contact and SDP. */
@@ -341,10 +355,10 @@ export abstract class SipCall<E extends CommonEvents & Record<keyof E, any[]> = 
    */
   reinvite(sdp: string): Promise<string> {
     const d = this.dialog;
-    if (!d || this.ended || !this.confirmed()) return Promise.reject(new SipCallError('no confirmed dialog'));
-    if (this.reinviting || this.remoteReinvite || this.pending2xx) return Promise.reject(new SipCallError('another INVITE is in progress', 491));
+    if (!d || this.ended || !this.confirmed()) return handled(Promise.reject(new SipCallError('no confirmed dialog')));
+    if (this.reinviting || this.remoteReinvite || this.pending2xx) return handled(Promise.reject(new SipCallError('another INVITE is in progress', 491)));
     this.reinviting = true;
-    return new Promise((resolve, reject) => {
+    return handled(new Promise((resolve, reject) => {
       let req = inDialogRequest(d, 'INVITE');
       req.add('Contact', this.host.contact(d.transport));
       this.host.decorate(req);
@@ -393,7 +407,7 @@ export abstract class SipCall<E extends CommonEvents & Record<keyof E, any[]> = 
           }
         },
       });
-    });
+    }));
   }
 
   protected abstract confirmed(): boolean;
@@ -462,12 +476,12 @@ export class IncomingCall extends SipCall<IncomingCallEvents> {
    * 64·T1 (then BYE is sent and 'ack-timeout' emitted) or when the call is no longer pending.
    */
   accept(sdp: string): Promise<string | undefined> {
-    if (this.state !== 'incoming' || this.ended) return Promise.reject(new SipCallError('call is not pending'));
+    if (this.state !== 'incoming' || this.ended) return handled(Promise.reject(new SipCallError('call is not pending')));
     this.state = 'answering';
     const res = this.okWithSdp(this.invite, sdp);
     this.stx.respond(res);
     const seq = parseCSeq(this.invite.get('CSeq') ?? '').seq;
-    return this.retransmit2xx(res, this.stx.dest, seq).then((ackSdp) => {
+    return handled(this.retransmit2xx(res, this.stx.dest, seq).then((ackSdp) => {
       this.state = 'confirmed';
       if (this.offer === undefined) {
         if (ackSdp === undefined) {
@@ -481,7 +495,7 @@ export class IncomingCall extends SipCall<IncomingCallEvents> {
     }, (e: unknown) => {
       this.state = 'ended';
       throw e;
-    });
+    }));
   }
 
   /** Rejects the call with a final non-2xx response (default 486 Busy Here). */

@@ -188,6 +188,7 @@ function parseUnchecked(buf: Buffer): SipMessage {
   }
   let headerError: string | undefined;
   for (const l of lines) {
+    if (l === '') continue; // only possible at the end, when the final blank line is missing
     const colon = l.indexOf(':');
     const name = colon > 0 ? l.slice(0, colon).trimEnd() : '';
     if (!TOKEN_RE.test(name)) {

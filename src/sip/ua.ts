@@ -534,7 +534,6 @@ export class SipUserAgent implements CallHost {
   }
 
   private handleInvite(req: SipRequest, stx: ServerTransaction, src: Source): void {
-    stx.reply(100);
     const localTag = rand(8);
     if (req.body !== '') {
       const ct = req.get('Content-Type');
@@ -551,6 +550,7 @@ export class SipUserAgent implements CallHost {
       stx.reply(480, undefined, localTag);
       return;
     }
+    stx.reply(100);
     let call: IncomingCall;
     try {
       call = new IncomingCall(this, req, stx, src, localTag);
