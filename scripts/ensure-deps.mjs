@@ -78,3 +78,7 @@ function buildNativeAddon() {
   if (load.status !== 0) { console.error(load.stderr.trim()); warn('it does not load'); return; }
   console.error('[nkmedia] native SRTP addon built');
 }
+
+// The demo pages (demo/, served under /demo/): bundled into dist/demo/ when missing or stale.
+const { buildDemoIfStale } = await import('./build-demo.mjs');
+await buildDemoIfStale().catch((err) => console.error(`[nkmedia] WARNING: demo pages not built: ${err.message}`));

@@ -14,6 +14,7 @@ import type { MediaEngine } from '../engine/types.js';
 import { Authenticator } from './auth.js';
 import { ApiConnection } from './connection.js';
 import { handleRecordings } from './recordings-http.js';
+import { handleDemo } from './demo-http.js';
 import type { Services } from './context.js';
 
 export interface RunningServer {
@@ -38,8 +39,8 @@ export async function startApiServer(config: Config, engine: MediaEngine, log: L
   const services: Services = { config, log, bus, sessions, rooms, calls, auth: new Authenticator(config.auth) };
 
   const onHttp = (req: IncomingMessage, res: ServerResponse) => {
-    handleRecordings(req, res, services.auth, paths).then((handled) => {
-      if (!handled) onOtherHttp(req, res);
+    handleRecordings(req, res, services.auth, paths).then(async (handled) => {
+      if (!handled && !(await handleDemo(req, res))) onOtherHttp(req, res);
     }).catch((err: unknown) => {
       log.error({ err }, 'http request failed');
       if (!res.headersSent) res.writeHead(500);

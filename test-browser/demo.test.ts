@@ -1,0 +1,212 @@
+// The demo pages (demo/, served by the server under /demo/) in Chromium: each test opens a
+// page from the server's own HTTP port, logs in through its form and clicks through its flow,
+// checking what the page decodes (getStats framesDecoded on the page's own peer connections,
+// `window.demo.peers`) and what the server holds. Every page load is watched: a request to
+// anywhere but the server (or blob:/data:) fails the test, as does an uncaught page error.
+// Screenshots of each page go to docs/images/demo-<page>.png (the README shows them).
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { BrowserContext, Page } from 'playwright-core';
+import { startBrowserSuite, eventually, type BrowserSuite } from './harness.js';
+import { buildDemo } from '../scripts/build-demo.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const IMAGES = join(here, '..', 'docs', 'images');
+
+let suite: BrowserSuite;
+let dir: string;
+let origin: string;
+const opened: DemoPage[] = [];
+
+before(async () => {
+  // The pages as they are in demo/ now (npm start and the test runner build them too).
+  await buildDemo();
+  dir = mkdtempSync(join(tmpdir(), 'nkm-demo-'));
+  mkdirSync(join(dir, 'media'));
+  suite = await startBrowserSuite({
+    server: { recordings_dir: join(dir, 'recordings'), play_dirs: [join(dir, 'media')] },
+    // Three simulcast layers from a 640×360 camera (see rooms.test.ts).
+    chromiumArgs: ['--force-fieldtrials=WebRTC-LegacySimulcastLayerLimit/Disabled/'],
+  });
+  origin = suite.server.url.replace(/^ws/, 'http').replace(/\/$/, '');
+});
+after(async () => {
+  for (const p of opened) await p.close().catch(() => undefined);
+  await suite?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+/** One demo page in its own browser context (own user, own camera permission). */
+class DemoPage {
+  readonly problems: string[] = [];
+  readonly logs: string[] = [];
+  private constructor(readonly context: BrowserContext, readonly page: Page, readonly label: string) {}
+
+  static async open(file: string, label = file): Promise<DemoPage> {
+    const context = await suite.browser.newContext({ viewport: { width: 1100, height: 800 }, permissions: ['camera', 'microphone'] });
+    const page = await context.newPage();
+    const p = new DemoPage(context, page, label);
+    opened.push(p);
+    page.on('request', (r) => {
+      const url = r.url();
+      if (!url.startsWith(`${origin}/`) && !url.startsWith('blob:') && !url.startsWith('data:')) p.problems.push(`request to ${url}`);
+    });
+    page.on('pageerror', (e) => p.problems.push(`page error: ${e.message}`));
+    page.on('console', (m) => { p.logs.push(`${m.type()}: ${m.text()}`); if (p.logs.length > 200) p.logs.shift(); });
+    const res = await page.goto(`${origin}/demo/${file}`);
+    assert.equal(res?.status(), 200, `GET /demo/${file}`);
+    return p;
+  }
+
+  /** Logs in through the page's form. */
+  async login(user: string): Promise<void> {
+    await this.page.fill('#user', user);
+    await this.page.click('#connect');
+    await this.page.waitForFunction((u) => document.getElementById('conn-status')?.textContent === `connected as ${u}`, user, { timeout: 10000 });
+  }
+
+  /** The errors the page has shown. */
+  errors(): Promise<string[]> { return this.page.evaluate(() => [...window.demo.errors]); }
+
+  async assertNoErrors(): Promise<void> {
+    assert.deepEqual(await this.errors(), [], `[${this.label}] the page shows no error`);
+    assert.deepEqual(this.problems, [], `[${this.label}] no external request, no page error`);
+  }
+
+  /** Decoded video on the page's peer connection `peer`. */
+  video(peer: string): Promise<{ framesDecoded: number; width: number; height: number; state: string }> {
+    return this.page.evaluate(async (name) => {
+      const pc = window.demo.peers[name];
+      if (!pc) return { framesDecoded: 0, width: 0, height: 0, state: 'none' };
+      let framesDecoded = 0; let width = 0; let height = 0;
+      (await pc.getStats()).forEach((r: any) => {
+        if (r.type === 'inbound-rtp' && r.kind === 'video') {
+          framesDecoded += r.framesDecoded ?? 0;
+          width = Math.max(width, r.frameWidth ?? 0);
+          height = Math.max(height, r.frameHeight ?? 0);
+        }
+      });
+      return { framesDecoded, width, height, state: pc.connectionState };
+    }, peer);
+  }
+
+  /** Waits until `peer` has decoded `frames` more video frames (with a width in `width` if given). */
+  async decodes(peer: string, what: string, frames = 15, width?: [number, number], ms = 15000): Promise<{ framesDecoded: number; width: number; height: number }> {
+    const start = (await this.video(peer)).framesDecoded;
+    let last = { framesDecoded: start, width: 0, height: 0, state: '' };
+    try {
+      return await eventually(async () => {
+        last = await this.video(peer);
+        return last.framesDecoded >= start + frames && last.width > 0 && (!width || (last.width >= width[0] && last.width <= width[1])) ? last : undefined;
+      }, ms, `[${this.label}] ${what}`);
+    } catch (err) {
+      const errors = await this.errors().catch(() => []);
+      throw new Error(`${(err as Error).message} (frames ${start} → ${last.framesDecoded}, ${last.width}x${last.height}, ${last.state}; page errors ${JSON.stringify(errors)}; log ${this.logs.slice(-10).join(' | ')})`);
+    }
+  }
+
+  text(selector: string): Promise<string> { return this.page.locator(selector).innerText(); }
+
+  async screenshot(name: string): Promise<void> {
+    mkdirSync(IMAGES, { recursive: true });
+    await this.page.screenshot({ path: join(IMAGES, `demo-${name}.png`), fullPage: true });
+  }
+
+  async close(): Promise<void> { await this.context.close(); }
+}
+
+const sessionsOf = async (user: string) => (await suite.admin.listSessions()).filter((s) => s.user_id === user);
+
+describe('demo pages', { timeout: 120000 }, () => {
+  it('serves the index and the pages from the server, with no outside resource', async () => {
+    const index = await DemoPage.open('', 'index');
+    const links = await index.page.locator('#pages a').evaluateAll((as) => as.map((a) => (a as HTMLAnchorElement).getAttribute('href')));
+    assert.ok(links.includes('echo.html'), `the index links the pages: ${links.join(', ')}`);
+    for (const l of links) {
+      const res = await fetch(`${origin}/demo/${l}`);
+      assert.equal(res.status, 200, `GET /demo/${l}`);
+      assert.match(res.headers.get('content-security-policy') ?? '', /default-src 'self'/);
+    }
+    assert.equal((await fetch(`${origin}/demo/../package.json`)).status, 404);
+    assert.equal((await fetch(`${origin}/demo/nothing.js`)).status, 404);
+    const redirect = await fetch(`${origin}/demo`, { redirect: 'manual' });
+    assert.equal(redirect.status, 301);
+    await index.screenshot('index');
+    await index.assertNoErrors();
+    await index.close();
+  });
+
+  it('echo: trickle and buffered ICE, mutes, bitrate limit, recording and its link', async () => {
+    const p = await DemoPage.open('echo.html', 'echo');
+    // A refused login shows its error clearly (here: no user name).
+    await p.page.fill('#user', '');
+    await p.page.click('#connect');
+    await p.page.waitForSelector('#errors .error');
+    assert.match((await p.errors()).join('\n'), /^Login: .*user/i);
+    await p.page.click('#errors .error button');
+    await p.page.evaluate(() => { window.demo.errors.length = 0; });
+    await p.login('eve');
+    await p.page.click('#start');
+    await p.decodes('echo', 'decodes its own echo (trickle ICE)');
+    const [s] = await sessionsOf('eve');
+    assert.equal(s?.type, 'echo');
+    const id = s!.session_id;
+    assert.equal(await p.page.getAttribute('#session-status', 'data-session-id'), id);
+
+    // Mutes and the bitrate limit reach the session (update_media).
+    await p.page.click('#mute-video');
+    await eventually(async () => (await suite.admin.getInfo(id)).mute_video === true, 5000, 'mute_video on the server');
+    await p.page.waitForFunction(() => document.getElementById('mute-video')?.textContent === 'Unmute video');
+    await p.page.waitForFunction(() => !(document.getElementById('mute-audio') as HTMLButtonElement).disabled);
+    await p.page.click('#mute-audio');
+    await eventually(async () => (await suite.admin.getInfo(id)).mute_audio === true, 5000, 'mute_audio on the server');
+    await p.page.waitForFunction(() => document.getElementById('mute-audio')?.textContent === 'Unmute audio');
+    await p.page.click('#mute-video');
+    await p.page.click('#mute-audio');
+    await eventually(async () => { const i = await suite.admin.getInfo(id); return i.mute_video === false && i.mute_audio === false; }, 5000, 'unmuted');
+    await p.decodes('echo', 'decodes again after unmuting video');
+    await p.page.fill('#bitrate', '400');
+    await p.page.click('#apply-bitrate');
+    await eventually(async () => (await suite.admin.getInfo(id)).bitrate === 400000, 5000, 'bitrate on the server');
+
+    // Record a few seconds' worth of frames, stop, and play the recording from its link.
+    await p.page.click('#record');
+    await p.page.waitForFunction(() => document.getElementById('record')?.textContent === 'Stop recording');
+    await p.decodes('echo', 'decodes while recording', 50);
+    await p.page.click('#record');
+    await p.page.waitForFunction(() => /^saved /.test(document.getElementById('record-status')?.textContent ?? ''), undefined, { timeout: 10000 });
+    const name = await p.page.locator('#recordings li[data-name]').first().getAttribute('data-name');
+    assert.match(name ?? '', new RegExp(`^${id}_p0000\\.webm$`));
+    await p.page.locator('#recordings li[data-name] button.play').first().click();
+    await p.page.waitForFunction(() => {
+      const v = document.getElementById('playback') as HTMLVideoElement;
+      return v.readyState >= 2 && v.videoWidth > 0 && v.duration > 0;
+    }, undefined, { timeout: 10000 });
+    // The download link works with the same credentials (fetched, then saved from a blob).
+    const download = p.page.waitForEvent('download');
+    await p.page.locator('#recordings a.recording').first().click();
+    assert.equal((await download).suggestedFilename(), name);
+
+    // Stop; start again with buffered ICE (complete SDPs both ways).
+    await p.page.click('#stop');
+    await eventually(async () => (await sessionsOf('eve')).length === 0, 5000, 'the session gone');
+    await p.page.selectOption('#ice', 'buffered');
+    await p.page.click('#start');
+    await p.decodes('echo', 'decodes its own echo (buffered ICE)');
+    const [s2] = await sessionsOf('eve');
+    const info = await suite.admin.getInfo(s2!.session_id);
+    assert.equal(info.no_answer_trickle_ice, true);
+    assert.equal(info.offer.trickle_ice, false);
+    assert.equal(info.answer.trickle_ice, false);
+    await p.decodes('echo', 'decodes before the screenshot', 25);
+    await p.screenshot('echo');
+    await p.assertNoErrors();
+    await p.page.click('#stop');
+    await eventually(async () => (await sessionsOf('eve')).length === 0, 5000, 'the session gone');
+    await p.close();
+  });
+});
