@@ -64,6 +64,21 @@ function assertTone(wav: string, rate: number, what: string): void {
   assert.ok(level > -30, `${what}: level ${level.toFixed(1)} dBFS`);
 }
 
+/**
+ * One ffmpeg receives what `sdpPath` describes while another sends a tone to `to` in `codec`;
+ * what was received must be the tone.
+ */
+async function toneRoundTrip(sdpPath: string, to: { address: string; port: number }, codec: string[], rate: number, what: string): Promise<void> {
+  const wav = sdpPath.replace(/\.sdp$/, '.wav');
+  const rx = receive(sdpPath, wav, 2.5, rate);
+  await new Promise((r) => setTimeout(r, 300));
+  const tx = await sendTone(to, codec, 4);
+  assert.equal(tx.code, 0, tx.stderr);
+  const r = await rx;
+  assert.equal(r.code, 0, r.stderr);
+  assertTone(wav, rate, what);
+}
+
 describe('ffmpeg as a plain RTP peer', { skip }, () => {
   let server: Server;
   let client: NkMediaClient;
@@ -89,14 +104,7 @@ describe('ffmpeg as a plain RTP peer', { skip }, () => {
     const reply = await client.createSession({ type: 'echo', offer: { sdp: offer, sdp_type: 'rtp' }, wait_reply: true });
     const m = mediaOf(reply.answer!.sdp);
     assert.ok(m.pts.has('PCMU'));
-    const wav = join(dir, 'echo.wav');
-    const rx = receive(sdpPath, wav, 2.5, 8000);
-    await new Promise((r) => setTimeout(r, 300));
-    const tx = await sendTone(m, ['-ar', '8000', '-c:a', 'pcm_mulaw'], 4);
-    assert.equal(tx.code, 0, tx.stderr);
-    const r = await rx;
-    assert.equal(r.code, 0, r.stderr);
-    assertTone(wav, 8000, 'PCMU echo');
+    await toneRoundTrip(sdpPath, m, ['-ar', '8000', '-c:a', 'pcm_mulaw'], 8000, 'PCMU echo');
     await client.destroySession(reply.session_id);
   });
 
@@ -108,14 +116,7 @@ describe('ffmpeg as a plain RTP peer', { skip }, () => {
     await client.setAnswer(reply.session_id, { sdp: answer, sdp_type: 'rtp' });
     const sdpPath = join(dir, 'answer.sdp');
     writeFileSync(sdpPath, answer.replace(/m=video.*\r\n/, ''));
-    const wav = join(dir, 'g722.wav');
-    const rx = receive(sdpPath, wav, 2.5, 16000);
-    await new Promise((r) => setTimeout(r, 300));
-    const tx = await sendTone(offer, ['-ar', '16000', '-c:a', 'g722'], 4);
-    assert.equal(tx.code, 0, tx.stderr);
-    const r = await rx;
-    assert.equal(r.code, 0, r.stderr);
-    assertTone(wav, 16000, 'G.722 echo');
+    await toneRoundTrip(sdpPath, offer, ['-ar', '16000', '-c:a', 'g722'], 16000, 'G.722 echo');
     await client.destroySession(reply.session_id);
   });
 
