@@ -27,6 +27,7 @@ window.demo = demo;
 /** The demo pages (the index and every page's navigation bar list them). */
 export const PAGES = [
   { file: 'echo.html', title: 'Echo', text: 'Camera and microphone to the server and back: trickle or buffered ICE, mutes, bitrate limit, recording.' },
+  { file: 'console.html', title: 'Console', text: 'Live sessions, rooms and calls with their type, state, owner and bitrates; destroy any (as admin).' },
 ] as const;
 
 /** Fills <header> with the title and the links to every page. */

@@ -21,6 +21,8 @@ let suite: BrowserSuite;
 let dir: string;
 let origin: string;
 const opened: DemoPage[] = [];
+/** The console page, left open by its test for the later ones. */
+let consolePage: DemoPage | undefined;
 
 before(async () => {
   // The pages as they are in demo/ now (npm start and the test runner build them too).
@@ -208,5 +210,54 @@ describe('demo pages', { timeout: 120000 }, () => {
     await p.page.click('#stop');
     await eventually(async () => (await sessionsOf('eve')).length === 0, 5000, 'the session gone');
     await p.close();
+  });
+
+  it('console: sessions and rooms appear and disappear live, with bitrates; destroy from the console', async () => {
+    const con = await DemoPage.open('console.html', 'console');
+    assert.equal(await con.page.inputValue('#user'), 'admin', 'the console logs in as admin by default');
+    await con.login('admin');
+    const echo = await DemoPage.open('echo.html', 'echo for the console');
+    await echo.login('frank');
+    await echo.page.click('#start');
+    await echo.decodes('echo', 'the echo decodes');
+    const [s1] = await sessionsOf('frank');
+    const row = (id: string) => con.page.locator(`#sessions tr[data-id="${id}"]`);
+    await row(s1!.session_id).waitFor();
+    // Type, state, owner and bitrates (what the browser sends and gets back, both > 0).
+    await eventually(async () => {
+      const cells = await row(s1!.session_id).locator('td').allInnerTexts();
+      return cells[1] === 'echo' && /connected/.test(cells[2] ?? '') && cells[3] === 'frank' && Number(cells[4]) > 0 && Number(cells[5]) > 0;
+    }, 10000, 'the session row with type, state, owner and bitrates');
+
+    // A room (made here through the API; the room page has its own test) shows up too.
+    await suite.admin.request('media', 'room', 'create', { class: 'sfu', room_id: 'console-room' });
+    const roomRow = con.page.locator('#rooms tr[data-id="console-room"]');
+    await roomRow.waitFor();
+    assert.equal((await roomRow.locator('td').allInnerTexts())[2], 'admin');
+    await con.screenshot('console');
+
+    // Stopped on its page: the row goes.
+    await echo.page.click('#stop');
+    await row(s1!.session_id).waitFor({ state: 'detached' });
+
+    // Destroyed from the console: the row goes and the echo page says why its session ended.
+    await echo.page.click('#start');
+    await echo.decodes('echo', 'the second echo decodes');
+    const [s2] = await sessionsOf('frank');
+    await row(s2!.session_id).waitFor();
+    await row(s2!.session_id).locator('button').click();
+    await row(s2!.session_id).waitFor({ state: 'detached' });
+    await eventually(async () => (await echo.errors()).some((e) => /User stop \(100011\)/.test(e)), 5000, 'the echo page shows the session ended');
+    assert.equal((await sessionsOf('frank')).length, 0);
+    assert.match(await echo.text('#session-status'), /ended: User stop/);
+
+    await roomRow.locator('button').click();
+    await roomRow.waitFor({ state: 'detached' });
+    assert.ok(!(await suite.admin.request('media', 'room', 'get_list')).some((r: { room_id: string }) => r.room_id === 'console-room'));
+    await con.assertNoErrors();
+    assert.deepEqual(echo.problems, []);
+    await echo.close();
+    // The console stays open: the later tests check it shows their rooms and calls.
+    consolePage = con;
   });
 });
