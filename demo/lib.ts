@@ -27,6 +27,7 @@ window.demo = demo;
 /** The demo pages (the index and every page's navigation bar list them). */
 export const PAGES = [
   { file: 'echo.html', title: 'Echo', text: 'Camera and microphone to the server and back: trickle or buffered ICE, mutes, bitrate limit, recording.' },
+  { file: 'room.html', title: 'Room', text: 'An SFU room: publish your camera (simulcast), listen to any publisher, pick a layer; members come and go.' },
   { file: 'console.html', title: 'Console', text: 'Live sessions, rooms and calls with their type, state, owner and bitrates; destroy any (as admin).' },
 ] as const;
 
@@ -392,11 +393,11 @@ export async function videoStats(pc: RTCPeerConnection): Promise<VideoStats> {
 }
 
 /** Every second, writes `pc`'s received video and bitrates into `el` until the connection closes. */
-export function showStats(pc: RTCPeerConnection, el: HTMLElement, what: 'in' | 'out' | 'both' = 'both'): void {
+export function showStats(pc: RTCPeerConnection, el: HTMLElement, what: 'in' | 'out' | 'both' = 'both', prefix?: string): void {
   const timer = setInterval(() => {
     if (pc.connectionState === 'closed') { clearInterval(timer); return; }
     videoStats(pc).then((s) => {
-      const parts: string[] = [s.state];
+      const parts: string[] = prefix ? [prefix, s.state] : [s.state];
       if (what !== 'out') parts.push(s.width ? `${s.width}×${s.height}` : 'no video yet', `${s.framesDecoded} frames`, `in ${s.kbpsIn} kbps`);
       if (what !== 'in') parts.push(`out ${s.kbpsOut} kbps`);
       el.textContent = parts.join(' · ');

@@ -260,4 +260,68 @@ describe('demo pages', { timeout: 120000 }, () => {
     // The console stays open: the later tests check it shows their rooms and calls.
     consolePage = con;
   });
+
+  it('room: publish with simulcast, listen to any publisher, pick a layer, members come and go', async () => {
+    const a = await DemoPage.open('room.html', 'room alice');
+    await a.login('alice');
+    await a.page.click('#enter');
+    await a.page.waitForFunction(() => document.getElementById('room-status')?.textContent === 'in room demo-room');
+    await a.page.click('#publish');
+    await a.page.waitForFunction(() => /^publishing \(simulcast\)/.test(document.getElementById('publish-status')?.textContent ?? ''), undefined, { timeout: 15000 });
+    const alicePub = (await sessionsOf('alice')).find((x) => x.type === 'publish')!.session_id;
+    // Chromium sends three layers of growing size.
+    await eventually(async () => {
+      const rids = await a.page.evaluate(async () => {
+        const out: Record<string, number> = {};
+        (await window.demo.peers.publish!.getStats()).forEach((r: any) => { if (r.type === 'outbound-rtp' && r.kind === 'video' && r.rid && r.framesEncoded > 5) out[r.rid] = r.frameWidth; });
+        return out;
+      });
+      return rids.l! > 0 && rids.l! < rids.m! && rids.m! < rids.h!;
+    }, 15000, 'three simulcast layers sent');
+
+    // Bob enters: Alice's publisher is listed; he listens and decodes her, then picks layers.
+    const b = await DemoPage.open('room.html', 'room bob');
+    await b.login('bob');
+    await b.page.click('#enter');
+    const listenAlice = b.page.locator(`#members tr[data-id="${alicePub}"] button.listen`);
+    await listenAlice.click();
+    const card = b.page.locator(`figure.listener[data-publisher="${alicePub}"]`);
+    await card.waitFor();
+    const peer = (await card.getAttribute('data-peer'))!;
+    const high = await b.decodes(peer, 'bob decodes alice (high layer)', 15, [300, 100000]);
+    await card.locator('select.layer').selectOption('low');
+    const low = await b.decodes(peer, 'bob decodes alice\'s low layer', 10, [1, Math.floor(high.width / 2)]);
+    await card.locator('select.layer').selectOption('high');
+    await b.decodes(peer, 'bob decodes alice\'s high layer again', 10, [low.width + 1, 100000]);
+    assert.equal((await suite.admin.getInfo((await card.getAttribute('data-session-id'))!)).video_layer ?? 'high', 'high');
+
+    // Bob publishes too: Alice sees him come and listens to him.
+    await b.page.click('#publish');
+    const listenBob = a.page.locator('#members tr[data-role="publisher"][data-user="bob"] button.listen');
+    await listenBob.click();
+    const bobPub = (await sessionsOf('bob')).find((x) => x.type === 'publish')!.session_id;
+    const aliceCard = a.page.locator(`figure.listener[data-publisher="${bobPub}"]`);
+    await aliceCard.waitFor();
+    await a.decodes((await aliceCard.getAttribute('data-peer'))!, 'alice decodes bob');
+    assert.equal(await a.page.locator('#members tbody tr').count(), 4, 'two publishers and two listeners');
+    if (consolePage) {
+      const roomRow = consolePage.page.locator('#rooms tr[data-id="demo-room"]');
+      await eventually(async () => { const c = await roomRow.locator('td').allInnerTexts(); return c[3] === '2' && c[4] === '2'; }, 5000, 'the console shows the room with 2 publishers, 2 listeners');
+    }
+    await b.decodes(peer, 'bob still decodes alice', 10);
+    await a.screenshot('room');
+
+    // Bob stops publishing: Alice's listening to him ends and he leaves her member list.
+    await b.page.click('#unpublish');
+    await aliceCard.waitFor({ state: 'detached' });
+    await a.page.locator(`#members tr[data-id="${bobPub}"]`).waitFor({ state: 'detached' });
+    assert.match(await a.text('#member-log'), /stopped listening to bob: they stopped publishing/);
+    await a.assertNoErrors();
+    await b.assertNoErrors();
+    await b.page.click('#leave');
+    await a.page.click('#leave');
+    await eventually(async () => (await sessionsOf('alice')).length + (await sessionsOf('bob')).length === 0, 5000, 'every room session gone');
+    await a.close();
+    await b.close();
+  });
 });
