@@ -6,7 +6,8 @@
 // The server runs alone in its own process (CPU from /proc); the UDP peers run in this
 // process, paced by the clock, and count what arrives. Reports only; asserts nothing.
 //   npm run bench:sip   CALLS=1,10,50,100 then +STEP=50 while the server and the peers stay under
-//   MAX_CPU=90 % of a core and nothing is lost, up to MAX_CALLS=1000; SECONDS=10 WARMUP=2
+//   MAX_CPU=90 % of a core, nothing is lost and the server keeps up (MAX_QUEUE_MS=100), up to
+//   MAX_CALLS=1000; SECONDS=10 WARMUP=2
 //   MODES=pcmu,opus; SIGNAL=speech sends speech-like audio instead of the tone.
 import dgram from 'node:dgram';
 import { readFileSync } from 'node:fs';
@@ -26,6 +27,7 @@ const MAX_CPU = Number(process.env.MAX_CPU ?? 90);
 const MAX_CALLS = Number(process.env.MAX_CALLS ?? 1000);
 const MODES = (process.env.MODES ?? 'pcmu,opus').split(',') as Mode[];
 const STEP = Number(process.env.STEP ?? 50);
+const MAX_QUEUE_MS = Number(process.env.MAX_QUEUE_MS ?? 100);
 const SIGNAL = process.env.SIGNAL === 'speech' ? 'speech' : 'tone';
 const PTIME = 20;
 
@@ -217,7 +219,7 @@ async function inBatches<T, R>(items: T[], size: number, f: (x: T) => Promise<R>
 
 interface Row {
   mode: Mode; calls: number; load: number; pktsIn: number; serverCpu: number; usPerPkt: number;
-  cpuPerCall: number; callsPerCore: number; deliveryAB: number; deliveryBA: number; other: string;
+  cpuPerCall: number; callsPerCore: number; deliveryAB: number; deliveryBA: number; queueMs: number; other: string;
   benchCpu: number; otherCpu: number; rssMb: number; toneA?: number; toneB?: number;
 }
 
@@ -255,13 +257,23 @@ async function measure(mode: Mode, calls: number): Promise<Row> {
     const m0 = machineBusy();
     const t0 = performance.now();
     await sleep(SECONDS * 1000);
+    pacer.stop();
     const s1 = snap();
     const c1 = cpuOf(server.pid);
     const b1 = process.cpuUsage(b0);
     const m1 = machineBusy();
     const secs = (performance.now() - t0) / 1000;
     const rssMb = rssOf(server.pid) / 2 ** 20;
-    pacer.stop();
+    // Drain: what the server still holds (queued in its sockets) arrives after the senders stop.
+    const rxOf = (x: { aRx: number; bRx: number }) => x.aRx + x.bRx;
+    let last = rxOf(s1);
+    let lastAt = performance.now();
+    for (const end = lastAt + 15_000; performance.now() < end && performance.now() - lastAt < 500;) {
+      await sleep(20);
+      const now = rxOf(snap());
+      if (now !== last) { last = now; lastAt = performance.now(); }
+    }
+    const sf = snap();
     const pkts = s1.aSent - s0.aSent + s1.bSent - s0.bSent;
     const delivered = s1.aRx - s0.aRx + s1.bRx - s0.bRx;
     const cpuUs = c1 - c0;
@@ -280,7 +292,7 @@ async function measure(mode: Mode, calls: number): Promise<Row> {
     await Promise.all(legs.map((l) => l.close()));
     return {
       mode, calls, load, pktsIn: pkts / secs, serverCpu, usPerPkt: cpuUs / delivered, cpuPerCall, callsPerCore: 100 / cpuPerCall,
-      deliveryAB: (s1.bRx - s0.bRx) / (s1.aSent - s0.aSent), deliveryBA: (s1.aRx - s0.aRx) / (s1.bSent - s0.bSent),
+      deliveryAB: sf.bRx / sf.aSent, deliveryBA: sf.aRx / sf.bSent, queueMs: ((rxOf(sf) - rxOf(s1)) / (delivered / secs)) * 1000,
       other: s1.other - s0.other ? `${s1.other - s0.other} packets of payload types ${[...new Set(legs.flatMap((l) => [...l.otherPts]))].join(',')}` : '',
       benchCpu: (benchUs / 1e6 / secs) * 100, otherCpu: Math.max(0, ((m1 - m0 - cpuUs - benchUs) / 1e6 / secs) * 100), rssMb, toneA, toneB,
     };
@@ -304,14 +316,14 @@ async function idleCpu(): Promise<number> {
 }
 
 const label = (m: Mode) => (m === 'opus' ? 'PCMU<->Opus' : 'PCMU<->PCMU');
-const header = ['calls', 'codecs', 'pkts/s in', 'server CPU', 'us/pkt', 'CPU/call', 'calls/core', 'A->B rx', 'B->A rx', 'bench CPU', 'other CPU', 'load1', 'srv RSS', ...(SIGNAL === 'tone' ? ['1kHz A/B'] : [])];
-const widths = [6, 12, 10, 11, 7, 9, 11, 8, 8, 10, 10, 6, 8, 10];
+const header = ['calls', 'codecs', 'pkts/s in', 'server CPU', 'us/pkt', 'CPU/call', 'calls/core', 'A->B rx', 'B->A rx', 'queue', 'bench CPU', 'other CPU', 'load1', 'srv RSS', ...(SIGNAL === 'tone' ? ['1kHz A/B'] : [])];
+const widths = [6, 12, 10, 11, 7, 9, 11, 8, 8, 7, 10, 10, 6, 8, 10];
 const line = (cells: string[]) => cells.map((c, i) => (i === 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' ');
 const pct = (x: number, d = 1) => `${fmt(x * 100, d)}%`;
 
 function printRow(r: Row): void {
   console.log(line([String(r.calls), label(r.mode), fmt(r.pktsIn, 0), `${fmt(r.serverCpu, 1)}%`, fmt(r.usPerPkt, 1), `${fmt(r.cpuPerCall, 2)}%`,
-    fmt(r.callsPerCore, 0), pct(r.deliveryAB), pct(r.deliveryBA), `${fmt(r.benchCpu, 0)}%`, `${fmt(r.otherCpu, 0)}%`, fmt(r.load, 2), `${fmt(r.rssMb, 0)}MB`,
+    fmt(r.callsPerCore, 0), pct(r.deliveryAB), pct(r.deliveryBA), `${fmt(r.queueMs, 0)}ms`, `${fmt(r.benchCpu, 0)}%`, `${fmt(r.otherCpu, 0)}%`, fmt(r.load, 2), `${fmt(r.rssMb, 0)}MB`,
     ...(r.toneA !== undefined ? [`${pct(r.toneA, 0)}/${pct(r.toneB!, 0)}`] : [])])
     + (r.other ? `  (${r.other})` : ''));
 }
@@ -327,7 +339,7 @@ for (let i = 0; n <= MAX_CALLS; i++) {
     const r = await measure(mode, n);
     printRow(r);
     // The machine no longer keeps up: the server (or the peers) at MAX_CPU, or packets lost.
-    if (r.serverCpu >= MAX_CPU || r.benchCpu >= MAX_CPU || Math.min(r.deliveryAB, r.deliveryBA) < 0.99) stop = true;
+    if (r.serverCpu >= MAX_CPU || r.benchCpu >= MAX_CPU || Math.min(r.deliveryAB, r.deliveryBA) < 0.99 || r.queueMs > MAX_QUEUE_MS) stop = true;
   }
   if (stop) break;
   n = i + 1 < CALLS.length ? CALLS[i + 1]! : n + STEP;
@@ -344,8 +356,12 @@ server CPU: user+system time of the server process from /proc/<pid>/stat (10 ms 
 time, % of one core. us/pkt: that CPU time over the packets the peers received (each one went
 through the server once, transcoded or forwarded). CPU/call = server CPU / N; calls/core = 100% /
 CPU/call (idle server and fixed costs included, no headroom). A->B rx (B->A rx): packets of the
-negotiated payload type received by leg B (A) / packets sent by leg A (B) in the same window. The
+negotiated payload type received by leg B (A) / packets sent by leg A (B), over the whole run,
+counted after the senders stop and arrivals cease. queue: packets still arriving after the stop
+over the delivery rate (Little's law: the mean time packets waited in the server's socket
+buffers; grows without bound when the server falls behind, before any loss). The
 peers run in this process ("bench CPU"); "other CPU" is the rest of the machine's busy time (all
 cores, /proc/stat) in that window; load1 is the 1-minute load average at its start. 1kHz A/B:
 share of the power at 1 kHz in the decoded audio one call's legs received (tone only). Rows grow
-past the list by ${STEP} calls until the server or the peers reach ${MAX_CPU}% of a core or packets are lost.`);
+past the list by ${STEP} calls until the server or the peers reach ${MAX_CPU}% of a core, packets
+are lost or the queue passes ${MAX_QUEUE_MS} ms.`);
