@@ -324,4 +324,71 @@ describe('demo pages', { timeout: 120000 }, () => {
     await a.close();
     await b.close();
   });
+
+  it('call: call a user by name, accept, switch to echo and back, hang up; reject; unknown user', async () => {
+    const a = await DemoPage.open('call.html', 'call alice');
+    const b = await DemoPage.open('call.html', 'call bob');
+    await a.login('anna');
+    await b.login('ben');
+
+    // Nobody by that name: a clear error, nothing left behind.
+    await a.page.fill('#callee', 'nobody-here');
+    await a.page.click('#call');
+    await eventually(async () => (await a.errors()).some((e) => /^Call: .*nobody-here/.test(e)), 5000, 'the page shows who is not connected');
+    await a.page.click('#errors .error button');
+    await a.page.evaluate(() => { window.demo.errors.length = 0; });
+    assert.equal((await sessionsOf('anna')).length, 0);
+
+    // Anna calls Ben; Ben accepts; each decodes the other.
+    await a.page.fill('#callee', 'ben');
+    await a.page.click('#call');
+    const invite = b.page.locator('#incoming .invite[data-from="anna"]');
+    await invite.waitFor();
+    await eventually(async () => /ringing ben/.test(await a.text('#call-status')), 5000, 'the caller hears it ringing');
+    await invite.locator('button.accept').click();
+    await a.page.waitForFunction(() => document.getElementById('call-status')?.textContent === 'in a call with ben', undefined, { timeout: 10000 });
+    assert.equal(await b.text('#call-status'), 'in a call with anna');
+    await a.decodes('call', 'anna decodes ben');
+    await b.decodes('call', 'ben decodes anna');
+    const callId = (await a.page.getAttribute('#call-status', 'data-call-id'))!;
+    const annaSession = (await a.page.getAttribute('#call-status', 'data-session-id'))!;
+    const benSession = (await b.page.getAttribute('#call-status', 'data-session-id'))!;
+    assert.equal((await suite.admin.getInfo(annaSession)).type, 'bridge');
+    if (consolePage) {
+      const row = consolePage.page.locator(`#calls tr[data-id="${callId}"]`);
+      await eventually(async () => (await row.locator('td').allInnerTexts())[2] === 'answered', 5000, 'the console shows the answered call');
+    }
+
+    // Ben switches to echo (Anna is parked meanwhile) and back to the call.
+    assert.equal(await a.page.isDisabled('#echo'), true, 'the caller cannot switch (it would end the callee\'s leg)');
+    await b.page.click('#echo');
+    await b.page.waitForFunction(() => document.getElementById('echo')?.textContent === 'Back to the call', undefined, { timeout: 5000 });
+    assert.equal((await suite.admin.getInfo(benSession)).type, 'echo');
+    assert.equal((await suite.admin.getInfo(annaSession)).type, 'park');
+    await b.decodes('call', 'ben decodes his own echo');
+    await b.page.click('#echo');
+    await b.page.waitForFunction(() => document.getElementById('echo')?.textContent === 'Switch to echo', undefined, { timeout: 5000 });
+    assert.equal((await suite.admin.getInfo(benSession)).type, 'bridge');
+    assert.equal((await suite.admin.getInfo(annaSession)).type, 'bridge');
+    await a.decodes('call', 'anna decodes ben again');
+    await b.decodes('call', 'ben decodes anna again');
+    await b.screenshot('call');
+
+    // Anna hangs up: both pages say so, every session of the call is gone.
+    await a.page.click('#hangup');
+    await b.page.waitForFunction(() => /^call ended: API hangup/.test(document.getElementById('call-status')?.textContent ?? ''), undefined, { timeout: 5000 });
+    assert.equal(await a.text('#call-status'), 'you hung up');
+    await eventually(async () => (await sessionsOf('anna')).length + (await sessionsOf('ben')).length === 0, 5000, 'the call\'s sessions gone');
+
+    // Anna calls again; Ben rejects.
+    await a.page.click('#call');
+    await invite.waitFor();
+    await invite.locator('button.reject').click();
+    await a.page.waitForFunction(() => /^call ended: Call rejected/.test(document.getElementById('call-status')?.textContent ?? ''), undefined, { timeout: 5000 });
+    assert.equal(await b.text('#call-status'), 'you rejected anna');
+    await a.assertNoErrors();
+    await b.assertNoErrors();
+    await a.close();
+    await b.close();
+  });
 });

@@ -64,7 +64,10 @@ const setType: Handler = async (ctx, data) => {
   const req = parse(ctx, 'set_type', setTypeSchema, data);
   const s = ctx.services.sessions.getFor(req.session_id, ctx.caller);
   if (req.type === 'bridge' && req.peer_id === s.id) throw new ApiError('invalid_value', 'peer_id: a session cannot bridge with itself');
-  return s.setType(ctx.services.sessions.resolveType(req, ctx.caller));
+  // A session may bridge with its own master or slave whoever owns it (a call links its
+  // parties so: the answering side can go to echo and back to the caller).
+  const linked = req.type === 'bridge' && req.peer_id !== undefined && (s.masterId === req.peer_id || s.slaveIds.has(req.peer_id));
+  return s.setType(ctx.services.sessions.resolveType(req, linked ? { ...ctx.caller, admin: true } : ctx.caller));
 };
 
 const recorderAction: Handler = async (ctx, data) => {
