@@ -6,12 +6,15 @@
 // Screenshots of each page go to docs/images/demo-<page>.png (the README shows them).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { readFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BrowserContext, Page } from 'playwright-core';
-import { startBrowserSuite, eventually, type BrowserSuite } from './harness.js';
+import { startBrowserSuite, eventually, sleep, type BrowserSuite } from './harness.js';
 import { buildDemo } from '../scripts/build-demo.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -123,6 +126,33 @@ class DemoPage {
 
 const sessionsOf = async (user: string) => (await suite.admin.listSessions()).filter((s) => s.user_id === user);
 
+/** `seconds` of VP8 test pattern (320×240, a keyframe a second) and an Opus tone, made by ffmpeg. */
+function makeClip(path: string, seconds: number): void {
+  execFileSync('ffmpeg', ['-v', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
+    '-t', String(seconds), '-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', '300k', '-g', '25', '-c:a', 'libopus', '-shortest', path]);
+}
+
+/** Serves one file over HTTP on 127.0.0.1 with byte ranges (so the server's player can seek in it). */
+async function serveFile(path: string, type: string): Promise<{ url: string; close(): Promise<void> }> {
+  const body = readFileSync(path);
+  const http = createServer((req, res) => {
+    const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
+    const head = { 'content-type': type, 'accept-ranges': 'bytes' };
+    if (!m) { res.writeHead(200, { ...head, 'content-length': body.length }); res.end(req.method === 'HEAD' ? undefined : body); return; }
+    const start = Number(m[1]);
+    const end = m[2] ? Math.min(Number(m[2]), body.length - 1) : body.length - 1;
+    if (start > end) { res.writeHead(416, { 'content-range': `bytes */${body.length}` }); res.end(); return; }
+    res.writeHead(206, { ...head, 'content-range': `bytes ${start}-${end}/${body.length}`, 'content-length': end - start + 1 });
+    res.end(req.method === 'HEAD' ? undefined : body.subarray(start, end + 1));
+  });
+  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+  const name = path.split('/').pop()!;
+  return {
+    url: `http://127.0.0.1:${(http.address() as AddressInfo).port}/${name}`,
+    close: () => new Promise<void>((r) => { http.closeAllConnections(); http.close(() => r()); }),
+  };
+}
+
 describe('demo pages', { timeout: 120000 }, () => {
   it('serves the index and the pages from the server, with no outside resource', async () => {
     const index = await DemoPage.open('', 'index');
@@ -189,9 +219,15 @@ describe('demo pages', { timeout: 120000 }, () => {
       return v.readyState >= 2 && v.videoWidth > 0 && v.duration > 0;
     }, undefined, { timeout: 10000 });
     // The download link works with the same credentials (fetched, then saved from a blob).
+    // The file saved is the recording, byte for byte.
     const download = p.page.waitForEvent('download');
     await p.page.locator('#recordings a.recording').first().click();
-    assert.equal((await download).suggestedFilename(), name);
+    const saved = await download;
+    assert.equal(saved.suggestedFilename(), name);
+    const bytes = readFileSync((await saved.path())!);
+    const folder = readdirSync(join(dir, 'recordings')).find((f) => f.startsWith('eve-'))!;
+    assert.equal(bytes.readUInt32BE(0), 0x1a45dfa3, 'the download is a WEBM (EBML) file');
+    assert.ok(bytes.equals(readFileSync(join(dir, 'recordings', folder, name!))), `the download is ${name} as the server has it (${bytes.length} bytes)`);
 
     // Stop; start again with buffered ICE (complete SDPs both ways).
     await p.page.click('#stop');
@@ -390,5 +426,93 @@ describe('demo pages', { timeout: 120000 }, () => {
     await b.assertNoErrors();
     await a.close();
     await b.close();
+  });
+
+  it('player: a server file (default name), a bad one, pause/resume, seek on the bar, an http URL to its end', async () => {
+    makeClip(join(dir, 'media', 'clip.webm'), 30);
+    mkdirSync(join(dir, 'web'));
+    makeClip(join(dir, 'web', 'short.webm'), 4);
+    const web = await serveFile(join(dir, 'web', 'short.webm'), 'video/webm');
+    try {
+      const p = await DemoPage.open('player.html', 'player');
+      assert.equal(await p.page.inputValue('#uri'), 'clip.webm', 'the field offers clip.webm (in the media folder) by default');
+      await p.login('paula');
+
+      // A file that is not there: a clear error naming it, no session left behind.
+      await p.page.fill('#uri', 'missing.webm');
+      await p.page.click('#play');
+      await eventually(async () => (await p.errors()).some((e) => /^Play: missing\.webm: cannot be opened .*Invalid Uri/.test(e)), 5000, 'the page says missing.webm cannot be opened');
+      assert.match(await p.text('#errors'), /missing\.webm/);
+      await p.page.click('#errors .error button');
+      await p.page.evaluate(() => { window.demo.errors.length = 0; });
+      assert.equal((await sessionsOf('paula')).length, 0);
+
+      // The 30 s clip: frames decode, the bar knows the duration, the console lists the session.
+      await p.page.fill('#uri', 'clip.webm');
+      await p.page.click('#play');
+      await p.decodes('play', 'decodes the file');
+      const [s] = await sessionsOf('paula');
+      assert.equal(s?.type, 'play');
+      const id = s!.session_id;
+      assert.equal(await p.page.getAttribute('#player-status', 'data-session-id'), id);
+      await p.page.waitForFunction(() => Math.abs(Number(document.getElementById('time')?.dataset.duration) - 30000) < 500, undefined, { timeout: 5000 });
+      assert.match(await p.text('#time'), /^0:\d\d \/ 0:30$/);
+      assert.equal(await p.page.isDisabled('#position'), false, 'the bar can seek');
+      if (consolePage) {
+        const row = consolePage.page.locator(`#sessions tr[data-id="${id}"]`);
+        await eventually(async () => { const c = await row.locator('td').allInnerTexts(); return c[1] === 'play' && c[3] === 'paula'; }, 5000, 'the console lists the play session');
+      }
+      const position = async () => Number((await suite.admin.session<{ position: number }>('player_action', { session_id: id, action: 'get_position' })).position);
+      // Frames no longer decoded: two reads a second apart agree (retried until they do).
+      const stalls = (what: string) => eventually(async () => {
+        const a = (await p.video('play')).framesDecoded;
+        await sleep(1000);
+        return (await p.video('play')).framesDecoded === a;
+      }, 10000, what);
+
+      // Pause: the pictures stop and so does the position; resume: they come back.
+      await p.page.click('#pause');
+      await p.page.waitForFunction(() => document.getElementById('player-status')?.dataset.state === 'paused' && document.getElementById('pause')?.textContent === 'Resume', undefined, { timeout: 5000 });
+      await stalls('no frame decoded while paused');
+      const pausedAt = await position();
+      await sleep(500);
+      assert.equal(await position(), pausedAt, 'the position holds while paused');
+      await p.page.click('#pause');
+      await p.page.waitForFunction(() => document.getElementById('player-status')?.dataset.state === 'playing' && document.getElementById('pause')?.textContent === 'Pause', undefined, { timeout: 5000 });
+      await p.decodes('play', 'decodes again after resuming');
+      await eventually(async () => (await position()) > pausedAt, 5000, 'the position moves on after resuming');
+
+      // Seek with the position bar: the server's position and the page's time jump there.
+      const before = await position();
+      assert.ok(before < 20000, `the clip has not reached 0:20 yet (at ${before} ms)`);
+      await p.page.locator('#position').fill('20000');
+      await eventually(async () => (await position()) >= 20000, 5000, 'the server plays from 0:20');
+      await p.page.waitForFunction(() => Number(document.getElementById('time')?.dataset.position) >= 20000, undefined, { timeout: 5000 });
+      assert.match(await p.text('#time'), /^0:2\d \/ 0:30$/);
+      await p.decodes('play', 'decodes after the seek', 15);
+      await p.screenshot('player');
+
+      // An http(s) URL on the same session (player_action start, no new session): played to its end.
+      await p.page.fill('#uri', web.url);
+      await p.page.click('#play');
+      await p.page.waitForFunction(() => Math.abs(Number(document.getElementById('time')?.dataset.duration) - 4000) < 500, undefined, { timeout: 10000 });
+      assert.equal((await sessionsOf('paula')).map((x) => x.session_id).join(), id, 'the same session plays the URL');
+      assert.equal((await suite.admin.getInfo(id)).type_ext.uri, web.url);
+      await p.decodes('play', 'decodes the URL');
+      await p.page.waitForFunction(() => document.getElementById('player-status')?.dataset.state === 'eos', undefined, { timeout: 15000 });
+      assert.equal(await p.text('#player-status'), 'finished short.webm');
+      await stalls('no frame decoded after the end');
+      assert.equal(await p.page.isDisabled('#pause'), true);
+
+      // Stop: the session goes, here and on the console.
+      await p.page.click('#stop');
+      await eventually(async () => (await sessionsOf('paula')).length === 0, 5000, 'the session gone');
+      if (consolePage) await consolePage.page.locator(`#sessions tr[data-id="${id}"]`).waitFor({ state: 'detached' });
+      assert.equal(await p.text('#player-status'), 'no player');
+      await p.assertNoErrors();
+      await p.close();
+    } finally {
+      await web.close();
+    }
   });
 });
