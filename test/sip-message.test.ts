@@ -160,6 +160,20 @@ describe('SIP parser: valid messages', () => {
     assert.equal(two.body, '');
   });
 
+  it('header names that are Object.prototype members stay plain names (found by fuzzing)', () => {
+    const m = parseMessage(msg(['OPTIONS sip:a@b SIP/2.0', '__proto__: x', 'Constructor: y', 'toString: z', 'Call-ID: c']));
+    assert.deepEqual(m.headers.slice(0, 3), [{ name: '__proto__', value: 'x' }, { name: 'Constructor', value: 'y' }, { name: 'toString', value: 'z' }]);
+    assert.equal(m.get('constructor'), 'y');
+    assert.equal(m.get('Call-ID'), 'c');
+    assert.match(serialize(m).toString(), /\r\n__proto__: x\r\n/);
+  });
+
+  it('a CR before an LF-only blank line ends the header section', () => {
+    const m = parseMessage(Buffer.from('OPTIONS sip:a@b SIP/2.0\r\nCall-ID: crlflf\r\nContent-Length: 2\r\n\nhi'));
+    assert.equal(m.get('Call-ID'), 'crlflf');
+    assert.equal(m.body, 'hi');
+  });
+
   it('responses: unusual and empty reason phrases (RFC 4475 3.1.1.12/13)', () => {
     const r1 = parseMessage(msg(['SIP/2.0 200 = 2**3 * 5**2 \u043d\u043e \u0441\u0442\u043e']));
     assert.equal(r1.kind === 'response' && r1.reason, '= 2**3 * 5**2 \u043d\u043e \u0441\u0442\u043e');
@@ -167,6 +181,9 @@ describe('SIP parser: valid messages', () => {
     assert.equal(r2.kind === 'response' && r2.status, 100);
     const r3 = parseMessage(msg(['SIP/2.0 180']));
     assert.equal(r3.kind === 'response' && r3.reason, '');
+    // U+2028/U+2029 are UTF-8 text like any other, not line ends (found by fuzzing).
+    const r4 = parseMessage(msg(['SIP/2.0 486 Busy\u2028Here\u2029']));
+    assert.equal(r4.kind === 'response' && r4.reason, 'Busy\u2028Here\u2029');
   });
 });
 
@@ -193,6 +210,8 @@ describe('SIP parser: invalid messages', () => {
   bad('overlarge response code (bigcode)', msg(['SIP/2.0 4294967301 better not break the receiver', ...base]), /status line/);
   bad('status code out of range', msg(['SIP/2.0 700 Nope', ...base]), /out of range/);
   bad('a header line without a colon', msg(['OPTIONS sip:a@b SIP/2.0', 'This is not a header', ...base]), /malformed header/, true);
+  bad('a bare CR inside a header line (it could read as two headers elsewhere)',
+    msg(['OPTIONS sip:a@b SIP/2.0', ...base, 'Subject: a\rInjected: b']), /bare CR/, true);
   bad('a NUL byte in the headers', Buffer.from('OPTIONS sip:a@b SIP/2.0\r\nCall-ID: a\0b\r\n\r\n'), /NUL/);
   bad('nothing but line breaks', Buffer.from('\r\n\r\n\r\n'), /empty/);
   bad('garbage', Buffer.from('\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03'), /NUL/);

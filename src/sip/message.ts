@@ -19,12 +19,14 @@ export class SipParseError extends Error {
 export interface Header { name: string; value: string }
 
 // Compact forms (RFC 3261 §7.3.3 and later RFCs) and the canonical spelling of common names.
-const COMPACT: Record<string, string> = {
+// Maps, not object literals: a header named `__proto__` or `constructor` must not find
+// Object.prototype's members (its name became an object, and get() threw on the message).
+const COMPACT = new Map<string, string>(Object.entries({
   i: 'Call-ID', m: 'Contact', e: 'Content-Encoding', l: 'Content-Length', c: 'Content-Type',
   f: 'From', s: 'Subject', k: 'Supported', t: 'To', v: 'Via', o: 'Event', r: 'Refer-To',
   b: 'Referred-By', u: 'Allow-Events', a: 'Accept-Contact', j: 'Reject-Contact',
   d: 'Request-Disposition', x: 'Session-Expires', y: 'Identity', n: 'Identity-Info',
-};
+}));
 const CANONICAL = new Map<string, string>(
   ['Accept', 'Accept-Encoding', 'Accept-Language', 'Alert-Info', 'Allow', 'Authentication-Info',
     'Authorization', 'Call-ID', 'Call-Info', 'Contact', 'Content-Disposition', 'Content-Encoding',
@@ -43,7 +45,7 @@ const LIST_HEADERS = new Set(['via', 'route', 'record-route', 'contact', 'allow'
 
 export function canonicalName(name: string): string {
   const lower = name.toLowerCase();
-  return COMPACT[lower] ?? CANONICAL.get(lower) ?? name;
+  return COMPACT.get(lower) ?? CANONICAL.get(lower) ?? name;
 }
 
 const TOKEN_RE = /^[A-Za-z0-9\-.!%*_+`'~]+$/;
@@ -171,7 +173,8 @@ function parseUnchecked(buf: Buffer): SipMessage {
   // A datagram without the blank line is taken as headers only (lenient: missing final CRLF).
   const headEnd = he ? he.end : buf.length;
   const bodyStart = he ? he.bodyStart : buf.length;
-  const head = buf.toString('utf8', offset, headEnd);
+  // A CR before an LF-only blank line ("\r\n\n") belongs to the line end, not to the header.
+  const head = buf.toString('utf8', offset, headEnd).replace(/\r$/, '');
   if (head.includes('\0')) throw new SipParseError('NUL byte in header section');
   const rawLines = head.split(/\r?\n/);
   const startLine = rawLines.shift() ?? '';
@@ -189,6 +192,12 @@ function parseUnchecked(buf: Buffer): SipMessage {
   let headerError: string | undefined;
   for (const l of lines) {
     if (l === '') continue; // only possible at the end, when the final blank line is missing
+    if (l.includes('\r')) {
+      // A CR not followed by LF: other stacks may take it as a line end, so a header carrying
+      // one (and echoed into our responses) could read as two. RFC 3261 §7.3.1 has no bare CR.
+      headerError ??= `bare CR in header line ${JSON.stringify(l.slice(0, 40))}`;
+      continue;
+    }
     const colon = l.indexOf(':');
     const name = colon > 0 ? l.slice(0, colon).trimEnd() : '';
     if (!TOKEN_RE.test(name)) {
@@ -216,7 +225,8 @@ function parseUnchecked(buf: Buffer): SipMessage {
 
 function parseStartLine(line: string): SipMessage {
   if (/^SIP\//i.test(line)) {
-    const m = /^(SIP\/\d+\.\d+) (\d{3})(?: (.*))?$/i.exec(line);
+    // Not `.`: it stops at U+2028/U+2029, which a UTF-8 reason phrase may hold (RFC 3261 §25.1).
+    const m = /^(SIP\/\d+\.\d+) (\d{3})(?: ([^\r\n]*))?$/i.exec(line);
     if (!m) throw new SipParseError(`malformed status line ${JSON.stringify(line.slice(0, 60))}`);
     const status = Number(m[2]);
     if (status < 100 || status > 699) throw new SipParseError(`status code ${status} out of range`);
