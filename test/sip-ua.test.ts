@@ -1,10 +1,11 @@
 // SIP user agent: two SipUserAgent instances calling each other on 127.0.0.1 over UDP and TCP,
 // plus a raw SIP peer (a bare socket speaking through our message layer) for what a UA of ours
 // would never send: late offers, missing ACKs, unknown dialogs, broken requests, challenges,
-// and a small registrar.
+// and a small registrar; raw TCP streams for framing cases.
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
+import net from 'node:net';
 import { once } from 'node:events';
 import { createHash, randomBytes } from 'node:crypto';
 import { SipUserAgent, type IncomingCall, type OutgoingCall, type SipUserAgentOptions } from '../src/sip/index.js';
@@ -531,5 +532,61 @@ describe('close()', { timeout: 30_000 }, () => {
     assert.equal((await next<[{ code: number }]>(udp, 'failed', 10_000))[0].code, 408);
     assert.ok(silent.inbox.filter((m) => m.kind === 'request' && m.method === 'INVITE').length > 1, 'Timer A retransmissions');
     silent.close();
+  });
+});
+
+// --- raw TCP streams ---------------------------------------------------------------------------
+
+/** A raw TCP connection to a UA: writes bytes, collects the SIP messages it gets back. */
+async function rawTcp(port: number): Promise<{ sock: net.Socket; got: SipMessage[]; wait(pred: (m: SipMessage) => boolean, what: string): Promise<SipMessage> }> {
+  const sock = net.connect(port, HOST);
+  sock.setNoDelay(true);
+  await once(sock, 'connect');
+  const got: SipMessage[] = [];
+  let buf = Buffer.alloc(0);
+  sock.on('data', (d) => {
+    buf = Buffer.concat([buf, d]);
+    for (;;) {
+      while (buf[0] === 0x0d || buf[0] === 0x0a) buf = buf.subarray(1);
+      const end = buf.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      const total = end + 4 + Number(/\r\nContent-Length: (\d+)/i.exec(buf.toString('latin1', 0, end))?.[1] ?? 0);
+      if (buf.length < total) return;
+      got.push(parseMessage(buf.subarray(0, total)));
+      buf = buf.subarray(total);
+    }
+  });
+  const wait = async (pred: (m: SipMessage) => boolean, what: string): Promise<SipMessage> => {
+    await eventually(() => got.some(pred), what);
+    return got.find(pred)!;
+  };
+  return { sock, got, wait };
+}
+
+function tcpRequest(method: string, port: number, o: { callId: string; branch?: string; toTag?: string; cseq?: number; body?: string; via?: string; cl?: string; extra?: string[] }): string {
+  const body = o.body ?? '';
+  return [
+    `${method} sip:bob@${HOST}:${port};transport=tcp SIP/2.0`,
+    o.via ?? `Via: SIP/2.0/TCP ${HOST}:9;branch=${o.branch ?? `z9hG4bK${randomBytes(6).toString('hex')}`};rport`,
+    'Max-Forwards: 70', `From: <sip:raw@${HOST}>;tag=rawtag`, `To: <sip:bob@${HOST}>${o.toTag ? `;tag=${o.toTag}` : ''}`,
+    `Call-ID: ${o.callId}`, `CSeq: ${o.cseq ?? 1} ${method}`, `Contact: <sip:raw@${HOST}:9;transport=tcp>`,
+    ...(body ? ['Content-Type: application/sdp'] : []), ...(o.extra ?? []),
+    `${o.cl ?? 'Content-Length: '}${Buffer.byteLength(body)}`, '', body,
+  ].join('\r\n');
+}
+
+describe('UAS behaviour on TCP streams', { timeout: 30_000 }, () => {
+  it('frames a folded Content-Length as the parser reads it; answers a broken Via on the connection', async () => {
+    const b = await ua();
+    const port = b.addresses().tcp!.port;
+    const c = await rawTcp(port);
+    c.sock.write(tcpRequest('OPTIONS', port, { callId: 'folded', cl: 'Content-Length:\r\n  ' }) + tcpRequest('OPTIONS', port, { callId: 'after-folded' }));
+    await c.wait((m) => m.get('Call-ID') === 'after-folded', 'the second OPTIONS answered');
+    assert.equal(c.got.find((m) => m.get('Call-ID') === 'folded')?.kind === 'response', true);
+    c.sock.write(tcpRequest('OPTIONS', port, { callId: 'badvia', via: 'Via: SIP/2.0/TCP bad host' }));
+    const r = await c.wait((m) => m.get('Call-ID') === 'badvia', 'the 400');
+    assert.equal(r.kind === 'response' && r.status, 400);
+    assert.equal(r.getAll('Via')[0], 'SIP/2.0/TCP bad host');
+    c.sock.destroy();
   });
 });

@@ -17,6 +17,8 @@ export interface Destination {
   port: number;
   /** Prefer this TCP connection (responses go back on the request's connection). */
   connId?: number;
+  /** Only over `connId`: fail rather than open a new connection when it is gone. */
+  connOnly?: boolean;
 }
 
 export interface Source {
@@ -173,6 +175,9 @@ export class SipTransport {
     const c: Conn = { id: this.nextConnId++, socket: sock, key, pending: Buffer.alloc(0), ready };
     this.conns.set(c.id, c);
     this.byKey.set(key, c);
+    // Signalling is small messages often written back to back (100, 180, 200): without this,
+    // Nagle's algorithm holds each one after the first until the peer's delayed ACK (~40 ms).
+    sock.setNoDelay(true);
     sock.setTimeout(this.opts.tcpIdleMs ?? 300_000, () => sock.destroy());
     sock.on('data', (chunk) => this.onData(c, chunk));
     sock.on('error', (err) => this.opts.logger.debug({ key, err: String(err) }, 'sip tcp connection error'));
@@ -235,6 +240,7 @@ export class SipTransport {
     if (dest.connId !== undefined) {
       const c = this.conns.get(dest.connId);
       if (c && !c.socket.destroyed) return c;
+      if (dest.connOnly) throw new TransportError('connection closed');
     }
     const host = await this.resolve(dest.host);
     const key = `${host}:${dest.port}`;
@@ -317,9 +323,18 @@ export class SipTransport {
   }
 }
 
+/**
+ * The Content-Length headers of a header section, read as the parser reads them: continuation
+ * lines (starting with SP/HT) are unfolded first, so that framing and parsing always agree.
+ */
 function headerLines(head: string): Header[] {
+  const lines: string[] = [];
+  for (const l of head.split(/\r?\n/).slice(1)) { // the start line is not a header
+    if ((l.startsWith(' ') || l.startsWith('\t')) && lines.length > 0) lines[lines.length - 1] += ' ' + l.trim();
+    else lines.push(l);
+  }
   const out: Header[] = [];
-  for (const l of head.split(/\r?\n/)) {
+  for (const l of lines) {
     const m = /^(content-length|l)[ \t]*:(.*)$/i.exec(l);
     if (m) out.push({ name: 'Content-Length', value: m[2]!.trim() });
   }

@@ -359,8 +359,19 @@ export class SipUserAgent implements CallHost {
     const req = err.partial;
     if (!req || req.kind !== 'request' || req.method === 'ACK') return;
     const via = this.topVia(req, src);
-    if (!via) return;
-    this.sendStateless(makeResponse(req, 400, reasonPhrase(err.message), rand(8)), responseDestination(via, src));
+    const dest = via ? responseDestination(via, src) : this.connectionBack(req, src);
+    if (!dest) return;
+    this.sendStateless(makeResponse(req, 400, reasonPhrase(err.message), rand(8)), dest);
+  }
+
+  /**
+   * Where to answer a request whose top Via is unusable: over UDP nowhere (the Via is the only
+   * return address, §18.2.2); over TCP back on the request's own connection, which is the path
+   * a response takes anyway — but only while it is open, never a new connection.
+   */
+  private connectionBack(req: SipRequest, src: Source): Destination | undefined {
+    if (src.transport !== 'tcp' || src.connId === undefined || !req.has('Via')) return undefined;
+    return { transport: 'tcp', host: src.host, port: src.port, connId: src.connId, connOnly: true };
   }
 
   /** Parses the top Via and adds received/rport (§18.2.1, RFC 3581). Undefined: unusable. */
@@ -386,7 +397,14 @@ export class SipUserAgent implements CallHost {
   private onRequest(req: SipRequest, src: Source): void {
     const via = this.topVia(req, src);
     if (!via) {
-      this.logger.debug({ src, method: req.method }, 'sip request without a usable Via dropped');
+      const back = req.method === 'ACK' ? undefined : this.connectionBack(req, src);
+      if (back) {
+        const res = makeResponse(req, 400, 'Bad Via header', rand(8));
+        this.decorate(res);
+        this.sendStateless(res, back);
+      } else {
+        this.logger.debug({ src, method: req.method }, 'sip request without a usable Via dropped');
+      }
       return;
     }
     const dest = responseDestination(via, src);
