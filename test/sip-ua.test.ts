@@ -576,6 +576,25 @@ function tcpRequest(method: string, port: number, o: { callId: string; branch?: 
 }
 
 describe('UAS behaviour on TCP streams', { timeout: 30_000 }, () => {
+  it('an ACK and a re-INVITE in one read: the ACK confirms the call at once (no 491)', async () => {
+    const b = await ua();
+    b.onInvite((call) => {
+      call.on('reinvite', (_sdp, respond) => { void respond(ANSWER).catch(() => undefined); });
+      void call.accept(ANSWER).catch(() => undefined);
+    });
+    const port = b.addresses().tcp!.port;
+    const c = await rawTcp(port);
+    c.sock.write(tcpRequest('INVITE', port, { callId: 'same-read', body: OFFER }));
+    const ok = await c.wait((m) => m.kind === 'response' && m.status === 200, '200 to the INVITE');
+    const toTag = tagOfValue(ok.get('To')!);
+    // The 2xx ACK and the re-INVITE leave in one write, so the UA reads them in one chunk.
+    c.sock.write(tcpRequest('ACK', port, { callId: 'same-read', toTag, extra: [] }).replace(/Contact: [^\r]*\r\n/, '')
+      + tcpRequest('INVITE', port, { callId: 'same-read', toTag, cseq: 2, body: OFFER }));
+    const re = await c.wait((m) => m.kind === 'response' && m.get('CSeq') === '2 INVITE' && m.status >= 200, 'final response to the re-INVITE');
+    assert.equal(re.kind === 'response' && re.status, 200);
+    c.sock.destroy();
+  });
+
   it('frames a folded Content-Length as the parser reads it; answers a broken Via on the connection', async () => {
     const b = await ua();
     const port = b.addresses().tcp!.port;
@@ -590,3 +609,7 @@ describe('UAS behaviour on TCP streams', { timeout: 30_000 }, () => {
     c.sock.destroy();
   });
 });
+
+function tagOfValue(v: string): string {
+  return String(parseNameAddr(v).params.get('tag'));
+}

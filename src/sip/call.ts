@@ -457,6 +457,16 @@ export class IncomingCall extends SipCall<IncomingCallEvents> {
     super.onRequest(req, stx);
   }
 
+  /**
+   * The ACK for our 200 confirms the dialog at once, not a promise turn later: a request right
+   * behind it in the same TCP read (a re-INVITE) must find the call confirmed, not get 491.
+   */
+  override onAck(req: SipRequest): void {
+    const waiting = this.state === 'answering' && this.pending2xx !== undefined;
+    super.onAck(req);
+    if (waiting && this.pending2xx === undefined && !this.ended) this.state = 'confirmed';
+  }
+
   /** Whether `stx` is this call's INVITE transaction (CANCEL matching). */
   isInvite(stx: ServerTransaction): boolean { return stx === this.stx; }
 
@@ -482,7 +492,7 @@ export class IncomingCall extends SipCall<IncomingCallEvents> {
     this.stx.respond(res);
     const seq = parseCSeq(this.invite.get('CSeq') ?? '').seq;
     return handled(this.retransmit2xx(res, this.stx.dest, seq).then((ackSdp) => {
-      this.state = 'confirmed';
+      if (this.state === 'answering') this.state = 'confirmed';
       if (this.offer === undefined) {
         if (ackSdp === undefined) {
           void this.bye();
