@@ -1,12 +1,14 @@
 // SIP user agent: two SipUserAgent instances calling each other on 127.0.0.1 over UDP and TCP,
 // plus a raw SIP peer (a bare socket speaking through our message layer) for what a UA of ours
 // would never send: late offers, missing ACKs, unknown dialogs, broken requests, challenges,
-// and a small registrar; raw TCP streams for framing cases.
+// and a small registrar; raw TCP streams for framing cases; and SIPp (`sipp`, skipped when it is
+// not installed) calling the UA and called by it with its built-in uac/uas scenarios.
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { once } from 'node:events';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { SipUserAgent, type IncomingCall, type OutgoingCall, type SipUserAgentOptions } from '../src/sip/index.js';
 import {
@@ -613,3 +615,88 @@ describe('UAS behaviour on TCP streams', { timeout: 30_000 }, () => {
 function tagOfValue(v: string): string {
   return String(parseNameAddr(v).params.get('tag'));
 }
+
+// --- SIPp ------------------------------------------------------------------------------------
+
+const haveSipp = spawnSync('sipp', ['-v']).error === undefined;
+
+/** Runs sipp to completion; resolves with its exit code and output. */
+function sipp(args: string[]): { done: Promise<{ code: number | null; out: string }>; kill(): void } {
+  const p = spawn('sipp', [...args, '-nostdin', '-timeout', '20', '-timeout_error'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  p.stdout.on('data', (d) => { out += d; });
+  p.stderr.on('data', (d) => { out += d; });
+  const done = new Promise<{ code: number | null; out: string }>((resolve) => p.on('close', (code) => resolve({ code, out })));
+  return { done, kill: () => { if (p.exitCode === null) p.kill(); } };
+}
+
+async function freePort(transport: 'udp' | 'tcp'): Promise<number> {
+  if (transport === 'tcp') {
+    const s = net.createServer();
+    await new Promise<void>((r) => s.listen(0, HOST, () => r()));
+    const port = (s.address() as net.AddressInfo).port;
+    await new Promise((r) => s.close(r));
+    return port;
+  }
+  const s = dgram.createSocket('udp4');
+  await new Promise<void>((r) => s.bind(0, HOST, () => r()));
+  const port = s.address().port;
+  s.close();
+  return port;
+}
+
+/** The UA calls a SIPp uas on `transport` and hangs up once answered; SIPp must exit 0. */
+async function callSipp(a: SipUserAgent, transport: 'udp' | 'tcp'): Promise<void> {
+  const port = await freePort(transport);
+  // The uas scenario lingers 4 s after the BYE (its timewait) before it exits.
+  const run = sipp(['-sn', 'uas', '-i', HOST, '-p', String(port), '-t', transport === 'udp' ? 'u1' : 't1', '-m', '1']);
+  try {
+    const target = `sip:sipp@${HOST}:${port}${transport === 'tcp' ? ';transport=tcp' : ''}`;
+    // SIPp may not listen yet: UDP retransmits the INVITE by itself; TCP is retried on 503.
+    let call: OutgoingCall | undefined;
+    for (let i = 0; i < 50 && !call; i++) {
+      const c = a.invite(target, OFFER);
+      const first = await Promise.race([next(c, 'ringing', 10_000).then(() => 'ringing'), next<[{ code: number }]>(c, 'failed', 10_000).then(([f]) => f.code)]);
+      if (first === 'ringing') call = c;
+      else if (first === 503 && transport === 'tcp') await new Promise((r) => setTimeout(r, 100));
+      else assert.fail(`call to SIPp over ${transport} failed with ${first}`);
+    }
+    assert.ok(call, 'SIPp answered');
+    const [sdp] = await next<[string]>(call, 'answer');
+    assert.match(sdp, /^m=audio \d+ RTP\/AVP/m);
+    await call.bye();
+    const { code, out } = await run.done;
+    assert.equal(code, 0, `sipp (uas, ${transport}) failed:\n${out.slice(-1500)}`);
+  } finally {
+    run.kill();
+  }
+}
+
+describe('SIPp', { skip: haveSipp ? false : 'sipp is not installed', timeout: 60_000 }, () => {
+  it("SIPp's uac scenario calls the UA over UDP and TCP: 3 calls each, answered and hung up", async () => {
+    const b = await ua();
+    let invites = 0;
+    let byes = 0;
+    b.onInvite((call) => {
+      invites++;
+      call.ringing();
+      call.on('bye', () => { byes++; });
+      void call.accept(ANSWER).catch(() => undefined);
+    });
+    await Promise.all((['udp', 'tcp'] as const).map(async (transport) => {
+      const run = sipp(['-sn', 'uac', '-i', HOST, '-t', transport === 'udp' ? 'u1' : 't1', '-m', '3', '-r', '10', '-d', '100',
+        '-recv_timeout', '5000', '-s', 'echo', `${HOST}:${b.addresses()[transport]!.port}`]);
+      const { code, out } = await run.done;
+      assert.equal(code, 0, `sipp (uac, ${transport}) failed:\n${out.slice(-1500)}`);
+      assert.match(out, /Successful call\s*\|\s*\d+\s*\|\s*3\b/);
+    }));
+    assert.equal(invites, 6);
+    await eventually(() => byes === 6 && b.counters().dialogs === 0, 'six BYEs, no dialog left');
+  });
+
+  it("the UA calls SIPp's uas scenario over UDP and TCP: ringing, answer, BYE", async () => {
+    const a = await ua();
+    await Promise.all([callSipp(a, 'udp'), callSipp(a, 'tcp')]);
+    assert.equal(a.counters().dialogs, 0);
+  });
+});
