@@ -15,6 +15,7 @@ import { RecorderEndpoint } from './recorder.js';
 import { PlayerEndpoint, PlayerError } from './player.js';
 import { sharedCertificate } from './certificate.js';
 import { candidateRewriter } from './candidates.js';
+import { installFastRtpParser } from './fast-rtp.js';
 
 const NO_STUN = 'stun:127.0.0.1:9';
 
@@ -45,6 +46,9 @@ export class LocalEngine implements MediaEngine {
 
   constructor(private readonly opts: LocalEngineOptions) {
     this.rewrite = candidateRewriter(opts.announcedAddresses);
+    // Every incoming packet's header is parsed by werift; ours is faster and refuses the
+    // malformed extension blocks that stall werift's (see fast-rtp.ts).
+    installFastRtpParser();
   }
 
   private async config(): Promise<RTCPeerConnectionConfig> {
