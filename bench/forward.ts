@@ -3,16 +3,31 @@
 // new sink. The server runs in its own process; its CPU comes from /proc. Clients are werift
 // peers here sending synthetic RTP (audio 50/s, video VIDEO_PPS/s each).
 //   npm run bench:forward        (BRIDGES=1,10,40 SECONDS=8 VIDEO_PPS=100 by default)
+//   PROFILE=1 ...                also writes a CPU profile of the server over the last window
+//                                (forward.cpuprofile; read it with bench/analyze-profile.mjs)
 import { NkMediaClient } from '../src/client/index.js';
 import { connectParked } from '../test/helpers/flows.js';
 import type { TestPeer } from '../test/helpers/peer.js';
-import { cpuOf, fmt, quantile, spawnServer } from './lib.js';
+import { accelerate } from '../src/engine/local/native-srtp.js';
+import { cpuSplitOf, fmt, quantile, spawnServer } from './lib.js';
 
 const BRIDGES = (process.env.BRIDGES ?? '1,10,40').split(',').map(Number);
 const SECONDS = Number(process.env.SECONDS ?? 8);
 const VIDEO_PPS = Number(process.env.VIDEO_PPS ?? 100);
+const PROFILE = process.env.PROFILE === '1';
+if (PROFILE) {
+  // The last bridge count's window wins (each SIGUSR2 pair rewrites the file).
+  process.env.NKMEDIA_PROBE_PROFILE ??= 'forward.cpuprofile';
+  process.env.NKMEDIA_PROBE_FILE ??= '/dev/null';
+  process.env.BENCH_SERVER_NODE_ARGS = `${process.env.BENCH_SERVER_NODE_ARGS ?? ''} --import ./bench/server-probe.mjs`;
+}
 
 interface Leg { id: string; peer: TestPeer }
+
+/** Packets the legs' clients have actually sent (their timers catch up after a stall). */
+function sentBy(sendings: { sent: { audio: number; video: number } }[]): number {
+  return sendings.reduce((n, s) => n + s.sent.audio + s.sent.video, 0);
+}
 
 async function forwarded(client: NkMediaClient, legs: Leg[]): Promise<number> {
   let n = 0;
@@ -32,18 +47,30 @@ async function measureBridges(url: string, pid: number, bridges: number): Promis
     const b = await connectParked(client, { type: 'bridge', peer_id: a.id });
     legs.push(a, b);
   }
-  for (const l of legs) l.peer.startSending({ videoPps: VIDEO_PPS });
-  await new Promise((r) => setTimeout(r, 1500)); // let flows settle
+  // The clients share this machine with the server: their SRTP goes through the native addon
+  // too, so that they starve the server of CPU as little as possible.
+  for (const l of legs) for (const t of l.peer.pc.dtlsTransports) if (t.srtp) accelerate(t.srtp, t.srtcp);
+  const sendings = legs.map((l) => l.peer.startSending({ videoPps: VIDEO_PPS }));
+  await new Promise((r) => setTimeout(r, 3000)); // let flows settle (DTLS, first keyframes, catch-up)
+  const s0 = sentBy(sendings);
   const f0 = await forwarded(client, legs);
-  const c0 = cpuOf(pid);
+  const c0 = cpuSplitOf(pid);
   const t0 = performance.now();
+  // With PROFILE=1 the server (started with bench/server-probe.mjs) profiles just this window.
+  if (PROFILE) process.kill(pid, 'SIGUSR2');
   await new Promise((r) => setTimeout(r, SECONDS * 1000));
+  if (PROFILE) process.kill(pid, 'SIGUSR2');
+  const s1 = sentBy(sendings);
   const f1 = await forwarded(client, legs);
-  const c1 = cpuOf(pid);
+  const c1 = cpuSplitOf(pid);
   const secs = (performance.now() - t0) / 1000;
-  const sent = legs.length * (50 + VIDEO_PPS) * secs;
+  const nominal = legs.length * (50 + VIDEO_PPS);
   const pkts = f1 - f0;
-  console.log(`  ${String(bridges).padStart(2)} bridges: ${fmt(pkts / secs, 0)} packets/s forwarded (${fmt((100 * pkts) / sent, 1)}% of sent), server CPU ${fmt(((c1 - c0) / 1e6 / secs) * 100, 0)}% of a core, ${fmt((c1 - c0) / pkts, 1)} us per forwarded packet`);
+  const user = c1.user - c0.user;
+  const system = c1.system - c0.system;
+  const cpu = user + system;
+  // Each packet sent by one leg's client is forwarded once, to the other leg.
+  console.log(`  ${String(bridges).padStart(2)} bridges: ${fmt(pkts / secs, 0)} packets/s forwarded (${fmt((100 * pkts) / (s1 - s0), 1)}% of the ${fmt((s1 - s0) / secs, 0)}/s sent; nominal ${nominal}/s), server CPU ${fmt(((cpu) / 1e6 / secs) * 100, 0)}% of a core, ${fmt(cpu / pkts, 1)} us per forwarded packet (${fmt(user / pkts, 1)} user + ${fmt(system / pkts, 1)} kernel)`);
   for (const l of legs) { l.peer.stopSending(); await client.destroySession(l.id); await l.peer.close(); }
   await client.close();
 }

@@ -36,8 +36,14 @@ export function rssOf(pid: number): number {
 
 /** CPU time (user+system) of a process, in microseconds (Linux, clock ticks of 10 ms). */
 export function cpuOf(pid: number): number {
+  const { user, system } = cpuSplitOf(pid);
+  return user + system;
+}
+
+/** A process's user and kernel (system) CPU time so far, in microseconds. */
+export function cpuSplitOf(pid: number): { user: number; system: number } {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10_000;
+  return { user: Number(fields[11]) * 10_000, system: Number(fields[12]) * 10_000 };
 }
 
 export function quantile(values: number[], q: number): number {
