@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   parseMessage, serialize, parseVia, parseCSeq, parseUint, SipParseError, HeaderError, SipRequest,
-  makeResponse, parseAuthParams, type SipMessage,
+  SipResponse, makeResponse, parseAuthParams, type SipMessage,
 } from '../src/sip/message.js';
 import { parseUri, parseNameAddr, formatUri, unescape, SipUriError } from '../src/sip/uri.js';
 import { digestResponse, parseChallenge, pickChallenge, authorization } from '../src/sip/digest.js';
@@ -249,6 +249,16 @@ describe('SIP serializer', () => {
     assert.equal(back.body, r.body);
     assert.equal(back.get('From'), '"Zoë" <sip:zoe@example.com>;tag=1');
     assert.equal(back.getAll('Content-Length').length, 1);
+  });
+
+  it('CR, LF and NUL in a reason phrase or header value cannot split the message', () => {
+    // A reason built from a decoded Request-URI (sip:a%0D%0AX-Injected:%20y@...) once could.
+    const res = new SipResponse(404, "user 'a\r\nX-Injected: y' is not connected");
+    res.add('Warning', '399 x "a\nb\0c"');
+    const back = parseMessage(serialize(res));
+    assert.equal(back.kind === 'response' && back.reason, "user 'a  X-Injected: y' is not connected");
+    assert.equal(back.get('X-Injected'), undefined);
+    assert.equal(back.get('Warning'), '399 x "a b c"');
   });
 
   it('responses copy Via, From, To, Call-ID and CSeq and add a To tag', () => {

@@ -241,16 +241,25 @@ function parseStartLine(line: string): SipMessage {
   return new SipRequest(method, uri, version.toUpperCase());
 }
 
-/** Serializes a message; Content-Length is always (re)computed from the body. */
+// What must never reach the wire inside a start line or header: a CR or LF would split it
+// (response splitting: a header injected by whoever chose the text), a NUL makes the message
+// unparseable.
+const BREAK_RE = /[\0\r\n]/g;
+
+/**
+ * Serializes a message; Content-Length is always (re)computed from the body. CR, LF and NUL in
+ * the reason phrase and header values (say, a reason built from a decoded Request-URI) become
+ * spaces, so that what we send parses back as what we built.
+ */
 export function serialize(msg: SipMessage): Buffer {
   const start = msg.kind === 'request'
     ? `${msg.method} ${msg.uri} ${msg.version}`
-    : `${msg.version} ${msg.status} ${msg.reason}`;
+    : `${msg.version} ${msg.status} ${msg.reason.replace(BREAK_RE, ' ')}`;
   const body = Buffer.from(msg.body, 'utf8');
   let head = start + '\r\n';
   for (const h of msg.headers) {
     if (h.name === 'Content-Length') continue;
-    head += `${h.name}: ${h.value}\r\n`;
+    head += `${h.name}: ${h.value.replace(BREAK_RE, ' ')}\r\n`;
   }
   head += `Content-Length: ${body.length}\r\n\r\n`;
   return Buffer.concat([Buffer.from(head, 'utf8'), body]);
