@@ -31,6 +31,7 @@ import {
 import { parseUri, formatUri, parseNameAddr, formatNameAddr, SipUriError, type SipUri, type NameAddr } from '../src/sip/uri.js';
 import { parseChallenge } from '../src/sip/digest.js';
 import { tagOf } from '../src/sip/dialog.js';
+import { startTestServer, eventually } from './helpers/server.js';
 
 const HOST = '127.0.0.1';
 const OFFER = 'v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n';
@@ -390,6 +391,19 @@ describe('SIP round trips from random valid fields', () => {
       assert.deepEqual(back.headers.at(-1), { name: 'Content-Length', value: String(Buffer.byteLength(m.body)) });
       assert.equal(back.body, m.body);
     }), { numRuns: 1500 });
+  });
+
+  it('whatever text goes into a reason phrase or header value, the message cannot be split', () => {
+    const text = fc.oneof(fc.string({ maxLength: 40 }), fc.constantFrom('a\r\nX-Injected: 1', '\r\n\r\nbody', 'nul\0', '\n', 'x\ry'));
+    fc.assert(fc.property(fc.integer({ min: 100, max: 699 }), text, fc.array(fc.tuple(tokenArb.filter((n) => canonicalName(n) !== 'Content-Length'), text), { maxLength: 5 }), (status, reason, headers) => {
+      const res = new SipResponse(status, reason);
+      for (const [n, v] of headers) res.add(n, v);
+      const back = parseMessage(serialize(res));
+      assert.equal(back.kind === 'response' && back.status, status);
+      assert.equal(back.headers.length, headers.length + 1, 'one header per header, plus Content-Length');
+      assert.equal(back.get('X-Injected'), headers.find(([n]) => n.toLowerCase() === 'x-injected')?.[1].replace(/[\0\r\n]/g, ' ').trim());
+      assert.equal(back.body, '');
+    }), { numRuns: 1000 });
   });
 
   it('equivalent encodings parse alike: compact names, any case, spaces around colons, folding, LF line ends', () => {
@@ -982,5 +996,85 @@ describe('a live user agent fed bad and fuzzed SIP', { timeout: 60_000 }, () => 
     assert.ok(udp.inbox.every((m) => m.kind === 'response'), `only responses (seed ${seed})`);
     assertHealthy([udp, tcp]);
     assert.equal(stats.accepted, acceptedBefore, 'the storm made no call');
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The whole server: its SIP gateway turns INVITEs into sessions and calls
+
+describe("the server's SIP gateway fed odd INVITEs", { timeout: 60_000 }, () => {
+  it('any user part, any SDP: 200, 488 or 404 — never a crash, a 500 or a leftover session', async () => {
+    const server = await startTestServer({ sip: { udp_port: 0, t1_ms: 20 } });
+    const rtpSink = dgram.createSocket('udp4');
+    let p: Peer | undefined;
+    try {
+      await new Promise<void>((r) => rtpSink.bind(0, HOST, () => r()));
+      rtpSink.on('message', () => undefined);
+      const sipPort = server.sip!.addresses().udp!.port;
+      const peer = await Peer.udp(sipPort);
+      p = peer;
+      // Media goes nowhere but to a socket of ours, whatever survives of this SDP.
+      const base = `v=0\r\no=- 1 1 IN IP4 ${HOST}\r\ns=-\r\nc=IN IP4 ${HOST}\r\nt=0 0\r\nm=audio ${rtpSink.address().port} RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n`;
+      const user = fc.oneof(
+        fc.constantFrom('echo', 'park', '%65cho', 'pa%72k', 'ECHO', '%E0', '%FF%FE', '%00', 'a%0D%0AX-Injected:%20y', '%C3%A9', 'nobody'),
+        fc.stringMatching(/^(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/]|%[0-9A-Fa-f]{2}){1,12}$/),
+      );
+      const lines = base.split('\r\n');
+      const sdp = fc.oneof(
+        fc.constant(base),
+        fc.constant(''),                                           // late offer
+        fc.string({ maxLength: 100 }),
+        fc.array(fc.tuple(fc.nat(), fc.nat()), { minLength: 1, maxLength: 3 }).map((ops) => {
+          const ls = [...lines];
+          for (const [a, b] of ops) if (b % 2 === 0) ls.splice(a % ls.length, 1); else ls.splice(a % ls.length, 0, ls[b % ls.length]!);
+          return ls.join('\r\n');
+        }),
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0x20, max: 0x7e })), { minLength: 1, maxLength: 4 }).map((flips) => {
+          const b = Buffer.from(base);
+          for (const [i, v] of flips) b[i % b.length] = v;
+          return b.toString('latin1');
+        }),
+        fc.constantFrom('RTP/SAVP 0', 'RTP/AVP 98\r\na=rtpmap:98 nothing/1', 'RTP/AVP', 'RTP/AVP 0 0 0 0', 'UDP/TLS/RTP/SAVPF 111')
+          .map((m) => base.replace(/RTP\/AVP 0 8 101/, m)),
+        fc.constantFrom('c=IN IP6 ::1', 'c=IN IP4 0.0.0.0', 'c=IN IP4 999.1.1.1', 'c=')
+          .map((c) => base.replace(`c=IN IP4 ${HOST}`, c)),
+        fc.integer({ min: 2, max: 6 }).map((n) => base + `m=audio ${rtpSink.address().port} RTP/AVP 0\r\n`.repeat(n - 1)),
+      );
+      await fc.assert(fc.asyncProperty(user, sdp, async (u, body) => {
+        let decoded: string | undefined;
+        try { decoded = decodeURIComponent(u); } catch { decoded = undefined; }
+        const service = decoded === 'echo' || decoded === 'park';
+        // Other users become calls to API users (none is logged in here: 404); such calls need
+        // an offer in the INVITE (488 without). User parts are case-sensitive: ECHO is a user.
+        // A user part whose escapes are not UTF-8 names nobody: 404.
+        const expected = service ? [200, 488] : decoded === undefined || body !== '' ? [404] : [488];
+        const callId = newId();
+        const fromTag = newId();
+        const inv = request(peer, sipPort, { method: 'INVITE', uri: `sip:${u}@${HOST}:${sipPort}`, callId, fromTag, body });
+        peer.send(inv.text);
+        const res = await peer.response(inv.branch, 'INVITE');
+        assert.ok(expected.includes(res.status),
+          `INVITE to ${JSON.stringify(u)} with ${JSON.stringify(body.slice(0, 80))}: ${res.status} ${res.reason}`);
+        assert.equal(res.get('X-Injected'), undefined, 'no header injected through the reason phrase');
+        if (res.status !== 200) {
+          peer.send(ackFor(peer, sipPort, { branch: inv.branch, callId, fromTag, seq: 1 }, res));
+          return;
+        }
+        const toTag = tagOf(res.get('To'));
+        peer.send(request(peer, sipPort, { method: 'ACK', callId, fromTag, toTag, cseq: '1 ACK', set: { Contact: null } }).text);
+        const bye = request(peer, sipPort, { method: 'BYE', callId, fromTag, toTag, cseq: '2 BYE' });
+        peer.send(bye.text);
+        // 481 when the server already hung up (a late offer whose ACK brought no answer).
+        assert.ok([200, 481].includes((await peer.response(bye.branch, 'BYE')).status));
+      }), { numRuns: 80, examples: [['%E0', base], ['a%0D%0AX-Injected:%20y', base], ['%65cho', base], ['park', '']] });
+      await barrier(peer, sipPort);
+      assert.deepEqual(peer.garbage, []);
+      await eventually(async () => server.services.sessions.size === 0 && server.services.calls.size === 0
+        && (await server.engine.counters()).elements === 0 && server.sip!.ua.counters().dialogs === 0, 10_000, 'no session, call, element or dialog left');
+    } finally {
+      p?.close();
+      rtpSink.close();
+      await server.close();
+    }
   });
 });

@@ -41,7 +41,8 @@ export class SipGateway implements CallDestinationDriver {
     private readonly calls: CallManager,
     private readonly log: Logger,
   ) {
-    ua.onInvite((call) => { void this.incoming(call); });
+    // The promise goes back to the UA, which rejects the call (500) should it ever fail.
+    ua.onInvite((call) => this.incoming(call));
     calls.registerDriver(this);
   }
 
@@ -80,11 +81,13 @@ export class SipGateway implements CallDestinationDriver {
   private async incoming(call: IncomingCall): Promise<void> {
     let user: string | undefined;
     try {
-      user = parseUri(call.requestUri).user;
+      const raw = parseUri(call.requestUri).user;
+      user = raw ? decodeURIComponent(raw) : undefined;
     } catch {
+      // Not a SIP URI, or a user part whose %-escapes are not UTF-8 (sip:%E0@…): nobody here.
+      // (decodeURIComponent used to throw outside any catch: one INVITE took the server down.)
       user = undefined;
     }
-    user = user ? decodeURIComponent(user) : undefined;
     this.log.info({ sip_call: call.callId, to: call.requestUri, from: call.from.uri }, 'SIP INVITE');
     if (this.closing) { call.reject(503, 'Shutting Down'); return; }
     if (!user) { call.reject(404, 'Not Found'); return; }

@@ -79,7 +79,7 @@ export class SipUserAgent implements CallHost {
   private readonly tx: TransactionLayer;
   private readonly calls = new Map<string, IncomingCall | OutgoingCall>();
   private readonly regs: Registration[] = [];
-  private handler?: (call: IncomingCall) => void;
+  private handler?: (call: IncomingCall) => void | Promise<void>;
   private host = '127.0.0.1';
   private closing = false;
   private closed?: Promise<void>;
@@ -117,8 +117,11 @@ export class SipUserAgent implements CallHost {
     return this.transport.addresses();
   }
 
-  /** Handler for new incoming calls; without one, INVITEs are answered 480. */
-  onInvite(handler: (call: IncomingCall) => void): void {
+  /**
+   * Handler for new incoming calls; without one, INVITEs are answered 480. A handler that
+   * throws (or returns a promise that rejects) has its call rejected with 500 if still pending.
+   */
+  onInvite(handler: (call: IncomingCall) => void | Promise<void>): void {
     this.handler = handler;
   }
 
@@ -577,11 +580,18 @@ export class SipUserAgent implements CallHost {
       return;
     }
     this.calls.set(call.key, call);
-    try {
-      this.handler(call);
-    } catch (e) {
+    const failed = (e: unknown): void => {
       this.logger.warn({ err: e instanceof Error ? e.message : String(e) }, 'sip invite handler threw');
       call.reject(500);
+    };
+    try {
+      // An async handler's rejection is caught too: it must not become an unhandled rejection.
+      const r: unknown = this.handler(call);
+      if (r !== null && typeof r === 'object' && typeof (r as PromiseLike<unknown>).then === 'function') {
+        (r as PromiseLike<unknown>).then(undefined, failed);
+      }
+    } catch (e) {
+      failed(e);
     }
   }
 }
