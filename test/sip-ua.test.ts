@@ -662,7 +662,8 @@ async function callSipp(a: SipUserAgent, transport: 'udp' | 'tcp'): Promise<void
       else assert.fail(`call to SIPp over ${transport} failed with ${first}`);
     }
     assert.ok(call, 'SIPp answered');
-    const [sdp] = await next<[string]>(call, 'answer');
+    // Generous: SIPp's 200 OK is retransmitted by T1 doubling if a datagram goes missing.
+    const [sdp] = await next<[string]>(call, 'answer', 15_000);
     assert.match(sdp, /^m=audio \d+ RTP\/AVP/m);
     await call.bye();
     const { code, out } = await run.done;
