@@ -14,11 +14,9 @@ const SECONDS = Number(process.env.SECONDS ?? 8);
 const VIDEO_PPS = Number(process.env.VIDEO_PPS ?? 100);
 
 // The relay: one socket per leg, like one ICE socket per session; what arrives on leg 2i goes
-// out of leg 2i+1's socket to its client, and back. MODE=native writes with the addon's sendto.
+// out of leg 2i+1's socket to its client, and back.
 const RELAY = `
 import { createSocket } from 'node:dgram';
-import { createRequire } from 'node:module';
-const native = process.env.MODE === 'native' ? createRequire(import.meta.url)('./build/Release/nkmedia_native.node') : null;
 const n = Number(process.env.LEGS);
 const socks = [];
 const peers = [];
@@ -26,20 +24,17 @@ let ready = 0;
 for (let i = 0; i < n; i++) {
   const s = createSocket('udp4');
   s.on('message', (m, r) => {
-    peers[i] ??= { port: r.port, addr: native?.udpAddress('127.0.0.1', r.port) };
+    peers[i] ??= r.port;
     const j = i ^ 1;
-    const p = peers[j];
-    if (!p) return;
-    if (native) native.udpSend(socks[j][Object.getOwnPropertySymbols(socks[j]).find((y) => socks[j][y]?.handle)].handle.fd, p.addr, m);
-    else socks[j].send(m, p.port, '127.0.0.1');
+    if (peers[j] !== undefined) socks[j].send(m, peers[j], '127.0.0.1');
   });
   s.bind(0, '127.0.0.1', () => { if (++ready === n) console.log(JSON.stringify(socks.map((x) => x.address().port))); });
   socks.push(s);
 }
 `;
 
-async function measure(pairs: number, mode: string): Promise<void> {
-  const relay = spawn(process.execPath, ['--input-type=module', '-e', RELAY], { env: { ...process.env, LEGS: String(pairs * 2), MODE: mode }, stdio: ['ignore', 'pipe', 'inherit'] });
+async function measure(pairs: number): Promise<void> {
+  const relay = spawn(process.execPath, ['--input-type=module', '-e', RELAY], { env: { ...process.env, LEGS: String(pairs * 2) }, stdio: ['ignore', 'pipe', 'inherit'] });
   const [line] = await once(relay.stdout!, 'data') as [Buffer];
   const ports = JSON.parse(line.toString()) as number[];
   const clients: Socket[] = [];
@@ -73,7 +68,7 @@ async function measure(pairs: number, mode: string): Promise<void> {
   const pkts = r1 - r0;
   const user = c1.user - c0.user;
   const system = c1.system - c0.system;
-  console.log(`  ${mode.padEnd(6)} ${String(pairs).padStart(2)} pairs: ${fmt(pkts / secs, 0)} packets/s relayed (${fmt((100 * pkts) / (s1 - s0), 1)}% of sent), relay CPU ${fmt(((user + system) / 1e6 / secs) * 100, 0)}% of a core, ${fmt((user + system) / pkts, 1)} us per packet (${fmt(user / pkts, 1)} user + ${fmt(system / pkts, 1)} kernel)`);
+  console.log(`  ${String(pairs).padStart(2)} pairs: ${fmt(pkts / secs, 0)} packets/s relayed (${fmt((100 * pkts) / (s1 - s0), 1)}% of sent), relay CPU ${fmt(((user + system) / 1e6 / secs) * 100, 0)}% of a core, ${fmt((user + system) / pkts, 1)} us per packet (${fmt(user / pkts, 1)} user + ${fmt(system / pkts, 1)} kernel)`);
   for (const t of timers) clearInterval(t);
   for (const c of clients) c.close();
   relay.kill();
@@ -81,4 +76,4 @@ async function measure(pairs: number, mode: string): Promise<void> {
 }
 
 console.log(`bare Node UDP relay, same traffic as bench:forward (audio 50 + video ${VIDEO_PPS} packets/s per client, ${SECONDS} s):`);
-for (const n of PAIRS) for (const mode of ['dgram', 'native']) await measure(n, mode);
+for (const n of PAIRS) await measure(n);
