@@ -32,6 +32,7 @@ import { parseUri, formatUri, parseNameAddr, formatNameAddr, SipUriError, type S
 import { parseChallenge } from '../src/sip/digest.js';
 import { tagOf } from '../src/sip/dialog.js';
 import { startTestServer, eventually } from './helpers/server.js';
+import { SipInbox } from './helpers/sip-inbox.js';
 
 const HOST = '127.0.0.1';
 const OFFER = 'v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n';
@@ -463,12 +464,12 @@ class StreamReader {
 }
 
 /** A SIP peer over UDP or TCP that sends raw text and waits for messages by predicate. */
-class Peer {
-  readonly inbox: SipMessage[] = [];
+class Peer extends SipInbox {
   /** What the UA sent us that did not parse (must stay empty). */
   readonly garbage: Buffer[] = [];
-  private waiters: { pred: (m: SipMessage) => boolean; resolve: (m: SipMessage) => void }[] = [];
-  private constructor(readonly transport: 'UDP' | 'TCP', readonly viaPort: number, private readonly out: (b: Buffer) => void, readonly close: () => void) {}
+  private constructor(readonly transport: 'UDP' | 'TCP', readonly viaPort: number, private readonly out: (b: Buffer) => void, readonly close: () => void) {
+    super();
+  }
 
   static async udp(uaPort: number): Promise<Peer> {
     const sock = dgram.createSocket('udp4');
@@ -490,26 +491,10 @@ class Peer {
     return p;
   }
 
-  private got(m: SipMessage): void {
-    const w = this.waiters.find((x) => x.pred(m));
-    if (w) {
-      this.waiters = this.waiters.filter((x) => x !== w);
-      w.resolve(m);
-    } else {
-      this.inbox.push(m);
-    }
-  }
-
   send(m: string | Buffer): void { this.out(Buffer.isBuffer(m) ? m : Buffer.from(m)); }
 
   next(pred: (m: SipMessage) => boolean, what: string, ms = 5000): Promise<SipMessage> {
-    const i = this.inbox.findIndex(pred);
-    if (i >= 0) return Promise.resolve(this.inbox.splice(i, 1)[0]!);
-    return new Promise((resolve, reject) => {
-      const w = { pred, resolve: (m: SipMessage) => { clearTimeout(t); resolve(m); } };
-      const t = setTimeout(() => { this.waiters = this.waiters.filter((x) => x !== w); reject(new Error(`${this.transport} peer: no ${what}`)); }, ms);
-      this.waiters.push(w);
-    });
+    return this.waitFor(pred, ms, `${this.transport} peer: no ${what}`);
   }
 
   /** The first final response whose top Via has `branch` (and whose CSeq has `method`). */

@@ -16,6 +16,7 @@ import {
   type SipMessage, type SipRequest, type SipResponse,
 } from '../src/sip/message.js';
 import { parseNameAddr } from '../src/sip/uri.js';
+import { SipInbox } from './helpers/sip-inbox.js';
 
 const T1 = 50;
 const HOST = '127.0.0.1';
@@ -56,20 +57,13 @@ async function eventually(check: () => boolean, what: string, ms = 5000): Promis
 
 // --- a raw SIP peer over UDP -----------------------------------------------------------------
 
-class RawPeer {
-  readonly inbox: SipMessage[] = [];
-  private waiters: { pred: (m: SipMessage) => boolean; resolve: (m: SipMessage) => void }[] = [];
+class RawPeer extends SipInbox {
   private constructor(readonly sock: dgram.Socket, readonly port: number) {
+    super();
     sock.on('message', (buf) => {
       let m: SipMessage;
       try { m = parseMessage(buf); } catch { return; }
-      const w = this.waiters.find((x) => x.pred(m));
-      if (w) {
-        this.waiters = this.waiters.filter((x) => x !== w);
-        w.resolve(m);
-      } else {
-        this.inbox.push(m);
-      }
+      this.got(m);
     });
   }
   static async open(): Promise<RawPeer> {
@@ -82,13 +76,7 @@ class RawPeer {
   }
   /** The first received message matching `pred` (already queued or still to come). */
   next(pred: (m: SipMessage) => boolean, ms = 5000): Promise<SipMessage> {
-    const i = this.inbox.findIndex(pred);
-    if (i >= 0) return Promise.resolve(this.inbox.splice(i, 1)[0]!);
-    return new Promise((resolve, reject) => {
-      const w = { pred, resolve: (m: SipMessage) => { clearTimeout(t); resolve(m); } };
-      const t = setTimeout(() => { this.waiters = this.waiters.filter((x) => x !== w); reject(new Error('raw peer: no matching message')); }, ms);
-      this.waiters.push(w);
-    });
+    return this.waitFor(pred, ms, 'raw peer: no matching message');
   }
   response(callId: string, status?: number): Promise<SipResponse> {
     return this.next((m) => m.kind === 'response' && m.get('Call-ID') === callId && (status === undefined || m.status === status)) as Promise<SipResponse>;
