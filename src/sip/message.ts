@@ -180,15 +180,7 @@ function parseUnchecked(buf: Buffer): SipMessage {
   const startLine = rawLines.shift() ?? '';
   const msg = parseStartLine(startLine);
 
-  // Unfold continuation lines (starting with SP/HT) into the previous header.
-  const lines: string[] = [];
-  for (const l of rawLines) {
-    if ((l.startsWith(' ') || l.startsWith('\t')) && lines.length > 0) {
-      lines[lines.length - 1] += ' ' + l.trim();
-    } else {
-      lines.push(l);
-    }
-  }
+  const lines = unfoldHeaderLines(rawLines);
   let headerError: string | undefined;
   for (const l of lines) {
     if (l === '') continue; // only possible at the end, when the final blank line is missing
@@ -221,6 +213,22 @@ function parseUnchecked(buf: Buffer): SipMessage {
   const bodyEnd = cl !== undefined ? bodyStart + cl : buf.length;
   msg.body = buf.toString('utf8', bodyStart, bodyEnd);
   return msg;
+}
+
+/**
+ * Header lines with continuation lines (starting with SP/HT) joined to the header before them
+ * (RFC 3261 §7.3.1). The transport frames TCP with it too, so framing and parsing agree.
+ */
+export function unfoldHeaderLines(rawLines: string[]): string[] {
+  const lines: string[] = [];
+  for (const l of rawLines) {
+    if ((l.startsWith(' ') || l.startsWith('\t')) && lines.length > 0) {
+      lines[lines.length - 1] += ' ' + l.trim();
+    } else {
+      lines.push(l);
+    }
+  }
+  return lines;
 }
 
 function parseStartLine(line: string): SipMessage {

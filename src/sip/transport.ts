@@ -5,7 +5,7 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { lookup } from 'node:dns/promises';
-import { contentLengthOf, findHeaderEnd, parseMessage, serialize, SipParseError, type Header, type SipMessage } from './message.js';
+import { contentLengthOf, findHeaderEnd, parseMessage, serialize, SipParseError, unfoldHeaderLines, type Header, type SipMessage } from './message.js';
 import { bareHost } from './uri.js';
 import type { SipLogger } from './log.js';
 
@@ -328,11 +328,7 @@ export class SipTransport {
  * lines (starting with SP/HT) are unfolded first, so that framing and parsing always agree.
  */
 function headerLines(head: string): Header[] {
-  const lines: string[] = [];
-  for (const l of head.split(/\r?\n/).slice(1)) { // the start line is not a header
-    if ((l.startsWith(' ') || l.startsWith('\t')) && lines.length > 0) lines[lines.length - 1] += ' ' + l.trim();
-    else lines.push(l);
-  }
+  const lines = unfoldHeaderLines(head.split(/\r?\n/).slice(1)); // the start line is not a header
   const out: Header[] = [];
   for (const l of lines) {
     const m = /^(content-length|l)[ \t]*:(.*)$/i.exec(l);
