@@ -586,10 +586,7 @@ export class SipUserAgent implements CallHost {
     };
     try {
       // An async handler's rejection is caught too: it must not become an unhandled rejection.
-      const r: unknown = this.handler(call);
-      if (r !== null && typeof r === 'object' && typeof (r as PromiseLike<unknown>).then === 'function') {
-        (r as PromiseLike<unknown>).then(undefined, failed);
-      }
+      Promise.resolve(this.handler(call)).catch(failed);
     } catch (e) {
       failed(e);
     }
