@@ -70,7 +70,7 @@ async function measureBridges(url: string, pid: number, bridges: number): Promis
   const system = c1.system - c0.system;
   const cpu = user + system;
   // Each packet sent by one leg's client is forwarded once, to the other leg.
-  console.log(`  ${String(bridges).padStart(2)} bridges: ${fmt(pkts / secs, 0)} packets/s forwarded (${fmt((100 * pkts) / (s1 - s0), 1)}% of the ${fmt((s1 - s0) / secs, 0)}/s sent; nominal ${nominal}/s), server CPU ${fmt(((cpu) / 1e6 / secs) * 100, 0)}% of a core, ${fmt(cpu / pkts, 1)} us per forwarded packet (${fmt(user / pkts, 1)} user + ${fmt(system / pkts, 1)} kernel)`);
+  console.log(`  ${String(bridges).padStart(2)} bridges: ${fmt(pkts / secs, 0)} packets/s forwarded (${fmt((100 * pkts) / (s1 - s0), 1)}% of the ${fmt((s1 - s0) / secs, 0)}/s sent; nominal ${nominal}/s), server CPU ${fmt((cpu / 1e6 / secs) * 100, 0)}% of a core, ${fmt(cpu / pkts, 1)} us per forwarded packet (${fmt(user / pkts, 1)} user + ${fmt(system / pkts, 1)} kernel)`);
   for (const l of legs) { l.peer.stopSending(); await client.destroySession(l.id); await l.peer.close(); }
   await client.close();
 }

@@ -1,6 +1,7 @@
 // A faster RtpHeader.deSerialize for werift: the same fields and the same results (property
 // tested against werift's own), without the bit reader, array spreads and subarray objects
-// werift's version makes per packet — every incoming RTP packet passes through it.
+// werift's version makes per packet — every incoming RTP packet passes through it. Headers
+// whose extension block runs past the packet are refused (see readPastEnd).
 import { RtpHeader } from 'werift';
 
 type Extension = { id: number; payload: Buffer };
@@ -8,7 +9,8 @@ type Extension = { id: number; payload: Buffer };
 /** werift's original parser (kept for the equivalence tests). */
 export const weriftDeserialize: (raw: Buffer) => RtpHeader = RtpHeader.deSerialize.bind(RtpHeader);
 
-export function fastDeserialize(raw: Buffer): RtpHeader {
+/** What werift uses once installed. */
+export function deserializeRtpHeader(raw: Buffer): RtpHeader {
   const h = new RtpHeader();
   const b0 = raw[0]!;
   h.version = b0 >> 6;
@@ -87,9 +89,6 @@ function readPastEnd(): never {
   throw new MalformedRtpHeader('RTP header extension runs past the end of the packet');
 }
 export class MalformedRtpHeader extends Error {}
-
-/** What werift uses once installed: the fast parser (refusing extension walks off the end). */
-export const deserializeRtpHeader: (raw: Buffer) => RtpHeader = fastDeserialize;
 
 let installed = false;
 
