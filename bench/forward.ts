@@ -9,7 +9,7 @@ import { NkMediaClient } from '../src/client/index.js';
 import { connectParked } from '../test/helpers/flows.js';
 import type { TestPeer } from '../test/helpers/peer.js';
 import { accelerate } from '../src/engine/local/native-srtp.js';
-import { cpuSplitOf, fmt, quantile, spawnServer } from './lib.js';
+import { cpuSplitOf, fmt, quantile, spawnServer, threadCpuOf } from './lib.js';
 
 const BRIDGES = (process.env.BRIDGES ?? '1,10,40').split(',').map(Number);
 const SECONDS = Number(process.env.SECONDS ?? 8);
@@ -50,11 +50,20 @@ async function measureBridges(url: string, pid: number, bridges: number): Promis
   // The clients share this machine with the server: their SRTP goes through the native addon
   // too, so that they starve the server of CPU as little as possible.
   for (const l of legs) for (const t of l.peer.pc.dtlsTransports) if (t.srtp) accelerate(t.srtp, t.srtcp);
+  // The same sessions connected but silent: what the server spends on them without media
+  // (timers, ICE consent), to tell the cost of forwarding itself from the per-session baseline.
+  await new Promise((r) => setTimeout(r, 1000));
+  const i0 = cpuSplitOf(pid);
+  const it0 = performance.now();
+  await new Promise((r) => setTimeout(r, (SECONDS * 1000) / 2));
+  const i1 = cpuSplitOf(pid);
+  const idlePerSec = (i1.user + i1.system - i0.user - i0.system) / ((performance.now() - it0) / 1000);
   const sendings = legs.map((l) => l.peer.startSending({ videoPps: VIDEO_PPS }));
   await new Promise((r) => setTimeout(r, 3000)); // let flows settle (DTLS, first keyframes, catch-up)
   const s0 = sentBy(sendings);
   const f0 = await forwarded(client, legs);
   const c0 = cpuSplitOf(pid);
+  const th0 = threadCpuOf(pid);
   const t0 = performance.now();
   // With PROFILE=1 the server (started with bench/server-probe.mjs) profiles just this window.
   if (PROFILE) process.kill(pid, 'SIGUSR2');
@@ -63,6 +72,7 @@ async function measureBridges(url: string, pid: number, bridges: number): Promis
   const s1 = sentBy(sendings);
   const f1 = await forwarded(client, legs);
   const c1 = cpuSplitOf(pid);
+  const th1 = threadCpuOf(pid);
   const secs = (performance.now() - t0) / 1000;
   const nominal = legs.length * (50 + VIDEO_PPS);
   const pkts = f1 - f0;
@@ -71,6 +81,10 @@ async function measureBridges(url: string, pid: number, bridges: number): Promis
   const cpu = user + system;
   // Each packet sent by one leg's client is forwarded once, to the other leg.
   console.log(`  ${String(bridges).padStart(2)} bridges: ${fmt(pkts / secs, 0)} packets/s forwarded (${fmt((100 * pkts) / (s1 - s0), 1)}% of the ${fmt((s1 - s0) / secs, 0)}/s sent; nominal ${nominal}/s), server CPU ${fmt((cpu / 1e6 / secs) * 100, 0)}% of a core, ${fmt(cpu / pkts, 1)} us per forwarded packet (${fmt(user / pkts, 1)} user + ${fmt(system / pkts, 1)} kernel)`);
+  console.log(`      above the same sessions idle (${fmt(idlePerSec / 1e4, 1)}% of a core): ${fmt((cpu - idlePerSec * secs) / pkts, 1)} us per forwarded packet`);
+  // Which threads the CPU went to (the JS thread, libuv's pool, V8's GC helpers...).
+  const threads = [...th1].map(([t, us]) => [t, us - (th0.get(t) ?? 0)] as const).filter(([, us]) => us > 0).sort((a, b) => b[1] - a[1]);
+  console.log(`      by thread: ${threads.map(([t, us]) => `${t.split(' ').slice(1).join(' ')} ${fmt(us / pkts, 1)}`).join(', ')} us/pkt`);
   for (const l of legs) { l.peer.stopSending(); await client.destroySession(l.id); await l.peer.close(); }
   await client.close();
 }

@@ -1,6 +1,6 @@
 // Benchmark helpers: a server in its own process (so its CPU and memory are its own), stats.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -52,3 +52,17 @@ export function quantile(values: number[], q: number): number {
 }
 
 export const fmt = (n: number, digits = 1) => n.toFixed(digits);
+
+/** Each thread's user + kernel CPU so far (microseconds), by thread id and name. */
+export function threadCpuOf(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const f = stat.split(') ')[1]!.split(' ');
+      out.set(`${tid} ${name}`, (Number(f[11]) + Number(f[12])) * 10_000);
+    } catch { /* the thread ended */ }
+  }
+  return out;
+}

@@ -47,6 +47,9 @@ if (file) {
     };
   }
   let elu = performance.eventLoopUtilization();
+  // The native forwarding plane's counters, when the server runs it (same module instance).
+  let plane;
+  import(new URL('../dist/engine/local/forwarding-plane.js', import.meta.url).href).then((m) => { plane = m; }, () => undefined);
   const timer = setInterval(() => {
     const now = performance.eventLoopUtilization();
     const m = process.memoryUsage();
@@ -61,6 +64,7 @@ if (file) {
       externalMiB: m.external / 2 ** 20,
       arrayBuffersMiB: m.arrayBuffers / 2 ** 20,
       rssMiB: m.rss / 2 ** 20,
+      plane: plane?.forwardingPlane()?.counters(),
     };
     elu = now;
     lagMax = 0;

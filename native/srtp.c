@@ -34,6 +34,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "srtp.h"
+
 #define PROFILE_AES128_CM_HMAC_SHA1_80 1
 #define PROFILE_AEAD_AES_128_GCM 7
 
@@ -43,7 +45,7 @@
 #define RTP_MIN_HEADER 12
 #define RTCP_MIN_HEADER 8
 
-typedef struct {
+struct srtp_ctx_s {
   int profile;
   size_t tag_len;
   uint8_t salt[14];
@@ -54,7 +56,7 @@ typedef struct {
   /* HMAC-SHA1 states after absorbing key^ipad and key^opad (AES-CM only). */
   SHA_CTX hmac_inner;
   SHA_CTX hmac_outer;
-} srtp_ctx;
+};
 
 /* ---------- helpers ---------- */
 
@@ -602,6 +604,19 @@ static napi_value unprotect_rtcp(napi_env env, napi_callback_info info) { return
 /* unprotectRtcpInto(ctx, srtcpPacket, out): number (-1 = rejected) */
 static napi_value unprotect_rtcp_into(napi_env env, napi_callback_info info) { return do_unprotect_rtcp(env, info, 1); }
 
+/* ---------- entry points for the forwarding plane (forward.c) ---------- */
+
+srtp_ctx *srtp_ctx_from_value(napi_env env, napi_value v) { return get_ctx(env, v); }
+size_t srtp_tag_len(const srtp_ctx *c) { return c->tag_len; }
+size_t srtp_rtp_header_len(const uint8_t *p, size_t len) { return rtp_header_len(p, len); }
+long srtp_rtp_protect(srtp_ctx *c, const uint8_t *hdr, size_t hlen, const uint8_t *payload,
+                      size_t plen, uint32_t roc, uint8_t *out) {
+  return rtp_protect(c, hdr, hlen, payload, plen, roc, out);
+}
+long srtp_rtp_unprotect(srtp_ctx *c, const uint8_t *p, size_t len, uint32_t roc, uint8_t *out) {
+  return rtp_unprotect(c, p, len, roc, out);
+}
+
 #define FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_enumerable, NULL}
 
 static napi_value init(napi_env env, napi_value exports) {
@@ -623,7 +638,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_value v;
   if (napi_create_string_utf8(env, OpenSSL_version(OPENSSL_VERSION), NAPI_AUTO_LENGTH, &v) == napi_ok)
     napi_set_named_property(env, exports, "openssl", v);
-  return exports;
+  return forward_init(env, exports);
 }
 
 NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

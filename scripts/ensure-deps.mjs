@@ -65,7 +65,7 @@ function buildNativeAddon() {
     || (existsSync(join(prefix, 'include', 'node', 'common.gypi')) ? prefix : undefined);
   if (nodedir) args.push(`--nodedir=${nodedir}`);
 
-  console.error('[nkmedia] building native SRTP addon...');
+  console.error('[nkmedia] building the native addon (SRTP, forwarding plane)...');
   const r = spawnSync(process.execPath, args, { cwd: root, encoding: 'utf8' });
   if (r.status !== 0) {
     const out = `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n').slice(-15).join('\n');
@@ -76,7 +76,7 @@ function buildNativeAddon() {
   // Check it actually loads in this node (symbols resolve against node's own OpenSSL).
   const load = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(addon)})`], { encoding: 'utf8' });
   if (load.status !== 0) { console.error(load.stderr.trim()); warn('it does not load'); return; }
-  console.error('[nkmedia] native SRTP addon built');
+  console.error('[nkmedia] native addon built');
 }
 
 // The demo pages (demo/, served under /demo/): bundled into dist/demo/ when missing or stale.

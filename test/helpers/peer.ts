@@ -47,6 +47,8 @@ export interface SendOptions {
   keyframeOnPli?: boolean;
   /** Real audio instead of tagged filler: the payload of the i-th audio packet (e.g. Opus frames). */
   audioPayload?: (i: number) => Buffer;
+  /** Video sequence numbers to leave out, as if lost on the way (the number is still used up). */
+  dropVideo?: (seq: number) => boolean;
 }
 
 export interface Sending {
@@ -193,6 +195,7 @@ export class TestPeer {
         void t.sender.sendRtp(new RtpPacket(header, opts.audioPayload(sent.audio - 1))).catch(() => undefined);
         return;
       }
+      if (kind === 'video' && opts.dropVideo?.(seq[kind])) return;
       const payload = Buffer.alloc(size[kind], kind === 'audio' ? 0x11 : 0x22);
       payload.writeUInt32BE(this.tag, 0);
       payload[4] = 0;

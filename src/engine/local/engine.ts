@@ -16,6 +16,7 @@ import { PlayerEndpoint, PlayerError } from './player.js';
 import { sharedCertificate } from './certificate.js';
 import { candidateRewriter } from './candidates.js';
 import { installFastRtpParser } from './fast-rtp.js';
+import { invalidateRoutes } from './forwarding-plane.js';
 
 const NO_STUN = 'stun:127.0.0.1:9';
 
@@ -155,6 +156,7 @@ export class LocalEngine implements MediaEngine {
       source.sinks[k].add(sink);
       sink.sourceChanged(k);
     }
+    invalidateRoutes(); // the native plane's routes follow the graph
   }
 
   async disconnect(sourceId: ElementId, sinkId: ElementId, kind?: MediaKind): Promise<void> {
@@ -167,6 +169,7 @@ export class LocalEngine implements MediaEngine {
       sink.sources.delete(k);
       source.sinks[k].delete(sink);
     }
+    invalidateRoutes();
   }
 
   async requestKeyframe(id: ElementId): Promise<void> { this.get(id).requestKeyframe(true); }
@@ -252,6 +255,7 @@ export class LocalEngine implements MediaEngine {
       el.sinks[k].clear();
     }
     el.sources.clear();
+    invalidateRoutes();
     await el.release();
     if (![...this.elements.values()].some((e) => e instanceof MediaEndpoint)) {
       clearInterval(this.flowTimer);

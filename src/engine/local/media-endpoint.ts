@@ -78,9 +78,14 @@ export abstract class MediaEndpoint extends Element {
   }
 
   protected count(flow: Flow, direction: 'in' | 'out', media: MediaKind, bytes: number): void {
-    flow.packets++;
+    this.countMany(flow, direction, media, 1, bytes, 0);
+  }
+
+  /** `packets` more packets, the last one `ageMs` ago (the native plane reports in batches). */
+  protected countMany(flow: Flow, direction: 'in' | 'out', media: MediaKind, packets: number, bytes: number, ageMs: number): void {
+    flow.packets += packets;
     flow.bytes += bytes;
-    flow.lastAt = performance.now();
+    flow.lastAt = Math.max(flow.lastAt, performance.now() - ageMs);
     if (!flow.up) {
       flow.up = true;
       this.emit({ type: 'media_flow', elementId: this.id, tag: this.tag, direction, media, state: 'up' });

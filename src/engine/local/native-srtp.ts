@@ -211,6 +211,19 @@ export function unprotect(ctx: NativeSrtpContext, srtp: Uint8Array, state: SrtpS
 }
 
 interface Accelerated { rtpLocal: NativeSrtpContext; rtpRemote: NativeSrtpContext }
+
+/**
+ * A packet the forwarding plane already decrypted, on its way through werift's receive path:
+ * the accelerated decrypt hands it on as is (once). Set it just before emitting the packet.
+ */
+let predecrypted: Buffer | undefined;
+export function markDecrypted(buf: Buffer): void { predecrypted = buf; }
+
+/** The native contexts of an accelerated session (the forwarding plane uses the same keys). */
+export function nativeContexts(srtpSession: SrtpSession): Accelerated | undefined {
+  const acc = (srtpSession as Marked<SrtpSession>)[ACCELERATED];
+  return acc && acc !== true ? acc : undefined;
+}
 const ACCELERATED = Symbol('nkmedia.nativeSrtp');
 type Marked<T> = T & { [ACCELERATED]?: Accelerated | true };
 
@@ -244,6 +257,7 @@ export function accelerate(srtpSession: SrtpSession, srtcpSession?: SrtcpSession
     // the packet fails to authenticate, which is what werift's copy-then-commit does, without
     // allocating a copy per packet.
     srtp.decrypt = (buf: Buffer): Buffer => {
+      if (buf === predecrypted) { predecrypted = undefined; return buf; }
       if (buf.length < minLength) throw new SrtpAuthenticationError('Failed to authenticate SRTP packet');
       const ssrc = buf.readUInt32BE(8);
       const existing = remote.srtpSSRCStates[ssrc];

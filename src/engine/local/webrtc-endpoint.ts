@@ -11,6 +11,9 @@ import { isKeyframe } from './simulcast.js';
 import { accelerate as accelerateSrtp } from './native-srtp.js';
 import { FLOW_DOWN_MS, MediaEndpoint, rembFeedback } from './media-endpoint.js';
 import { continueStream, newContinuity, type Continuity } from './stream-continuity.js';
+import { PassThrough, type Element } from './element.js';
+import { forwardingPlane, type ForwardingPlane } from './forwarding-plane.js';
+import { PlaneAttachment } from './plane-attachment.js';
 
 /**
  * NACKed packets are resent from this many of the last video packets sent per stream: about
@@ -65,6 +68,9 @@ export class WebRtcEndpoint extends MediaEndpoint {
   /** Simulcast layers the client sends: bytes in the current window and the last ranking. */
   private readonly layerBytes = new Map<string, number>();
   private layerRank = new Map<string, number>();
+  /** The native forwarding plane, when it carries this endpoint's socket (see plane-attachment.ts). */
+  private readonly plane: ForwardingPlane | undefined = forwardingPlane();
+  private attachment?: PlaneAttachment;
 
   constructor(
     id: string,
@@ -87,9 +93,11 @@ export class WebRtcEndpoint extends MediaEndpoint {
       this.state = s as ConnectionState;
       if (this.released) return;
       this.emit({ type: 'connection_state', elementId: this.id, tag: this.tag, state: this.state });
+      if (s !== 'connected') this.detachPlane();
       if (s === 'connected') {
         // SRTP through the native addon when it is built (several µs less per packet each way).
         for (const t of this.pc.dtlsTransports) if (t.srtp) accelerateSrtp(t.srtp, t.srtcp);
+        this.attachPlane();
         // Video sent before our client was connected was dropped: ask for a fresh picture now.
         this.sources.get('video')?.requestKeyframe(true);
       }
@@ -125,6 +133,7 @@ export class WebRtcEndpoint extends MediaEndpoint {
       const codec = codecs.get(rtp.header.payloadType);
       if (!codec) return; // not a negotiated payload type (RTX and RED are undone by werift)
       this.count(this.inbound[kind], 'in', kind, rtp.serializeSize);
+      if (this.attachment && !track.rid) this.routeNatively(kind, rtp.header.ssrc, rtp.header.payloadType, codec, transceiver.receiver);
       if (kind === 'audio') { this.forward({ kind, rtp, codec, origin: this.id }); return; }
       const now = performance.now();
       const known = this.videoIn.get(rtp.header.ssrc);
@@ -163,6 +172,8 @@ export class WebRtcEndpoint extends MediaEndpoint {
 
   /** Answers a client's NACK from the packets we sent (already encrypted: resent as they were). */
   private retransmit(kind: 'audio' | 'video', sender: RTCRtpSender, nack: GenericNack): void {
+    const native = this.attachment?.retransmit(kind, nack.lost);
+    if (native !== undefined) { this.retransmissions += native; return; }
     const out = this.out[kind];
     for (const seq of nack.lost) {
       const i = seq % RETRANSMIT_BUFFER;
@@ -184,6 +195,7 @@ export class WebRtcEndpoint extends MediaEndpoint {
 
   /** Counters, rates, loss and jitter per direction and media (get_stats). */
   stats(): { inbound: Record<MediaKind, MediaStats>; outbound: Record<MediaKind, MediaStats> } {
+    this.attachment?.sync();
     const { inbound, outbound } = this.flowStats();
     for (const t of this.pc.getTransceivers()) {
       const kind = t.kind === 'audio' ? 'audio' : 'video';
@@ -336,14 +348,8 @@ export class WebRtcEndpoint extends MediaEndpoint {
    */
   private sendMedia(unit: Extract<MediaUnit, { rtp: unknown }>): void {
     const out = this.out[unit.kind];
-    // The sender and its codec are fixed once negotiated: looked up once, not per packet.
-    let target = out.target;
-    if (!target) {
-      const sender = this.transceiver(unit.kind)?.sender;
-      const codec = sender?.codec;
-      if (!sender || !codec) return;
-      target = out.target = { sender, codec: { mimeType: codec.mimeType.toLowerCase(), clockRate: codec.clockRate }, payloadType: codec.payloadType! };
-    }
+    const target = this.target(unit.kind);
+    if (!target) return;
     const { sender } = target;
     const srtp = sender.dtlsTransport?.srtp;
     if (!srtp) return;
@@ -359,6 +365,8 @@ export class WebRtcEndpoint extends MediaEndpoint {
       if (!d.send) return;
     }
     const inHeader = unit.rtp.header;
+    // Through the native plane's output when it carries this endpoint (it owns the stream state then).
+    if (this.attachment?.send(unit.kind, this.plane!.origin(unit.origin), inHeader, unit.rtp.payload, unit.codec.clockRate)) return;
     const now = performance.now();
     const { seq, ts } = continueStream(out, unit.origin, inHeader.ssrc, inHeader.sequenceNumber, inHeader.timestamp, unit.codec.clockRate, now);
     const header = (out.header ??= new RtpHeader());
@@ -394,6 +402,66 @@ export class WebRtcEndpoint extends MediaEndpoint {
     this.count(this.outbound[unit.kind], 'out', unit.kind, packet.length);
   }
 
+  /** The sender and payload type for a kind: fixed once negotiated, so looked up once. */
+  private target(kind: 'audio' | 'video'): OutStream['target'] {
+    const out = this.out[kind];
+    if (!out.target) {
+      const sender = this.transceiver(kind)?.sender;
+      const codec = sender?.codec;
+      if (!sender || !codec) return undefined;
+      out.target = { sender, codec: { mimeType: codec.mimeType.toLowerCase(), clockRate: codec.clockRate }, payloadType: codec.payloadType! };
+    }
+    return out.target;
+  }
+
+  // ---- native forwarding plane -----------------------------------------------------------------
+
+  private attachPlane(): void {
+    if (!this.plane || this.attachment || this.released) return;
+    const self = this;
+    this.attachment = PlaneAttachment.attach(this.plane, {
+      pc: this.pc,
+      continuity: (kind) => self.out[kind],
+      target: (kind) => self.target(kind),
+      addFlow: (direction, media, packets, bytes, ageMs) => {
+        self.countMany((direction === 'in' ? self.inbound : self.outbound)[media], direction, media, packets, bytes, ageMs);
+      },
+      videoSeen: (ssrc, ageMs) => {
+        const v = self.videoIn.get(ssrc);
+        if (v) v.lastAt = Math.max(v.lastAt, performance.now() - ageMs);
+      },
+    });
+  }
+
+  private detachPlane(): void {
+    this.attachment?.detach();
+    this.attachment = undefined;
+  }
+
+  /** The plane's output toward our client for media of this codec, if it can take it as is. */
+  nativeOutput(kind: 'audio' | 'video', codec: CodecInfo): number | undefined {
+    if (this.released || this.state !== 'connected') return undefined;
+    return this.attachment?.output(kind, codec);
+  }
+
+  /**
+   * Lets the plane forward an incoming SSRC itself when every element its media reaches (through
+   * pass-throughs) is an attached WebRTC endpoint taking the codec as is; otherwise (a recorder,
+   * a plain RTP endpoint, transcoding, a detached endpoint) it keeps coming through JS.
+   */
+  private routeNatively(kind: 'audio' | 'video', ssrc: number, payloadType: number, codec: CodecInfo, receiver: RTCRtpReceiver): void {
+    const nack = kind === 'video' && !!receiver.nackEnabled;
+    this.attachment!.route(kind, ssrc, payloadType, codec, this.plane!.origin(this.id), nack, () => {
+      const outs: number[] = [];
+      for (const sink of terminalSinks(this, kind)) {
+        const o = sink instanceof WebRtcEndpoint ? sink.nativeOutput(kind, codec) : undefined;
+        if (o === undefined) return undefined;
+        outs.push(o);
+      }
+      return outs;
+    });
+  }
+
   /** Writes an SRTP packet to the selected candidate pair's UDP socket, synchronously. */
   private sendSrtp(sender: RTCRtpSender, packet: Buffer): void {
     const conn = sender.dtlsTransport.iceTransport.connection as unknown as WeriftIceConnection;
@@ -413,7 +481,21 @@ export class WebRtcEndpoint extends MediaEndpoint {
 
   override async release(): Promise<void> {
     if (this.released) return;
+    this.detachPlane();
+    this.plane?.forget(this.id);
     await super.release();
     await this.pc.close().catch(() => undefined);
   }
+}
+
+/** Where an element's media of one kind ends up: its sinks, looking through pass-throughs. */
+function terminalSinks(from: Element, kind: MediaKind, seen = new Set<Element>()): Element[] {
+  const found: Element[] = [];
+  for (const sink of from.sinks[kind]) {
+    if (seen.has(sink)) continue;
+    seen.add(sink);
+    if (sink instanceof PassThrough) found.push(...terminalSinks(sink, kind, seen));
+    else found.push(sink);
+  }
+  return found;
 }

@@ -1,0 +1,1000 @@
+/*
+ * nkmedia_native: the forwarding plane. Moves SRTP between WebRTC endpoints without a trip
+ * through JavaScript per packet.
+ *
+ * Why: through Node's dgram and werift, every forwarded packet costs a libuv receive, a call
+ * into JS, werift's ICE/DTLS/SRTP/RTP layers and a dgram send: ~50-60 us of CPU on a 2-core VM
+ * even with native crypto. Here the ICE sockets of connected endpoints are read with recvmmsg
+ * on the JS thread itself (a uv_poll on one epoll descriptor, so no locking and no second
+ * thread), packets of routed SSRCs are decrypted, re-headed (our SSRC, payload type, continuous
+ * sequence numbers and timestamps), encrypted and written with sendmmsg, and while media flows
+ * the plane wakes up at most once per batch window rather than once per packet.
+ *
+ * JS keeps the control: it attaches sockets (after the DTLS handshake, with the keys werift
+ * negotiated), declares outputs (one per endpoint and media kind) and routes (incoming SSRC ->
+ * outputs, decided from the element graph), and gets back, through one callback, every datagram
+ * the plane does not forward itself: STUN, DTLS, SRTCP as received, and RTP of unrouted SSRCs
+ * decrypted (werift handles those as before). The plane owns the receive side of an attached
+ * socket entirely: SRTP rollover counters and RFC 3550 receive statistics for every SSRC (JS
+ * copies them into werift's objects), and loss detection for NACKs (reported to JS, which drives
+ * werift's NACK sender). Outputs own their stream state too (continuity, rollover counter,
+ * retransmission ring, counters), and JS sends through them (planeSend) for media it forwards
+ * itself, so the two paths can never disagree about a stream.
+ *
+ * Re-entrancy: the callback into JS may detach sockets or remove outputs. Pending sends are
+ * flushed before each call, and sockets/outputs freed during a drain are only released after it.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "srtp.h"
+
+#define RECV_BATCH 32
+#define RECV_BUF 8192
+#define SEND_BATCH 64
+#define SEND_BUF (RECV_BUF + 64)
+#define MAX_SSRCS 16
+#define RING 256
+#define MAX_ROUNDS 4       /* recvmmsg rounds per socket per drain, so one socket cannot starve the rest */
+#define MAX_LOSS_REPORT 150 /* as werift's NACK handler keeps at most 150 lost packets */
+
+/* werift's constants (rtp/src/srtp/context/context.ts). */
+#define MAX_ROC_DISORDER 100
+#define MAX_SEQUENCE_NUMBER 65535
+
+typedef struct {
+  uint32_t roc;
+  uint16_t last;
+  int processed;
+} roc_t;
+
+/* Per incoming SSRC on an attached socket. */
+typedef struct {
+  int used;
+  uint32_t ssrc;
+  roc_t roc;
+  /* werift's StreamStatistics fields, kept the way werift computes them. */
+  double packets, bytes, header_bytes, cycles, jitter_q4, last_arrival;
+  int has_base, has_max, has_ts, has_arrival;
+  uint16_t base_seq, max_seq;
+  uint32_t last_ts;
+  uint32_t clock;
+  double last_at; /* monotonic ms */
+  /* loss detection (video with NACK) */
+  int nack, has_est;
+  uint16_t est;
+  /* route */
+  int routed;
+  uint8_t pt;
+  uint32_t origin, route_clock;
+  int *outs;
+  int nouts;
+  double fwd_packets, fwd_bytes;
+} in_t;
+
+typedef struct {
+  int used, closing;
+  int fd;
+  srtp_ctx *ctx;
+  napi_ref ctx_ref;
+  in_t in[MAX_SSRCS];
+} sock_t;
+
+typedef struct {
+  int used, closing;
+  int sock;
+  struct sockaddr_in dest;
+  int has_dest;
+  srtp_ctx *ctx;
+  napi_ref ctx_ref;
+  uint32_t ssrc;
+  uint8_t pt;
+  int keep;
+  /* continuity (stream-continuity.ts) */
+  int has_key, has_last;
+  uint32_t key_origin, key_ssrc, ts_off, last_ts;
+  uint16_t seq_off, last_seq;
+  double last_sent;
+  roc_t roc;
+  uint8_t *ring[RING];
+  uint16_t ring_len[RING], ring_cap[RING];
+  int32_t ring_seq[RING];
+  double packets, octets, bytes, send_errors;
+  double last_at;
+  uint32_t last_ts_out;
+} out_t;
+
+typedef struct {
+  int fd;
+  struct sockaddr_in dest;
+  uint16_t len;
+} pending_t;
+
+static struct {
+  int active;
+  napi_env env;
+  napi_ref cb;
+  napi_ref resource;
+  napi_async_context actx;
+  int epfd;
+  uv_poll_t poll;
+  uv_timer_t timer;
+  int polling, timing, closing_handles;
+  uint64_t batch_ms;
+  int in_drain;
+  sock_t **socks;
+  int nsocks;
+  out_t **outs;
+  int nouts;
+  pending_t pend[SEND_BATCH];
+  uint8_t pend_buf[SEND_BATCH][SEND_BUF];
+  int npend;
+  struct mmsghdr rmsg[RECV_BATCH];
+  struct iovec riov[RECV_BATCH];
+  struct sockaddr_in raddr[RECV_BATCH];
+  uint8_t rbuf[RECV_BATCH][RECV_BUF];
+  uint8_t plain[RECV_BUF];
+  double wakeups, datagrams, forwarded, to_js, auth_failures, send_errors, truncated;
+} P;
+
+static inline uint32_t be32(const uint8_t *p) {
+  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+static inline uint16_t be16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
+static inline void put32(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
+}
+
+static double mono_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+static double real_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_REALTIME, &t);
+  /* werift reads Date.now() / 1000: millisecond resolution */
+  return floor((double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6) / 1e3;
+}
+
+/* JS's ToInt32, for werift's `>>` on numbers. */
+static double to_int32(double d) {
+  if (!isfinite(d)) return 0;
+  double m = fmod(trunc(d), 4294967296.0);
+  if (m < 0) m += 4294967296.0;
+  return m >= 2147483648.0 ? m - 4294967296.0 : m;
+}
+
+/* werift 0.25.2's Context.updateRolloverCount (see native-srtp.ts). */
+static void update_roc(roc_t *s, uint16_t seq) {
+  if (!s->processed) {
+    s->processed = 1;
+  } else if (seq == 0) {
+    if (s->last > MAX_ROC_DISORDER) s->roc++;
+  } else if (s->last < MAX_ROC_DISORDER && seq > MAX_SEQUENCE_NUMBER - MAX_ROC_DISORDER) {
+    if (s->roc > 0) s->roc--;
+  } else if (seq < MAX_ROC_DISORDER && s->last > MAX_SEQUENCE_NUMBER - MAX_ROC_DISORDER) {
+    s->roc++;
+  }
+  s->last = seq;
+}
+
+static int uint16_gt(uint16_t a, uint16_t b) {
+  return (a > b && a - b < 0x8000) || (a < b && b - a > 0x8000);
+}
+
+/* ---------- sending ---------- */
+
+static void flush_sends(void) {
+  int i = 0;
+  while (i < P.npend) {
+    /* sendmmsg takes one descriptor: send the run of entries for the same socket together. */
+    struct mmsghdr m[SEND_BATCH];
+    struct iovec iov[SEND_BATCH];
+    int fd = P.pend[i].fd, n = 0, j = i;
+    while (j < P.npend && P.pend[j].fd == fd) {
+      memset(&m[n], 0, sizeof m[n]);
+      iov[n].iov_base = P.pend_buf[j];
+      iov[n].iov_len = P.pend[j].len;
+      m[n].msg_hdr.msg_iov = &iov[n];
+      m[n].msg_hdr.msg_iovlen = 1;
+      m[n].msg_hdr.msg_name = &P.pend[j].dest;
+      m[n].msg_hdr.msg_namelen = sizeof(struct sockaddr_in);
+      n++;
+      j++;
+    }
+    int done = 0;
+    while (done < n) {
+      int r = sendmmsg(fd, m + done, (unsigned)(n - done), MSG_DONTWAIT);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        /* A full socket buffer or a vanished route: the datagrams are lost, as UDP allows. */
+        P.send_errors += n - done;
+        break;
+      }
+      if (r == 0) break;
+      done += r;
+    }
+    i = j;
+  }
+  P.npend = 0;
+}
+
+/* Our header, sequence number and timestamp for one packet to `o`, encrypted into a pending
+ * send slot. Returns the SRTP length or -1. */
+static long emit_to(out_t *o, uint32_t origin, uint32_t ssrc_in, uint16_t seq_in, uint32_t ts_in,
+                    int marker, const uint8_t *csrcs, int cc, const uint8_t *payload, size_t plen,
+                    uint32_t clock, double now) {
+  if (!o->used || o->closing || !o->has_dest) return -1;
+  sock_t *s = o->sock >= 0 && o->sock < P.nsocks ? P.socks[o->sock] : NULL;
+  if (!s || !s->used || s->closing) return -1;
+  size_t hlen = 12 + 4 * (size_t)cc;
+  if (hlen + plen + srtp_tag_len(o->ctx) > SEND_BUF) return -1;
+  /* continuity: stream-continuity.ts's continueStream */
+  if (!o->has_key || o->key_origin != origin || o->key_ssrc != ssrc_in) {
+    if (o->has_last) {
+      double step = fmax(1, round(((now - o->last_sent) * clock) / 1000));
+      o->seq_off = (uint16_t)(o->last_seq + 1 - seq_in);
+      o->ts_off = (uint32_t)((uint64_t)o->last_ts + (uint64_t)step - ts_in);
+    }
+    o->has_key = 1;
+    o->key_origin = origin;
+    o->key_ssrc = ssrc_in;
+  }
+  uint16_t seq = (uint16_t)(seq_in + o->seq_off);
+  uint32_t ts = ts_in + o->ts_off;
+  if (!o->has_last || (uint16_t)(seq - o->last_seq) < 0x8000) {
+    o->has_last = 1;
+    o->last_seq = seq;
+    o->last_ts = ts;
+    o->last_sent = now;
+  }
+  if (P.npend == SEND_BATCH) flush_sends();
+  uint8_t hdr[12 + 60];
+  hdr[0] = (uint8_t)(0x80 | cc);
+  hdr[1] = (uint8_t)((marker ? 0x80 : 0) | (o->pt & 0x7f));
+  hdr[2] = (uint8_t)(seq >> 8);
+  hdr[3] = (uint8_t)seq;
+  put32(hdr + 4, ts);
+  put32(hdr + 8, o->ssrc);
+  if (cc) memcpy(hdr + 12, csrcs, 4 * (size_t)cc);
+  update_roc(&o->roc, seq);
+  uint8_t *slot = P.pend_buf[P.npend];
+  long n = srtp_rtp_protect(o->ctx, hdr, hlen, payload, plen, o->roc.roc, slot);
+  if (n < 0) return -1;
+  if (o->keep) {
+    int i = seq % RING;
+    if (o->ring_cap[i] < n) {
+      uint8_t *b = realloc(o->ring[i], (size_t)n);
+      if (b) { o->ring[i] = b; o->ring_cap[i] = (uint16_t)n; }
+    }
+    if (o->ring_cap[i] >= n) {
+      memcpy(o->ring[i], slot, (size_t)n);
+      o->ring_len[i] = (uint16_t)n;
+      o->ring_seq[i] = seq;
+    }
+  }
+  P.pend[P.npend].fd = s->fd;
+  P.pend[P.npend].dest = o->dest;
+  P.pend[P.npend].len = (uint16_t)n;
+  P.npend++;
+  o->packets++;
+  o->octets += (double)plen;
+  o->bytes += (double)n;
+  o->last_at = now;
+  o->last_ts_out = ts;
+  return n;
+}
+
+/* ---------- receiving ---------- */
+
+static napi_value make_u32(napi_env env, double v) {
+  napi_value r;
+  napi_create_double(env, v, &r);
+  return r;
+}
+
+/* Hands something to JS: kind 0 a datagram as received, 1 a decrypted RTP packet, 2 a loss
+ * (a = ssrc, b = first lost seq, c = count), 3 a late packet (a = ssrc, b = its seq). */
+static void call_js(int kind, int sock, const uint8_t *data, size_t len,
+                    const struct sockaddr_in *from, double a, double b, double c) {
+  napi_env env = P.env;
+  flush_sends(); /* the callback may detach sockets: nothing may wait on their descriptors */
+  napi_value cb, argv[6], undef;
+  if (napi_get_reference_value(env, P.cb, &cb) != napi_ok || !cb) return;
+  napi_get_undefined(env, &undef);
+  argv[0] = make_u32(env, kind);
+  argv[1] = make_u32(env, sock);
+  if (kind <= 1) {
+    char ip[INET_ADDRSTRLEN] = "0.0.0.0";
+    void *copy;
+    if (napi_create_buffer_copy(env, len, data, &copy, &argv[2]) != napi_ok) return;
+    inet_ntop(AF_INET, &from->sin_addr, ip, sizeof ip);
+    napi_create_string_utf8(env, ip, NAPI_AUTO_LENGTH, &argv[3]);
+    argv[4] = make_u32(env, ntohs(from->sin_port));
+    argv[5] = undef;
+  } else {
+    argv[2] = make_u32(env, a);
+    argv[3] = make_u32(env, b);
+    argv[4] = make_u32(env, c);
+    argv[5] = undef;
+  }
+  P.to_js++;
+  if (napi_call_function(env, undef, cb, 6, argv, NULL) == napi_pending_exception) {
+    napi_value err;
+    napi_get_and_clear_last_exception(env, &err);
+    napi_fatal_exception(env, err);
+  }
+}
+
+static in_t *find_in(sock_t *s, uint32_t ssrc, int create) {
+  in_t *free_slot = NULL;
+  for (int i = 0; i < MAX_SSRCS; i++) {
+    if (s->in[i].used && s->in[i].ssrc == ssrc) return &s->in[i];
+    if (!s->in[i].used && !free_slot) free_slot = &s->in[i];
+  }
+  if (!create || !free_slot) return NULL;
+  memset(free_slot, 0, sizeof *free_slot);
+  free_slot->used = 1;
+  free_slot->ssrc = ssrc;
+  free_slot->clock = 90000;
+  return free_slot;
+}
+
+static void handle(int si, uint8_t *p, size_t len, const struct sockaddr_in *from, double now) {
+  sock_t *s = P.socks[si];
+  /* werift's isMedia and isRtcp: RTP is what is media and not RTCP. Anything else (STUN, DTLS,
+   * SRTCP) is werift's business. */
+  int rtp = len >= 12 && p[0] > 127 && p[0] < 192 && !(p[1] >= 192 && p[1] <= 208);
+  in_t *in = rtp ? find_in(s, be32(p + 8), 1) : NULL;
+  if (!in) { call_js(0, si, p, len, from, 0, 0, 0); return; }
+  uint16_t seq = be16(p + 2);
+  roc_t guess = in->roc;
+  update_roc(&guess, seq);
+  long n = srtp_rtp_unprotect(s->ctx, p, len, guess.roc, P.plain);
+  if (n < 0) { P.auth_failures++; return; } /* werift drops these too */
+  in->roc = guess;
+  uint8_t *q = P.plain;
+  size_t hlen = srtp_rtp_header_len(q, (size_t)n);
+  if (hlen == 0) return;
+  size_t pad = (q[0] & 0x20) ? q[n - 1] : 0;
+  if (hlen + pad > (size_t)n) return;
+  size_t plen = (size_t)n - hlen - pad;
+  uint32_t ts = be32(q + 4);
+  uint8_t pt = q[1] & 0x7f;
+
+  /* werift's StreamStatistics.add */
+  int in_order = !in->has_max || uint16_gt(seq, in->max_seq);
+  in->packets++;
+  in->bytes += (double)plen;
+  in->header_bytes += (double)hlen;
+  in->last_at = now;
+  if (!in->has_base) { in->has_base = 1; in->base_seq = seq; }
+  if (in_order) {
+    double arrival = trunc(real_s() * in->clock);
+    if (in->has_max && seq < in->max_seq) in->cycles += 65536;
+    in->has_max = 1;
+    in->max_seq = seq;
+    if ((!in->has_ts || ts != in->last_ts) && in->packets > 1) {
+      double diff = fabs(arrival - (in->has_arrival ? in->last_arrival : 0) -
+                         ((double)ts - (in->has_ts ? (double)in->last_ts : 0)));
+      /* werift: jitter_q4 += diff - ((jitter_q4 + 8) >> 4), a shift of a 32-bit integer */
+      in->jitter_q4 += diff - floor(to_int32(in->jitter_q4 + 8) / 16);
+    }
+    in->has_arrival = 1;
+    in->last_arrival = arrival;
+    in->has_ts = 1;
+    in->last_ts = ts;
+  }
+
+  /* Loss detection for NACKs (werift's NackHandler.addPacket, which JS then drives). */
+  int late = 0;
+  if (in->nack) {
+    if (!in->has_est) {
+      in->has_est = 1;
+      in->est = seq;
+    } else {
+      uint16_t d = (uint16_t)(seq - in->est);
+      if (d != 0 && d < 0x8000) {
+        if (d > 1) {
+          int lost = d - 1, first = (uint16_t)(in->est + 1);
+          if (lost > MAX_LOSS_REPORT) { first = (uint16_t)(seq - MAX_LOSS_REPORT); lost = MAX_LOSS_REPORT; }
+          in->est = seq;
+          call_js(2, si, NULL, 0, NULL, in->ssrc, first, lost);
+          if (!P.socks[si] || P.socks[si]->closing) return;
+        }
+        in->est = seq;
+      } else if (d != 0) {
+        late = 1;
+      }
+    }
+  }
+  if (late) {
+    call_js(3, si, NULL, 0, NULL, in->ssrc, seq, 0);
+    if (!P.socks[si] || P.socks[si]->closing) return;
+  }
+
+  if (in->routed && pt == in->pt) {
+    int cc = q[0] & 0x0f;
+    int marker = (q[1] & 0x80) != 0;
+    for (int i = 0; i < in->nouts; i++) {
+      int oi = in->outs[i];
+      out_t *o = oi >= 0 && oi < P.nouts ? P.outs[oi] : NULL;
+      if (o) emit_to(o, in->origin, in->ssrc, seq, ts, marker, q + 12, cc, q + hlen, plen, in->route_clock, now);
+    }
+    in->fwd_packets++;
+    in->fwd_bytes += (double)(hlen + plen);
+    P.forwarded++;
+    return;
+  }
+  call_js(1, si, q, (size_t)n, from, 0, 0, 0);
+}
+
+static void free_sock(int i);
+static void free_out(int i);
+
+/* Frees what was detached while a drain was running. */
+static void reap(void) {
+  for (int i = 0; i < P.nsocks; i++) if (P.socks[i] && P.socks[i]->closing) free_sock(i);
+  for (int i = 0; i < P.nouts; i++) if (P.outs[i] && P.outs[i]->closing) free_out(i);
+}
+
+/* Reads every ready socket; returns the datagrams handled. */
+static int drain(void) {
+  struct epoll_event ev[64];
+  int handled = 0;
+  P.in_drain = 1;
+  P.wakeups++;
+  int n = epoll_wait(P.epfd, ev, 64, 0);
+  double now = mono_ms();
+  for (int e = 0; e < n; e++) {
+    int si = (int)ev[e].data.u32;
+    for (int round = 0; round < MAX_ROUNDS; round++) {
+      sock_t *s = si < P.nsocks ? P.socks[si] : NULL;
+      if (!s || s->closing) break;
+      for (int i = 0; i < RECV_BATCH; i++) {
+        P.riov[i].iov_base = P.rbuf[i];
+        P.riov[i].iov_len = RECV_BUF;
+        memset(&P.rmsg[i].msg_hdr, 0, sizeof P.rmsg[i].msg_hdr);
+        P.rmsg[i].msg_hdr.msg_iov = &P.riov[i];
+        P.rmsg[i].msg_hdr.msg_iovlen = 1;
+        P.rmsg[i].msg_hdr.msg_name = &P.raddr[i];
+        P.rmsg[i].msg_hdr.msg_namelen = sizeof P.raddr[i];
+      }
+      int r = recvmmsg(s->fd, P.rmsg, RECV_BATCH, MSG_DONTWAIT, NULL);
+      if (r <= 0) break;
+      for (int i = 0; i < r; i++) {
+        P.datagrams++;
+        handled++;
+        if (P.rmsg[i].msg_hdr.msg_flags & MSG_TRUNC) { P.truncated++; continue; }
+        if (P.raddr[i].sin_family != AF_INET) continue;
+        handle(si, P.rbuf[i], P.rmsg[i].msg_len, &P.raddr[i], now);
+        if (!P.socks[si] || P.socks[si]->closing) break;
+      }
+      if (r < RECV_BATCH) break;
+    }
+  }
+  flush_sends();
+  P.in_drain = 0;
+  reap();
+  return handled;
+}
+
+static void on_timer(uv_timer_t *t);
+static void on_poll(uv_poll_t *h, int status, int events);
+
+/* One drain inside a callback scope (so JS called from it runs its microtasks after), then
+ * either a batch window (media is flowing: sleep, let packets gather) or back to polling. */
+static void run_drain(void) {
+  napi_env env = P.env;
+  napi_handle_scope hs;
+  napi_value resource;
+  napi_callback_scope cs;
+  napi_open_handle_scope(env, &hs);
+  napi_get_reference_value(env, P.resource, &resource);
+  napi_open_callback_scope(env, resource, P.actx, &cs);
+  int handled = drain();
+  napi_close_callback_scope(env, cs);
+  napi_close_handle_scope(env, hs);
+  if (!P.active) return;
+  if (handled >= 2 && P.batch_ms > 0) {
+    if (P.polling) { uv_poll_stop(&P.poll); P.polling = 0; }
+    uv_timer_start(&P.timer, on_timer, P.batch_ms, 0);
+    P.timing = 1;
+  } else if (!P.polling) {
+    P.timing = 0;
+    uv_poll_start(&P.poll, UV_READABLE, on_poll);
+    P.polling = 1;
+  }
+}
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+  (void)h; (void)status; (void)events;
+  if (P.active) run_drain();
+}
+static void on_timer(uv_timer_t *t) {
+  (void)t;
+  P.timing = 0;
+  if (!P.active) return;
+  run_drain();
+  if (P.active && !P.timing && !P.polling) { uv_poll_start(&P.poll, UV_READABLE, on_poll); P.polling = 1; }
+}
+
+/* ---------- bookkeeping ---------- */
+
+static void free_sock(int i) {
+  sock_t *s = P.socks[i];
+  if (!s) return;
+  for (int k = 0; k < MAX_SSRCS; k++) free(s->in[k].outs);
+  if (s->ctx_ref) napi_delete_reference(P.env, s->ctx_ref);
+  free(s);
+  P.socks[i] = NULL;
+}
+
+static void free_out(int i) {
+  out_t *o = P.outs[i];
+  if (!o) return;
+  for (int k = 0; k < RING; k++) free(o->ring[k]);
+  if (o->ctx_ref) napi_delete_reference(P.env, o->ctx_ref);
+  free(o);
+  P.outs[i] = NULL;
+}
+
+static int slot_in(void ***arr, int *n, void *item) {
+  for (int i = 0; i < *n; i++)
+    if (!(*arr)[i]) { (*arr)[i] = item; return i; }
+  int old = *n, cap = old ? old * 2 : 16;
+  void **a = realloc(*arr, sizeof(void *) * (size_t)cap);
+  if (!a) return -1;
+  for (int i = old; i < cap; i++) a[i] = NULL;
+  a[old] = item;
+  *arr = a;
+  *n = cap;
+  return old;
+}
+
+/* ---------- N-API plumbing ---------- */
+
+static napi_value throw_msg(napi_env env, const char *m) {
+  napi_throw_error(env, NULL, m);
+  return NULL;
+}
+static napi_value num(napi_env env, double v) { return make_u32(env, v); }
+static napi_value undefined(napi_env env) { napi_value u; napi_get_undefined(env, &u); return u; }
+
+static int arg_int(napi_env env, napi_value v, int *out) {
+  double d;
+  if (napi_get_value_double(env, v, &d) != napi_ok || d != trunc(d) || d < -2147483648.0 || d > 2147483647.0) return 0;
+  *out = (int)d;
+  return 1;
+}
+static int arg_u32(napi_env env, napi_value v, uint32_t *out) {
+  double d;
+  if (napi_get_value_double(env, v, &d) != napi_ok || d != trunc(d) || d < 0 || d > 4294967295.0) return 0;
+  *out = (uint32_t)d;
+  return 1;
+}
+static int arg_buf(napi_env env, napi_value v, uint8_t **p, size_t *len) {
+  void *data = NULL;
+  if (napi_get_buffer_info(env, v, &data, len) == napi_ok) { *p = data; return 1; }
+  napi_typedarray_type t;
+  napi_value ab;
+  size_t off;
+  if (napi_get_typedarray_info(env, v, &t, len, &data, &ab, &off) != napi_ok) return 0;
+  if (t == napi_uint16_array) *len *= 2;
+  else if (t == napi_int32_array || t == napi_uint32_array || t == napi_float32_array) *len *= 4;
+  else if (t == napi_float64_array) *len *= 8;
+  else if (t != napi_uint8_array) return 0;
+  *p = data;
+  return 1;
+}
+
+static sock_t *get_sock(napi_env env, napi_value v, int *idx) {
+  int i;
+  if (!arg_int(env, v, &i) || i < 0 || i >= P.nsocks || !P.socks[i] || P.socks[i]->closing) return NULL;
+  if (idx) *idx = i;
+  return P.socks[i];
+}
+static out_t *get_out(napi_env env, napi_value v) {
+  int i;
+  if (!arg_int(env, v, &i) || i < 0 || i >= P.nouts || !P.outs[i] || P.outs[i]->closing) return NULL;
+  return P.outs[i];
+}
+
+#define ARGS(n)                                                              \
+  size_t argc = n;                                                           \
+  napi_value argv[n];                                                        \
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL; \
+  if (argc < n) return throw_msg(env, "too few arguments")
+
+/* planeStart(callback(kind, sock, a, b, c), batchMs) */
+static napi_value plane_start(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  if (P.active || P.closing_handles) return throw_msg(env, "forwarding plane already started");
+  int batch;
+  if (!arg_int(env, argv[1], &batch) || batch < 0 || batch > 20) return throw_msg(env, "batchMs must be 0-20");
+  napi_valuetype t;
+  napi_typeof(env, argv[0], &t);
+  if (t != napi_function) return throw_msg(env, "callback must be a function");
+  uv_loop_t *loop;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok) return throw_msg(env, "no event loop");
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  if (ep < 0) return throw_msg(env, "epoll_create1 failed");
+  napi_value resource, name;
+  napi_create_object(env, &resource);
+  napi_create_string_utf8(env, "nkmedia.forward", NAPI_AUTO_LENGTH, &name);
+  napi_async_init(env, resource, name, &P.actx);
+  napi_create_reference(env, resource, 1, &P.resource);
+  napi_create_reference(env, argv[0], 1, &P.cb);
+  P.env = env;
+  P.epfd = ep;
+  P.batch_ms = (uint64_t)batch;
+  uv_poll_init(loop, &P.poll, ep);
+  uv_timer_init(loop, &P.timer);
+  uv_unref((uv_handle_t *)&P.poll);
+  uv_unref((uv_handle_t *)&P.timer);
+  uv_poll_start(&P.poll, UV_READABLE, on_poll);
+  P.polling = 1;
+  P.active = 1;
+  return undefined(env);
+}
+
+static void on_closed(uv_handle_t *h) {
+  (void)h;
+  if (--P.closing_handles == 0) { close(P.epfd); P.epfd = -1; }
+}
+
+/* planeStop(): detaches everything (JS restarts its own reading first). */
+static napi_value plane_stop(napi_env env, napi_callback_info info) {
+  (void)info;
+  if (!P.active) return undefined(env);
+  if (P.in_drain) return throw_msg(env, "planeStop called from the plane's own callback");
+  P.active = 0;
+  for (int i = 0; i < P.nsocks; i++) free_sock(i);
+  for (int i = 0; i < P.nouts; i++) free_out(i);
+  P.npend = 0;
+  P.closing_handles = 2;
+  uv_close((uv_handle_t *)&P.poll, on_closed);
+  uv_close((uv_handle_t *)&P.timer, on_closed);
+  P.polling = P.timing = 0;
+  napi_delete_reference(env, P.cb);
+  napi_delete_reference(env, P.resource);
+  napi_async_destroy(env, P.actx);
+  return undefined(env);
+}
+
+/* planeAttach(fd, remoteCtx): reads `fd` from now on; returns the socket's index. */
+static napi_value plane_attach(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  if (!P.active) return throw_msg(env, "forwarding plane not started");
+  int fd;
+  if (!arg_int(env, argv[0], &fd) || fd < 0) return throw_msg(env, "bad descriptor");
+  srtp_ctx *ctx = srtp_ctx_from_value(env, argv[1]);
+  if (!ctx) return throw_msg(env, "remoteCtx must be an SRTP context");
+  for (int i = 0; i < P.nsocks; i++)
+    if (P.socks[i] && !P.socks[i]->closing && P.socks[i]->fd == fd) return throw_msg(env, "descriptor already attached");
+  sock_t *s = calloc(1, sizeof *s);
+  if (!s) return throw_msg(env, "out of memory");
+  s->used = 1;
+  s->fd = fd;
+  s->ctx = ctx;
+  napi_create_reference(env, argv[1], 1, &s->ctx_ref);
+  int idx = slot_in((void ***)&P.socks, &P.nsocks, s);
+  if (idx < 0) { napi_delete_reference(env, s->ctx_ref); free(s); return throw_msg(env, "out of memory"); }
+  struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)idx};
+  if (epoll_ctl(P.epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    P.socks[idx] = NULL;
+    napi_delete_reference(env, s->ctx_ref);
+    free(s);
+    return throw_msg(env, "epoll_ctl failed");
+  }
+  return num(env, idx);
+}
+
+/* planeDetach(sock): stops reading it (what is queued stays for whoever reads next). */
+static napi_value plane_detach(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int i;
+  sock_t *s = get_sock(env, argv[0], &i);
+  if (!s) return undefined(env);
+  epoll_ctl(P.epfd, EPOLL_CTL_DEL, s->fd, NULL);
+  if (P.in_drain) {
+    flush_sends();
+    s->closing = 1;
+  } else {
+    free_sock(i);
+  }
+  return undefined(env);
+}
+
+/* planeSeedInput(sock, ssrc, roc, lastSeq, processed, clockRate, nack): an SSRC's state as
+ * werift had it, or (roc etc. ignored when the SSRC is already known) its clock and NACK use. */
+static napi_value plane_seed_input(napi_env env, napi_callback_info info) {
+  ARGS(7);
+  sock_t *s = get_sock(env, argv[0], NULL);
+  uint32_t ssrc, roc, last, processed, clock, nack;
+  if (!s) return throw_msg(env, "unknown socket");
+  if (!arg_u32(env, argv[1], &ssrc) || !arg_u32(env, argv[2], &roc) || !arg_u32(env, argv[3], &last) ||
+      last > 65535 || !arg_u32(env, argv[4], &processed) || !arg_u32(env, argv[5], &clock) || clock == 0 ||
+      !arg_u32(env, argv[6], &nack))
+    return throw_msg(env, "bad input seed");
+  in_t *in = find_in(s, ssrc, 0);
+  if (!in) {
+    in = find_in(s, ssrc, 1);
+    if (!in) return num(env, 0);
+    in->roc.roc = roc;
+    in->roc.last = (uint16_t)last;
+    in->roc.processed = processed != 0;
+  }
+  in->clock = clock;
+  in->nack = nack != 0;
+  return num(env, 1);
+}
+
+/* planeAddOutput(sock, localCtx, ssrc, payloadType, keepForNack): returns the output's index. */
+static napi_value plane_add_output(napi_env env, napi_callback_info info) {
+  ARGS(5);
+  int si;
+  if (!get_sock(env, argv[0], &si)) return throw_msg(env, "unknown socket");
+  srtp_ctx *ctx = srtp_ctx_from_value(env, argv[1]);
+  uint32_t ssrc, pt, keep;
+  if (!ctx) return throw_msg(env, "localCtx must be an SRTP context");
+  if (!arg_u32(env, argv[2], &ssrc) || !arg_u32(env, argv[3], &pt) || pt > 127 || !arg_u32(env, argv[4], &keep))
+    return throw_msg(env, "bad output");
+  out_t *o = calloc(1, sizeof *o);
+  if (!o) return throw_msg(env, "out of memory");
+  o->used = 1;
+  o->sock = si;
+  o->ctx = ctx;
+  o->ssrc = ssrc;
+  o->pt = (uint8_t)pt;
+  o->keep = keep != 0;
+  for (int i = 0; i < RING; i++) o->ring_seq[i] = -1;
+  napi_create_reference(env, argv[1], 1, &o->ctx_ref);
+  int idx = slot_in((void ***)&P.outs, &P.nouts, o);
+  if (idx < 0) { napi_delete_reference(env, o->ctx_ref); free(o); return throw_msg(env, "out of memory"); }
+  return num(env, idx);
+}
+
+/* planeSeedOutput(out, roc, rocLast, rocProcessed, lastSeq | -1, lastTs, msSinceLastSent) */
+static napi_value plane_seed_output(napi_env env, napi_callback_info info) {
+  ARGS(7);
+  out_t *o = get_out(env, argv[0]);
+  uint32_t roc, last, processed, ts;
+  int lseq;
+  double age;
+  if (!o) return throw_msg(env, "unknown output");
+  if (!arg_u32(env, argv[1], &roc) || !arg_u32(env, argv[2], &last) || last > 65535 || !arg_u32(env, argv[3], &processed) ||
+      !arg_int(env, argv[4], &lseq) || lseq < -1 || lseq > 65535 || !arg_u32(env, argv[5], &ts) ||
+      napi_get_value_double(env, argv[6], &age) != napi_ok || !(age >= 0))
+    return throw_msg(env, "bad output seed");
+  o->roc.roc = roc;
+  o->roc.last = (uint16_t)last;
+  o->roc.processed = processed != 0;
+  o->has_key = 0;
+  o->has_last = lseq >= 0;
+  if (lseq >= 0) {
+    o->last_seq = (uint16_t)lseq;
+    o->last_ts = ts;
+    o->last_sent = mono_ms() - age;
+  }
+  return undefined(env);
+}
+
+/* planeSetDest(out, ipv4, port) */
+static napi_value plane_set_dest(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  out_t *o = get_out(env, argv[0]);
+  char ip[64];
+  size_t n;
+  uint32_t port;
+  if (!o) return throw_msg(env, "unknown output");
+  if (napi_get_value_string_utf8(env, argv[1], ip, sizeof ip, &n) != napi_ok || !arg_u32(env, argv[2], &port) ||
+      port == 0 || port > 65535)
+    return throw_msg(env, "bad destination");
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_port = htons((uint16_t)port);
+  if (inet_pton(AF_INET, ip, &a.sin_addr) != 1) return throw_msg(env, "destination is not an IPv4 address");
+  o->dest = a;
+  o->has_dest = 1;
+  return undefined(env);
+}
+
+/* planeRemoveOutput(out): returns [packets, octets, bytes, lastSeq | -1, lastTs, msSinceLastSent, roc, rocLast, rocProcessed]. */
+static napi_value out_state(napi_env env, out_t *o) {
+  napi_value arr;
+  double now = mono_ms();
+  double v[9] = {o->packets, o->octets, o->bytes, o->has_last ? o->last_seq : -1, o->last_ts,
+                 o->has_last ? now - o->last_sent : 0, o->roc.roc, o->roc.last, o->roc.processed};
+  napi_create_array_with_length(env, 9, &arr);
+  for (uint32_t i = 0; i < 9; i++) napi_set_element(env, arr, i, num(env, v[i]));
+  return arr;
+}
+
+static napi_value plane_remove_output(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int i;
+  if (!arg_int(env, argv[0], &i) || i < 0 || i >= P.nouts || !P.outs[i] || P.outs[i]->closing) return undefined(env);
+  napi_value state = out_state(env, P.outs[i]);
+  if (P.in_drain) { flush_sends(); P.outs[i]->closing = 1; }
+  else free_out(i);
+  return state;
+}
+
+/* planeSetRoute(sock, ssrc, payloadType, origin, clockRate, Int32Array outs | null): packets of
+ * `ssrc` with that payload type go to those outputs natively; null sends them to JS again. */
+static napi_value plane_set_route(napi_env env, napi_callback_info info) {
+  ARGS(6);
+  sock_t *s = get_sock(env, argv[0], NULL);
+  uint32_t ssrc, pt, origin, clock;
+  if (!s) return throw_msg(env, "unknown socket");
+  if (!arg_u32(env, argv[1], &ssrc) || !arg_u32(env, argv[2], &pt) || pt > 127 || !arg_u32(env, argv[3], &origin) ||
+      !arg_u32(env, argv[4], &clock) || clock == 0)
+    return throw_msg(env, "bad route");
+  in_t *in = find_in(s, ssrc, 1);
+  if (!in) return num(env, 0);
+  napi_valuetype t;
+  napi_typeof(env, argv[5], &t);
+  if (t == napi_null || t == napi_undefined) {
+    in->routed = 0;
+    return num(env, 1);
+  }
+  uint8_t *p;
+  size_t len;
+  if (!arg_buf(env, argv[5], &p, &len) || len % 4) return throw_msg(env, "outs must be an Int32Array");
+  int n = (int)(len / 4);
+  int *outs = n ? malloc(sizeof(int) * (size_t)n) : NULL;
+  if (n && !outs) return throw_msg(env, "out of memory");
+  if (n) memcpy(outs, p, len);
+  free(in->outs);
+  in->outs = outs;
+  in->nouts = n;
+  in->pt = (uint8_t)pt;
+  in->origin = origin;
+  in->route_clock = clock;
+  in->routed = 1;
+  return num(env, 1);
+}
+
+/* planeClearRoutes(sock | -1): every route of a socket (or of all) back to JS. */
+static napi_value plane_clear_routes(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int which;
+  if (!arg_int(env, argv[0], &which)) return throw_msg(env, "bad socket");
+  for (int i = 0; i < P.nsocks; i++) {
+    if (!P.socks[i] || (which >= 0 && which != i)) continue;
+    for (int k = 0; k < MAX_SSRCS; k++) P.socks[i]->in[k].routed = 0;
+  }
+  return undefined(env);
+}
+
+/* planeSend(out, origin, ssrcIn, seq, ts, marker, payload, clockRate, csrcs?): one packet JS
+ * forwards itself, through the output's stream state; sent at once. Returns the SRTP length or -1. */
+static napi_value plane_send(napi_env env, napi_callback_info info) {
+  ARGS(9);
+  out_t *o = get_out(env, argv[0]);
+  uint32_t origin, ssrc, seq, ts, marker, clock;
+  uint8_t *payload, *csrc = NULL;
+  size_t plen, clen = 0;
+  if (!o) return num(env, -1);
+  if (!arg_u32(env, argv[1], &origin) || !arg_u32(env, argv[2], &ssrc) || !arg_u32(env, argv[3], &seq) || seq > 65535 ||
+      !arg_u32(env, argv[4], &ts) || !arg_u32(env, argv[5], &marker) || !arg_buf(env, argv[6], &payload, &plen) ||
+      !arg_u32(env, argv[7], &clock) || clock == 0)
+    return throw_msg(env, "bad packet");
+  napi_valuetype t;
+  napi_typeof(env, argv[8], &t);
+  if (t != napi_undefined && t != napi_null && (!arg_buf(env, argv[8], &csrc, &clen) || clen % 4 || clen > 60))
+    return throw_msg(env, "csrcs must be up to 15 big-endian 32-bit words");
+  long n = emit_to(o, origin, ssrc, (uint16_t)seq, ts, marker != 0, csrc, (int)(clen / 4), payload, plen, clock, mono_ms());
+  if (!P.in_drain) flush_sends();
+  return num(env, (double)n);
+}
+
+/* planeRetransmit(out, seqs: number[]): resends what is still in the ring; returns how many. */
+static napi_value plane_retransmit(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  out_t *o = get_out(env, argv[0]);
+  if (!o || !o->has_dest) return num(env, 0);
+  sock_t *s = o->sock < P.nsocks ? P.socks[o->sock] : NULL;
+  if (!s || s->closing) return num(env, 0);
+  uint32_t n = 0, sent = 0;
+  napi_get_array_length(env, argv[1], &n);
+  for (uint32_t k = 0; k < n && k < 1024; k++) {
+    napi_value v;
+    uint32_t seq;
+    if (napi_get_element(env, argv[1], k, &v) != napi_ok || !arg_u32(env, v, &seq) || seq > 65535) continue;
+    int i = seq % RING;
+    if (o->ring_seq[i] != (int32_t)seq || !o->ring[i]) continue;
+    if (sendto(s->fd, o->ring[i], o->ring_len[i], MSG_DONTWAIT, (struct sockaddr *)&o->dest, sizeof o->dest) > 0) sent++;
+    else P.send_errors++;
+  }
+  return num(env, sent);
+}
+
+#define IN_FIELDS 18
+/* planeInputStats(sock, Float64Array out): IN_FIELDS numbers per known SSRC (see forwarding-plane.ts); returns the count. */
+static napi_value plane_input_stats(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  sock_t *s = get_sock(env, argv[0], NULL);
+  if (!s) return num(env, 0);
+  uint8_t *p;
+  size_t len;
+  if (!arg_buf(env, argv[1], &p, &len)) return throw_msg(env, "need a Float64Array");
+  double *d = (double *)p;
+  size_t cap = len / (8 * IN_FIELDS);
+  int count = 0;
+  double now = mono_ms();
+  for (int k = 0; k < MAX_SSRCS && (size_t)count < cap; k++) {
+    in_t *in = &s->in[k];
+    if (!in->used) continue;
+    double *r = d + (size_t)count * IN_FIELDS;
+    r[0] = in->ssrc; r[1] = in->packets; r[2] = in->bytes; r[3] = in->header_bytes;
+    r[4] = in->has_base ? in->base_seq : -1; r[5] = in->has_max ? in->max_seq : -1; r[6] = in->cycles;
+    r[7] = in->jitter_q4; r[8] = in->has_arrival ? in->last_arrival : -1; r[9] = in->has_ts ? (double)in->last_ts : -1;
+    r[10] = in->packets ? now - in->last_at : -1; r[11] = in->fwd_packets; r[12] = in->fwd_bytes;
+    r[13] = in->roc.roc; r[14] = in->roc.last; r[15] = in->roc.processed; r[16] = in->routed; r[17] = in->has_est ? in->est : -1;
+    count++;
+  }
+  return num(env, count);
+}
+
+/* planeOutputStats(out): [packets, octets, bytes, msSinceLastPacket | -1, lastTimestamp, sendErrors]. */
+static napi_value plane_output_stats(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  out_t *o = get_out(env, argv[0]);
+  if (!o) return undefined(env);
+  napi_value arr;
+  double v[6] = {o->packets, o->octets, o->bytes, o->packets ? mono_ms() - o->last_at : -1, o->last_ts_out, o->send_errors};
+  napi_create_array_with_length(env, 6, &arr);
+  for (uint32_t i = 0; i < 6; i++) napi_set_element(env, arr, i, num(env, v[i]));
+  return arr;
+}
+
+/* planeCounters(): what the plane did since it started. */
+static napi_value plane_counters(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value o;
+  napi_create_object(env, &o);
+  napi_set_named_property(env, o, "wakeups", num(env, P.wakeups));
+  napi_set_named_property(env, o, "datagrams", num(env, P.datagrams));
+  napi_set_named_property(env, o, "forwarded", num(env, P.forwarded));
+  napi_set_named_property(env, o, "toJs", num(env, P.to_js));
+  napi_set_named_property(env, o, "authFailures", num(env, P.auth_failures));
+  napi_set_named_property(env, o, "sendErrors", num(env, P.send_errors));
+  napi_set_named_property(env, o, "truncated", num(env, P.truncated));
+  int socks = 0, outs = 0;
+  for (int i = 0; i < P.nsocks; i++) socks += P.socks[i] != NULL;
+  for (int i = 0; i < P.nouts; i++) outs += P.outs[i] != NULL;
+  napi_set_named_property(env, o, "sockets", num(env, socks));
+  napi_set_named_property(env, o, "outputs", num(env, outs));
+  return o;
+}
+
+#define FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_enumerable, NULL}
+
+napi_value forward_init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      FN("planeStart", plane_start),         FN("planeStop", plane_stop),
+      FN("planeAttach", plane_attach),       FN("planeDetach", plane_detach),
+      FN("planeSeedInput", plane_seed_input), FN("planeAddOutput", plane_add_output),
+      FN("planeSeedOutput", plane_seed_output), FN("planeSetDest", plane_set_dest),
+      FN("planeRemoveOutput", plane_remove_output), FN("planeSetRoute", plane_set_route),
+      FN("planeClearRoutes", plane_clear_routes), FN("planeSend", plane_send),
+      FN("planeRetransmit", plane_retransmit), FN("planeInputStats", plane_input_stats),
+      FN("planeOutputStats", plane_output_stats), FN("planeCounters", plane_counters),
+  };
+  if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
+  return exports;
+}

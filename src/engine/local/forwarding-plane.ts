@@ -1,0 +1,133 @@
+// The native forwarding plane (native/forward.c) seen from JS: one per process, shared by all
+// WebRTC endpoints of the local engine. When the addon is built, a connected endpoint's ICE
+// socket is read by the plane instead of libuv; SRTP of SSRCs that have a route (decided here
+// from the element graph) is forwarded natively, and everything else comes back through
+// `dispatch` as if the socket had delivered it (RTP already decrypted). Without the addon, or
+// with NKMEDIA_NATIVE_FORWARD=0, `forwardingPlane()` is undefined and endpoints keep the
+// JS path; both paths produce the same packets on the wire.
+import { native } from './native-srtp.js';
+import type { NativeHandle } from './native-srtp.js';
+
+export interface PlaneBinding {
+  planeStart(cb: (kind: number, sock: number, a: unknown, b: unknown, c: unknown) => void, batchMs: number): void;
+  planeStop(): void;
+  planeAttach(fd: number, remoteCtx: NativeHandle): number;
+  planeDetach(sock: number): void;
+  planeSeedInput(sock: number, ssrc: number, roc: number, lastSeq: number, processed: number, clockRate: number, nack: number): number;
+  planeAddOutput(sock: number, localCtx: NativeHandle, ssrc: number, payloadType: number, keepForNack: number): number;
+  planeSeedOutput(out: number, roc: number, rocLast: number, rocProcessed: number, lastSeq: number, lastTs: number, msSinceLastSent: number): void;
+  planeSetDest(out: number, ip: string, port: number): void;
+  /** [packets, octets, bytes, lastSeq | -1, lastTs, msSinceLastSent, roc, rocLast, rocProcessed] */
+  planeRemoveOutput(out: number): number[] | undefined;
+  planeSetRoute(sock: number, ssrc: number, payloadType: number, origin: number, clockRate: number, outs: Int32Array | null): number;
+  planeClearRoutes(sock: number): void;
+  planeSend(out: number, origin: number, ssrcIn: number, seq: number, ts: number, marker: number, payload: Uint8Array, clockRate: number, csrcs?: Uint8Array): number;
+  planeRetransmit(out: number, seqs: number[]): number;
+  planeInputStats(sock: number, into: Float64Array): number;
+  /** [packets, octets, bytes, msSinceLastPacket | -1, lastTimestamp, sendErrors] */
+  planeOutputStats(out: number): number[] | undefined;
+  planeCounters(): PlaneCounters;
+}
+
+export interface PlaneCounters {
+  wakeups: number; datagrams: number; forwarded: number; toJs: number; authFailures: number;
+  sendErrors: number; truncated: number; sockets: number; outputs: number;
+}
+
+/** Numbers per SSRC in planeInputStats (see native/forward.c). */
+export const IN_FIELDS = 18;
+export const In = {
+  Ssrc: 0, Packets: 1, Bytes: 2, HeaderBytes: 3, BaseSeq: 4, MaxSeq: 5, Cycles: 6, JitterQ4: 7, LastArrival: 8,
+  LastTs: 9, Age: 10, FwdPackets: 11, FwdBytes: 12, Roc: 13, RocLast: 14, RocProcessed: 15, Routed: 16, NackEst: 17,
+} as const;
+
+/** What an attached socket's owner handles for the plane. */
+export interface PlaneClient {
+  /** A datagram the plane does not forward (`decrypted`: RTP, already unprotected). */
+  datagram(buf: Buffer, address: string, port: number, decrypted: boolean): void;
+  /** Video packets `first`..`first + count - 1` of `ssrc` never came (for NACKs). */
+  lost(ssrc: number, first: number, count: number): void;
+  /** A packet older than the newest one arrived (a retransmission, or reordering). */
+  late(ssrc: number, seq: number): void;
+  /** Copies the plane's counters into the owner's (called every SYNC_MS and before stats). */
+  sync(): void;
+}
+
+/** How long packets may gather before the plane reads them while media flows (ms). */
+const BATCH_MS = Number(process.env.NKMEDIA_FORWARD_BATCH_MS ?? 1);
+/** How often the plane's counters reach werift and the endpoints (stats calls sync first). */
+const SYNC_MS = 500;
+
+export class ForwardingPlane {
+  private readonly clients = new Map<number, PlaneClient>();
+  private readonly origins = new Map<string, number>();
+  private nextOrigin = 1;
+  private syncTimer?: NodeJS.Timeout;
+  /** Bumped on every change that may change where packets go: routes made before are void. */
+  epoch = 1;
+
+  constructor(readonly b: PlaneBinding) {
+    b.planeStart(this.dispatch, BATCH_MS);
+  }
+
+  private readonly dispatch = (kind: number, sock: number, a: unknown, b: unknown, c: unknown): void => {
+    const client = this.clients.get(sock);
+    if (!client) return;
+    try {
+      if (kind <= 1) client.datagram(a as Buffer, b as string, c as number, kind === 1);
+      else if (kind === 2) client.lost(a as number, b as number, c as number);
+      else client.late(a as number, b as number);
+    } catch {
+      // One endpoint's failure must not reach the plane (it would end the process).
+    }
+  };
+
+  attach(fd: number, remoteCtx: NativeHandle, client: PlaneClient): number {
+    const sock = this.b.planeAttach(fd, remoteCtx);
+    this.clients.set(sock, client);
+    this.syncTimer ??= setInterval(() => { for (const c of this.clients.values()) c.sync(); }, SYNC_MS);
+    this.syncTimer.unref();
+    this.invalidate();
+    return sock;
+  }
+
+  detach(sock: number): void {
+    this.b.planeDetach(sock);
+    this.clients.delete(sock);
+    if (this.clients.size === 0) { clearInterval(this.syncTimer); this.syncTimer = undefined; }
+    this.invalidate();
+  }
+
+  /** Every route back to JS; each is re-decided on its SSRC's next packet. */
+  invalidate(): void {
+    this.epoch++;
+    this.b.planeClearRoutes(-1);
+  }
+
+  /** A small number naming an element, for the outputs' continuity (a change of source). */
+  origin(id: string): number {
+    let n = this.origins.get(id);
+    if (n === undefined) { n = this.nextOrigin++; this.origins.set(id, n); }
+    return n;
+  }
+
+  forget(id: string): void { this.origins.delete(id); }
+
+  counters(): PlaneCounters { return this.b.planeCounters(); }
+}
+
+let plane: ForwardingPlane | null | undefined;
+
+/** The process's plane, started on first use; undefined when the addon cannot provide one. */
+export function forwardingPlane(): ForwardingPlane | undefined {
+  if (plane === undefined) {
+    const b = native as unknown as Partial<PlaneBinding> | undefined;
+    plane = b?.planeStart && process.env.NKMEDIA_NATIVE_FORWARD !== '0' ? new ForwardingPlane(b as PlaneBinding) : null;
+  }
+  return plane ?? undefined;
+}
+
+/** Changes that may re-route media (graph edits, endpoints connecting or going). */
+export function invalidateRoutes(): void {
+  plane?.invalidate();
+}

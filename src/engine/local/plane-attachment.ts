@@ -1,0 +1,275 @@
+// One WebRTC endpoint's ICE socket handed to the native forwarding plane (forwarding-plane.ts):
+// attaching it (keys, rollover counters and stream state carried over from werift and from the
+// endpoint's JS path), giving back what the plane does not forward, keeping werift's receive
+// statistics, NACK sender and sender reports true from the plane's counters, and detaching it
+// with all that state handed back, so the JS path can take over again at any time.
+import { isIPv4 } from 'node:net';
+import type { Socket } from 'node:dgram';
+import { ntpTime, type RTCPeerConnection, type RTCRtpReceiver, type RTCRtpSender } from 'werift';
+import type { MediaKind } from '../types.js';
+import type { CodecInfo } from './element.js';
+import { In, IN_FIELDS, type ForwardingPlane, type PlaneClient } from './forwarding-plane.js';
+import { markDecrypted, nativeContexts } from './native-srtp.js';
+import type { Continuity } from './stream-continuity.js';
+
+/** What the attachment needs from its endpoint. */
+export interface PlaneHost {
+  readonly pc: RTCPeerConnection;
+  /** The endpoint's own stream state for what it sends (handed over both ways). */
+  continuity(kind: 'audio' | 'video'): Continuity;
+  /** The sender and payload type for a kind, as the JS path would pick them. */
+  target(kind: 'audio' | 'video'): { sender: RTCRtpSender; codec: CodecInfo; payloadType: number } | undefined;
+  /** Adds what the plane moved to the endpoint's flow counters (`ageMs`: since the last packet). */
+  addFlow(direction: 'in' | 'out', media: MediaKind, packets: number, bytes: number, ageMs: number): void;
+  /** The client's video SSRC is alive (for keyframe requests). */
+  videoSeen(ssrc: number, ageMs: number): void;
+}
+
+interface UdpHandle { fd: number; recvStart(): number; recvStop(): number }
+interface WeriftPair { protocol: { type: string; transport?: { type?: string; closed?: boolean; socket?: Socket } }; remoteAddr: [string, number] }
+interface StreamStats {
+  packets_received: number; bytesReceived: number; headerBytesReceived: number; base_seq?: number; max_seq?: number;
+  cycles: number; jitter_q4: number; last_arrival?: number; last_timestamp?: number;
+}
+/** werift receiver internals the attachment keeps true (private in werift's typings). */
+interface ReceiverInternals { nack: NackHandler; remoteStreams: Record<number, StreamStats> }
+const internals = (r: RTCRtpReceiver): ReceiverInternals => r as unknown as ReceiverInternals;
+interface NackHandler { mediaSourceSsrc?: number; setLost(seq: number, count: number): void; getLost(seq: number): number | undefined; removeLost(seq: number): void; addPacket: unknown }
+
+/** dgram keeps its libuv handle behind a symbol (the `_handle` getter is deprecated). */
+function udpHandle(socket: Socket): UdpHandle | undefined {
+  const sym = Object.getOwnPropertySymbols(socket).find((s) => s.description === 'state symbol');
+  const handle = sym ? (socket as unknown as Record<symbol, { handle?: UdpHandle }>)[sym]?.handle : undefined;
+  return handle && typeof handle.fd === 'number' && handle.fd >= 0 && typeof handle.recvStop === 'function' ? handle : undefined;
+}
+
+interface Output { out: number; sender: RTCRtpSender; codec: CodecInfo; clockRate: number; packets: number; bytes: number }
+
+export class PlaneAttachment implements PlaneClient {
+  readonly outs: Partial<Record<'audio' | 'video', Output>> = {};
+  /** Incoming SSRCs the JS path has seen: their kind, and what the plane forwarded of them so far. */
+  private readonly inputs = new Map<number, { kind: 'audio' | 'video'; routedEpoch: number; packets: number; bytes: number }>();
+  private readonly statsBuf = new Float64Array(IN_FIELDS * 16);
+  private sock = -1;
+  private detached = false;
+
+  private constructor(
+    private readonly plane: ForwardingPlane,
+    private readonly host: PlaneHost,
+    private readonly transport: { closed?: boolean; socket: Socket },
+    private readonly handle: UdpHandle,
+  ) {}
+
+  private get socket(): Socket { return this.transport.socket; }
+
+  /**
+   * Hands the endpoint's socket to the plane when it can carry it: one bundled DTLS transport
+   * with native SRTP, a selected pair over plain UDP (not TCP or TURN) to an IPv4 address.
+   */
+  static attach(plane: ForwardingPlane, host: PlaneHost): PlaneAttachment | undefined {
+    const transports = host.pc.dtlsTransports;
+    const dtls = transports[0];
+    if (transports.length !== 1 || !dtls?.srtp) return undefined;
+    const ctxs = nativeContexts(dtls.srtp);
+    const pair = (dtls.iceTransport.connection as unknown as { nominated?: WeriftPair }).nominated;
+    const transport = pair?.protocol.transport;
+    if (!ctxs || !pair || pair.protocol.type !== 'stun' || transport?.type !== 'udp' || transport.closed || !transport.socket) return undefined;
+    const [address, port] = pair.remoteAddr;
+    if (!isIPv4(address)) return undefined;
+    const handle = udpHandle(transport.socket);
+    if (!handle) return undefined;
+
+    const att = new PlaneAttachment(plane, host, transport as { closed?: boolean; socket: Socket }, handle);
+    const b = plane.b;
+    att.sock = plane.attach(handle.fd, ctxs.rtpRemote.handle, att);
+    handle.recvStop();
+    // Rollover counters werift already tracks (packets it decrypted before now).
+    for (const s of Object.values(dtls.srtp.remoteContext.srtpSSRCStates)) {
+      b.planeSeedInput(att.sock, s.ssrc >>> 0, s.rolloverCounter, s.lastSequenceNumber, s.rolloverHasProcessed ? 1 : 0, 90000, 0);
+    }
+    for (const kind of ['audio', 'video'] as const) {
+      const target = host.target(kind);
+      if (!target) continue;
+      const { sender } = target;
+      const out = b.planeAddOutput(att.sock, ctxs.rtpLocal.handle, sender.ssrc, target.payloadType, kind === 'video' ? 1 : 0);
+      const roc = dtls.srtp.localContext.getSrtpSsrcState(sender.ssrc);
+      const c = host.continuity(kind);
+      b.planeSeedOutput(out, roc.rolloverCounter, roc.lastSequenceNumber, roc.rolloverHasProcessed ? 1 : 0,
+        c.lastSeq ?? -1, c.lastTs >>> 0, c.lastSeq === undefined ? 0 : Math.max(0, performance.now() - c.lastSentAt));
+      b.planeSetDest(out, address, port);
+      att.outs[kind] = { out, sender, codec: target.codec, clockRate: target.codec.clockRate, packets: 0, bytes: 0 };
+    }
+    // The plane sees every packet and reports losses; werift's own detection would only see
+    // the few that still come through JS and take the rest for lost.
+    for (const r of att.receivers()) internals(r).nack.addPacket = (): void => undefined;
+    return att;
+  }
+
+  private receivers(): RTCRtpReceiver[] {
+    return this.host.pc.getTransceivers().map((t) => t.receiver);
+  }
+
+  private receiverOf(ssrc: number): RTCRtpReceiver | undefined {
+    return this.receivers().find((r) => r.tracks.some((t) => t.ssrc === ssrc) || ssrc in internals(r).remoteStreams);
+  }
+
+  // ---- PlaneClient ---------------------------------------------------------------------------
+
+  datagram(buf: Buffer, address: string, port: number, decrypted: boolean): void {
+    if (decrypted) markDecrypted(buf);
+    this.socket.emit('message', buf, { address, family: 'IPv4', port, size: buf.length });
+  }
+
+  lost(ssrc: number, first: number, count: number): void {
+    const r = this.receiverOf(ssrc);
+    if (!r?.nackEnabled || r.track?.kind !== 'video') return;
+    const nack = internals(r).nack;
+    nack.mediaSourceSsrc = ssrc;
+    for (let i = 0; i < count; i++) nack.setLost((first + i) & 0xffff, 1);
+  }
+
+  late(ssrc: number, seq: number): void {
+    const r = this.receiverOf(ssrc);
+    const nack = r && internals(r).nack;
+    if (nack?.getLost(seq)) nack.removeLost(seq);
+  }
+
+  sync(): void {
+    if (this.detached) return;
+    const b = this.plane.b;
+    const n = b.planeInputStats(this.sock, this.statsBuf);
+    for (let i = 0; i < n; i++) {
+      const r = this.statsBuf.subarray(i * IN_FIELDS, (i + 1) * IN_FIELDS);
+      const ssrc = r[In.Ssrc]!;
+      const input = this.inputs.get(ssrc);
+      if (!input) continue; // not seen by the JS path yet: werift does not know it either
+      const packets = r[In.FwdPackets]! - input.packets;
+      const bytes = r[In.FwdBytes]! - input.bytes;
+      input.packets += packets;
+      input.bytes += bytes;
+      const age = r[In.Age]!;
+      if (packets > 0) {
+        this.host.addFlow('in', input.kind, packets, bytes, age);
+        if (input.kind === 'video') this.host.videoSeen(ssrc, age);
+      }
+      // werift's RFC 3550 statistics (receiver reports, get_stats): the plane counts every packet.
+      for (const rcv of this.receivers()) {
+        const st = internals(rcv).remoteStreams[ssrc];
+        if (!st) continue;
+        st.packets_received = r[In.Packets]!;
+        st.bytesReceived = r[In.Bytes]!;
+        st.headerBytesReceived = r[In.HeaderBytes]!;
+        if (r[In.BaseSeq]! >= 0) st.base_seq = r[In.BaseSeq]!;
+        if (r[In.MaxSeq]! >= 0) st.max_seq = r[In.MaxSeq]!;
+        st.cycles = r[In.Cycles]!;
+        st.jitter_q4 = r[In.JitterQ4]!;
+        if (r[In.LastArrival]! >= 0) st.last_arrival = r[In.LastArrival]!;
+        if (r[In.LastTs]! >= 0) st.last_timestamp = r[In.LastTs]!;
+      }
+    }
+    for (const kind of ['audio', 'video'] as const) {
+      const o = this.outs[kind];
+      const st = o && b.planeOutputStats(o.out);
+      if (!o || !st) continue;
+      const [packets, octets, bytes, age, lastTs] = st as [number, number, number, number, number];
+      if (packets > o.packets) this.host.addFlow('out', kind, packets - o.packets, bytes - o.bytes, age);
+      o.packets = packets;
+      o.bytes = bytes;
+      if (age < 0) continue;
+      // What werift's RTCP sender reports say: counts, and an (NTP, RTP) pair for now.
+      const report = o.sender as unknown as { packetCount: number; octetCount: number; ntpTimestamp: bigint; rtpTimestamp: number };
+      report.packetCount = packets % 2 ** 32;
+      report.octetCount = octets % 2 ** 32;
+      report.ntpTimestamp = ntpTime();
+      report.rtpTimestamp = (lastTs + Math.round((age * o.clockRate) / 1000)) >>> 0;
+      void o.sender.runRtcp();
+    }
+  }
+
+  // ---- routes and sending ----------------------------------------------------------------------
+
+  /**
+   * Decides, once per SSRC and graph epoch, whether the plane forwards this SSRC itself: yes
+   * when every element its media reaches is an attached WebRTC endpoint taking the codec as is
+   * (`outputsFor` gives their outputs, or undefined when one cannot). Called from the JS path.
+   */
+  route(kind: 'audio' | 'video', ssrc: number, payloadType: number, codec: CodecInfo, origin: number, nack: boolean, outputsFor: () => number[] | undefined): void {
+    let input = this.inputs.get(ssrc);
+    if (!input) {
+      input = { kind, routedEpoch: 0, packets: 0, bytes: 0 };
+      this.inputs.set(ssrc, input);
+      this.plane.b.planeSeedInput(this.sock, ssrc, 0, 0, 0, codec.clockRate, nack ? 1 : 0);
+    }
+    if (input.routedEpoch === this.plane.epoch) return;
+    input.routedEpoch = this.plane.epoch;
+    const outs = outputsFor();
+    this.plane.b.planeSetRoute(this.sock, ssrc, payloadType, origin, codec.clockRate, outs ? Int32Array.from(outs) : null);
+  }
+
+  /** The output for what this endpoint sends of a kind, if it takes this codec. */
+  output(kind: 'audio' | 'video', codec: CodecInfo): number | undefined {
+    const o = this.outs[kind];
+    return o && !this.detached && o.codec.mimeType === codec.mimeType ? o.out : undefined;
+  }
+
+  send(kind: 'audio' | 'video', origin: number, header: { ssrc: number; sequenceNumber: number; timestamp: number; marker: boolean; csrc: number[] }, payload: Buffer, clockRate: number): boolean {
+    const o = this.outs[kind];
+    if (!o || this.detached) return false;
+    let csrcs: Buffer | undefined;
+    if (header.csrc.length > 0) {
+      csrcs = Buffer.alloc(4 * Math.min(15, header.csrc.length));
+      for (let i = 0; i < csrcs.length / 4; i++) csrcs.writeUInt32BE(header.csrc[i]! >>> 0, 4 * i);
+    }
+    this.plane.b.planeSend(o.out, origin, header.ssrc, header.sequenceNumber, header.timestamp, header.marker ? 1 : 0, payload, clockRate, csrcs);
+    return true;
+  }
+
+  retransmit(kind: 'audio' | 'video', seqs: number[]): number | undefined {
+    const o = this.outs[kind];
+    return o && !this.detached ? this.plane.b.planeRetransmit(o.out, seqs) : undefined;
+  }
+
+  /** Gives the socket and every stream's state back to werift and the endpoint's JS path. */
+  detach(): void {
+    if (this.detached) return;
+    this.sync();
+    this.detached = true;
+    const b = this.plane.b;
+    const n = b.planeInputStats(this.sock, this.statsBuf);
+    b.planeClearRoutes(this.sock);
+    this.plane.detach(this.sock);
+    const srtp = this.host.pc.dtlsTransports[0]?.srtp;
+    if (srtp) {
+      const states = srtp.remoteContext.srtpSSRCStates;
+      for (let i = 0; i < n; i++) {
+        const r = this.statsBuf.subarray(i * IN_FIELDS, (i + 1) * IN_FIELDS);
+        const ssrc = r[In.Ssrc]!;
+        states[ssrc] = { ssrc, rolloverCounter: r[In.Roc]!, lastSequenceNumber: r[In.RocLast]!, rolloverHasProcessed: r[In.RocProcessed]! === 1 };
+      }
+    }
+    for (const kind of ['audio', 'video'] as const) {
+      const o = this.outs[kind];
+      const st = o && b.planeRemoveOutput(o.out);
+      if (!o || !st) continue;
+      const [, , , lastSeq, lastTs, age, roc, rocLast, rocProcessed] = st as number[];
+      if (srtp) {
+        const s = srtp.localContext.getSrtpSsrcState(o.sender.ssrc);
+        s.rolloverCounter = roc!;
+        s.lastSequenceNumber = rocLast!;
+        s.rolloverHasProcessed = rocProcessed === 1;
+      }
+      const c = this.host.continuity(kind);
+      if (lastSeq! >= 0) {
+        c.lastSeq = lastSeq!;
+        c.lastTs = lastTs!;
+        c.lastSentAt = performance.now() - age!;
+        c.keyOrigin = undefined; // the next packet recomputes the offsets from here
+        c.keySsrc = undefined;
+      }
+    }
+    for (const r of this.receivers()) delete (internals(r).nack as Partial<NackHandler>).addPacket;
+    if (!this.transport.closed) {
+      try { this.handle.recvStart(); } catch { /* the socket is closing */ }
+    }
+  }
+}
