@@ -430,11 +430,12 @@ static void handle(int si, uint8_t *p, size_t len, const struct sockaddr_in *fro
     for (int i = 0; i < in->nouts; i++) {
       int oi = in->outs[i];
       out_t *o = oi >= 0 && oi < P.nouts ? P.outs[oi] : NULL;
-      if (o) emit_to(o, in->origin, in->ssrc, seq, ts, marker, q + 12, cc, q + hlen, plen, in->route_clock, now);
+      if (o && emit_to(o, in->origin, in->ssrc, seq, ts, marker, q + 12, cc, q + hlen, plen, in->route_clock, now) > 0)
+        P.forwarded++;
     }
+    /* Handled here even with no output (a parked session): nothing to do in JS. */
     in->fwd_packets++;
     in->fwd_bytes += (double)(hlen + plen);
-    P.forwarded++;
     return;
   }
   call_js(1, si, q, (size_t)n, from, 0, 0, 0);

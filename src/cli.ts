@@ -5,6 +5,7 @@ import { ConfigError, envLayer, fileLayer, mergeConfig } from './config.js';
 import { hashPassword } from './api/auth.js';
 import { StartupError } from './api/server.js';
 import { startServer } from './main.js';
+import { planeUnavailableReason } from './engine/local/forwarding-plane.js';
 
 const USAGE = `usage: nkmedia <command> [options]
 
@@ -90,6 +91,9 @@ export async function main(argv: string[]): Promise<number> {
     process.once('SIGINT', () => void stop('SIGINT'));
     process.once('SIGTERM', () => void stop('SIGTERM'));
     process.stdout.write(`nkmedia-ts listening on ${server.url} (auth: ${server.config.auth.mode})\n`);
+    // Media between WebRTC endpoints is forwarded natively when the addon is built.
+    const noPlane = planeUnavailableReason();
+    if (noPlane) server.services.log.warn({ reason: noPlane }, 'native forwarding plane off: media is forwarded through JS (slower)');
     return -1; // keep running
   } catch (err) {
     if (err instanceof ConfigError || err instanceof StartupError) {

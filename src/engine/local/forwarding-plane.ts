@@ -5,6 +5,7 @@
 // `dispatch` as if the socket had delivered it (RTP already decrypted). Without the addon, or
 // with NKMEDIA_NATIVE_FORWARD=0, `forwardingPlane()` is undefined and endpoints keep the
 // JS path; both paths produce the same packets on the wire.
+import { isMainThread } from 'node:worker_threads';
 import { native } from './native-srtp.js';
 import type { NativeHandle } from './native-srtp.js';
 
@@ -30,6 +31,7 @@ export interface PlaneBinding {
 }
 
 export interface PlaneCounters {
+  /** forwarded: packets the plane sent to outputs itself (one per output). */
   wakeups: number; datagrams: number; forwarded: number; toJs: number; authFailures: number;
   sendErrors: number; truncated: number; sockets: number; outputs: number;
 }
@@ -122,9 +124,21 @@ let plane: ForwardingPlane | null | undefined;
 export function forwardingPlane(): ForwardingPlane | undefined {
   if (plane === undefined) {
     const b = native as unknown as Partial<PlaneBinding> | undefined;
-    plane = b?.planeStart && process.env.NKMEDIA_NATIVE_FORWARD !== '0' ? new ForwardingPlane(b as PlaneBinding) : null;
+    plane = null;
+    // One plane per process, on the main thread (its state in the addon is process-wide).
+    if (b?.planeStart && isMainThread && process.env.NKMEDIA_NATIVE_FORWARD !== '0') {
+      try { plane = new ForwardingPlane(b as PlaneBinding); } catch { plane = null; }
+    }
   }
   return plane ?? undefined;
+}
+
+/** Why the plane is not in use (for the startup log), or undefined when it is. */
+export function planeUnavailableReason(): string | undefined {
+  if (forwardingPlane()) return undefined;
+  if (process.env.NKMEDIA_NATIVE_FORWARD === '0') return 'disabled by NKMEDIA_NATIVE_FORWARD=0';
+  if (!native) return 'the native addon is not built';
+  return isMainThread ? 'the addon could not start it' : 'not on the main thread';
 }
 
 /** Changes that may re-route media (graph edits, endpoints connecting or going). */
