@@ -80,6 +80,9 @@ typedef struct {
   int *outs;
   int nouts;
   double fwd_packets, fwd_bytes;
+  /* the client's last sender report about this SSRC */
+  double sr_count, sr_at;
+  uint32_t sr_ntp_hi, sr_ntp_lo, sr_rtp, sr_packets, sr_octets;
 } in_t;
 
 typedef struct {
@@ -87,6 +90,8 @@ typedef struct {
   int fd;
   srtp_ctx *ctx;
   napi_ref ctx_ref;
+  srtp_ctx *rtcp_ctx; /* optional: SRTCP receiver/sender reports are then read here */
+  napi_ref rtcp_ref;
   in_t in[MAX_SSRCS];
 } sock_t;
 
@@ -112,6 +117,10 @@ typedef struct {
   double packets, octets, bytes, send_errors;
   double last_at;
   uint32_t last_ts_out;
+  /* the client's last reception report about this stream */
+  double rr_count, rr_at;
+  uint32_t rr_fraction, rr_highest, rr_jitter, rr_lsr, rr_dlsr;
+  int32_t rr_lost;
 } out_t;
 
 typedef struct {
@@ -144,7 +153,7 @@ static struct {
   struct sockaddr_in raddr[RECV_BATCH];
   uint8_t rbuf[RECV_BATCH][RECV_BUF];
   uint8_t plain[RECV_BUF];
-  double wakeups, datagrams, forwarded, to_js, auth_failures, send_errors, truncated;
+  double wakeups, datagrams, forwarded, to_js, auth_failures, send_errors, truncated, reports;
 } P;
 
 static inline uint32_t be32(const uint8_t *p) {
@@ -351,11 +360,75 @@ static in_t *find_in(sock_t *s, uint32_t ssrc, int create) {
   return free_slot;
 }
 
+/* A compound SRTCP packet made only of sender reports, receiver reports and SDES (what clients
+ * send every second or so) is read here: its report blocks about our outputs and its sender
+ * info about our inputs are kept for JS to copy into werift at the next sync. Returns 0 for
+ * anything else (feedback, BYE, failures), which then goes to werift as received. */
+static int read_reports(int si, sock_t *s, const uint8_t *p, size_t len, double now) {
+  (void)now;
+  long n = srtp_rtcp_unprotect(s->rtcp_ctx, p, len, P.plain);
+  if (n < 8) return 0;
+  const uint8_t *q = P.plain;
+  size_t off = 0;
+  /* first pass: only SR, RR and SDES, every length consistent */
+  while (off < (size_t)n) {
+    if (off + 4 > (size_t)n || (q[off] >> 6) != 2) return 0;
+    uint8_t pt = q[off + 1];
+    size_t plen = 4 * ((size_t)be16(q + off + 2) + 1);
+    if (off + plen > (size_t)n || (pt != 200 && pt != 201 && pt != 202)) return 0;
+    int rc = q[off] & 0x1f;
+    size_t need = pt == 200 ? 28 + 24 * (size_t)rc : pt == 201 ? 8 + 24 * (size_t)rc : 4;
+    if (need > plen) return 0;
+    off += plen;
+  }
+  double at = real_s();
+  for (off = 0; off < (size_t)n; off += 4 * ((size_t)be16(q + off + 2) + 1)) {
+    uint8_t pt = q[off + 1];
+    if (pt == 202) continue;
+    int rc = q[off] & 0x1f;
+    const uint8_t *blocks = q + off + (pt == 200 ? 28 : 8);
+    if (pt == 200) {
+      in_t *in = find_in(s, be32(q + off + 4), 0);
+      if (in) {
+        in->sr_ntp_hi = be32(q + off + 8);
+        in->sr_ntp_lo = be32(q + off + 12);
+        in->sr_rtp = be32(q + off + 16);
+        in->sr_packets = be32(q + off + 20);
+        in->sr_octets = be32(q + off + 24);
+        in->sr_at = at;
+        in->sr_count++;
+      }
+    }
+    for (int b = 0; b < rc; b++) {
+      const uint8_t *r = blocks + 24 * b;
+      uint32_t ssrc = be32(r);
+      for (int i = 0; i < P.nouts; i++) {
+        out_t *o = P.outs[i];
+        if (!o || o->closing || o->sock != si || o->ssrc != ssrc) continue;
+        o->rr_fraction = r[4];
+        int32_t lost = (int32_t)((uint32_t)r[5] << 16 | (uint32_t)r[6] << 8 | r[7]);
+        if (lost & 0x800000) lost -= 0x1000000;
+        o->rr_lost = lost;
+        o->rr_highest = be32(r + 8);
+        o->rr_jitter = be32(r + 12);
+        o->rr_lsr = be32(r + 16);
+        o->rr_dlsr = be32(r + 20);
+        o->rr_at = at;
+        o->rr_count++;
+      }
+    }
+  }
+  P.reports++;
+  return 1;
+}
+
 static void handle(int si, uint8_t *p, size_t len, const struct sockaddr_in *from, double now) {
   sock_t *s = P.socks[si];
   /* werift's isMedia and isRtcp: RTP is what is media and not RTCP. Anything else (STUN, DTLS,
    * SRTCP) is werift's business. */
-  int rtp = len >= 12 && p[0] > 127 && p[0] < 192 && !(p[1] >= 192 && p[1] <= 208);
+  int media = len >= 12 && p[0] > 127 && p[0] < 192;
+  int rtp = media && !(p[1] >= 192 && p[1] <= 208);
+  if (media && !rtp && s->rtcp_ctx && read_reports(si, s, p, len, now)) return;
   in_t *in = rtp ? find_in(s, be32(p + 8), 1) : NULL;
   if (!in) { call_js(0, si, p, len, from, 0, 0, 0); return; }
   uint16_t seq = be16(p + 2);
@@ -538,6 +611,7 @@ static void free_sock(int i) {
   if (!s) return;
   for (int k = 0; k < MAX_SSRCS; k++) free(s->in[k].outs);
   if (s->ctx_ref) napi_delete_reference(P.env, s->ctx_ref);
+  if (s->rtcp_ref) napi_delete_reference(P.env, s->rtcp_ref);
   free(s);
   P.socks[i] = NULL;
 }
@@ -674,9 +748,10 @@ static napi_value plane_stop(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-/* planeAttach(fd, remoteCtx): reads `fd` from now on; returns the socket's index. */
+/* planeAttach(fd, remoteCtx, remoteRtcpCtx | null): reads `fd` from now on; returns the
+ * socket's index. With an SRTCP context, plain report packets are read natively (read_reports). */
 static napi_value plane_attach(napi_env env, napi_callback_info info) {
-  ARGS(2);
+  ARGS(3);
   if (!P.active) return throw_msg(env, "forwarding plane not started");
   int fd;
   if (!arg_int(env, argv[0], &fd) || fd < 0) return throw_msg(env, "bad descriptor");
@@ -690,12 +765,20 @@ static napi_value plane_attach(napi_env env, napi_callback_info info) {
   s->fd = fd;
   s->ctx = ctx;
   napi_create_reference(env, argv[1], 1, &s->ctx_ref);
+  s->rtcp_ctx = srtp_ctx_from_value(env, argv[2]);
+  if (s->rtcp_ctx) napi_create_reference(env, argv[2], 1, &s->rtcp_ref);
   int idx = slot_in((void ***)&P.socks, &P.nsocks, s);
-  if (idx < 0) { napi_delete_reference(env, s->ctx_ref); free(s); return throw_msg(env, "out of memory"); }
+  if (idx < 0) {
+    napi_delete_reference(env, s->ctx_ref);
+    if (s->rtcp_ref) napi_delete_reference(env, s->rtcp_ref);
+    free(s);
+    return throw_msg(env, "out of memory");
+  }
   struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)idx};
   if (epoll_ctl(P.epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
     P.socks[idx] = NULL;
     napi_delete_reference(env, s->ctx_ref);
+    if (s->rtcp_ref) napi_delete_reference(env, s->rtcp_ref);
     free(s);
     return throw_msg(env, "epoll_ctl failed");
   }
@@ -924,7 +1007,7 @@ static napi_value plane_retransmit(napi_env env, napi_callback_info info) {
   return num(env, sent);
 }
 
-#define IN_FIELDS 18
+#define IN_FIELDS 25
 /* planeInputStats(sock, Float64Array out): IN_FIELDS numbers per known SSRC (see forwarding-plane.ts); returns the count. */
 static napi_value plane_input_stats(napi_env env, napi_callback_info info) {
   ARGS(2);
@@ -946,20 +1029,24 @@ static napi_value plane_input_stats(napi_env env, napi_callback_info info) {
     r[7] = in->jitter_q4; r[8] = in->has_arrival ? in->last_arrival : -1; r[9] = in->has_ts ? (double)in->last_ts : -1;
     r[10] = in->packets ? now - in->last_at : -1; r[11] = in->fwd_packets; r[12] = in->fwd_bytes;
     r[13] = in->roc.roc; r[14] = in->roc.last; r[15] = in->roc.processed; r[16] = in->routed; r[17] = in->has_est ? in->est : -1;
+    r[18] = in->sr_count; r[19] = in->sr_ntp_hi; r[20] = in->sr_ntp_lo; r[21] = in->sr_rtp; r[22] = in->sr_packets;
+    r[23] = in->sr_octets; r[24] = in->sr_at;
     count++;
   }
   return num(env, count);
 }
 
-/* planeOutputStats(out): [packets, octets, bytes, msSinceLastPacket | -1, lastTimestamp, sendErrors]. */
+/* planeOutputStats(out): [packets, octets, bytes, msSinceLastPacket | -1, lastTimestamp, sendErrors,
+ * rrCount, rrFraction, rrLost, rrHighest, rrJitter, rrLsr, rrDlsr, rrAt (s since 1970)]. */
 static napi_value plane_output_stats(napi_env env, napi_callback_info info) {
   ARGS(1);
   out_t *o = get_out(env, argv[0]);
   if (!o) return undefined(env);
   napi_value arr;
-  double v[6] = {o->packets, o->octets, o->bytes, o->packets ? mono_ms() - o->last_at : -1, o->last_ts_out, o->send_errors};
-  napi_create_array_with_length(env, 6, &arr);
-  for (uint32_t i = 0; i < 6; i++) napi_set_element(env, arr, i, num(env, v[i]));
+  double v[14] = {o->packets, o->octets, o->bytes, o->packets ? mono_ms() - o->last_at : -1, o->last_ts_out, o->send_errors,
+                  o->rr_count, o->rr_fraction, o->rr_lost, o->rr_highest, o->rr_jitter, o->rr_lsr, o->rr_dlsr, o->rr_at};
+  napi_create_array_with_length(env, 14, &arr);
+  for (uint32_t i = 0; i < 14; i++) napi_set_element(env, arr, i, num(env, v[i]));
   return arr;
 }
 
@@ -975,6 +1062,7 @@ static napi_value plane_counters(napi_env env, napi_callback_info info) {
   napi_set_named_property(env, o, "authFailures", num(env, P.auth_failures));
   napi_set_named_property(env, o, "sendErrors", num(env, P.send_errors));
   napi_set_named_property(env, o, "truncated", num(env, P.truncated));
+  napi_set_named_property(env, o, "reports", num(env, P.reports));
   int socks = 0, outs = 0;
   for (int i = 0; i < P.nsocks; i++) socks += P.socks[i] != NULL;
   for (int i = 0; i < P.nouts; i++) outs += P.outs[i] != NULL;

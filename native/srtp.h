@@ -19,6 +19,9 @@ long srtp_rtp_protect(srtp_ctx *c, const uint8_t *hdr, size_t hlen, const uint8_
 /* `out` holds len - tag; returns the plain length or -1 (malformed or not authentic). */
 long srtp_rtp_unprotect(srtp_ctx *c, const uint8_t *p, size_t len, uint32_t roc, uint8_t *out);
 
+/* `out` holds len; returns the plain RTCP length or -1 (malformed or not authentic). */
+long srtp_rtcp_unprotect(srtp_ctx *c, const uint8_t *p, size_t len, uint8_t *out);
+
 /* Adds the forwarding plane's functions to the addon's exports (forward.c). */
 napi_value forward_init(napi_env env, napi_value exports);
 #endif

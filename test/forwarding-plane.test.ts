@@ -78,6 +78,16 @@ describe('native forwarding plane', { skip }, () => {
     }, 4000, 'a receiver report about a\'s video, no loss');
     const rr = a.peer.video!.receiver as unknown as { remotePacketCountBySsrc: Record<number, number> };
     await eventually(() => Object.values(rr.remotePacketCountBySsrc).some((n) => n > 0 && n <= a.peer.received.video + 2), 4000, 'a sender report counting the video a received');
+    // The clients' own reports were read by the plane (not werift) and still reach get_stats:
+    // loss, jitter and a round-trip time from LSR/DLSR.
+    assert.ok(counters().reports > c0.reports, 'report-only SRTCP read natively');
+    const out = await eventually(async () => {
+      const o = (await client.getStats(a.id)).stats.outbound.video;
+      return o.rtt_ms !== undefined ? o : undefined;
+    }, 5000, 'a round-trip time from the client\'s reports');
+    assert.equal(out.packets_lost, 0);
+    assert.ok(out.jitter_ms !== undefined && out.jitter_ms >= 0, `jitter ${out.jitter_ms}`);
+    assert.ok(out.rtt_ms !== undefined && out.rtt_ms >= 0 && out.rtt_ms < 1000, `rtt ${out.rtt_ms}`);
     for (const s of [a, b]) { await client.destroySession(s.id); await s.peer.close(); }
   });
 

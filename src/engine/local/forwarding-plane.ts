@@ -12,7 +12,7 @@ import type { NativeHandle } from './native-srtp.js';
 export interface PlaneBinding {
   planeStart(cb: (kind: number, sock: number, a: unknown, b: unknown, c: unknown) => void, batchMs: number): void;
   planeStop(): void;
-  planeAttach(fd: number, remoteCtx: NativeHandle): number;
+  planeAttach(fd: number, remoteCtx: NativeHandle, remoteRtcpCtx: NativeHandle | null): number;
   planeDetach(sock: number): void;
   planeSeedInput(sock: number, ssrc: number, roc: number, lastSeq: number, processed: number, clockRate: number, nack: number): number;
   planeAddOutput(sock: number, localCtx: NativeHandle, ssrc: number, payloadType: number, keepForNack: number): number;
@@ -25,7 +25,7 @@ export interface PlaneBinding {
   planeSend(out: number, origin: number, ssrcIn: number, seq: number, ts: number, marker: number, payload: Uint8Array, clockRate: number, csrcs?: Uint8Array): number;
   planeRetransmit(out: number, seqs: number[]): number;
   planeInputStats(sock: number, into: Float64Array): number;
-  /** [packets, octets, bytes, msSinceLastPacket | -1, lastTimestamp, sendErrors] */
+  /** [packets, octets, bytes, msSinceLastPacket | -1, lastTimestamp, sendErrors, rrCount, rrFraction, rrLost, rrHighest, rrJitter, rrLsr, rrDlsr, rrAt] */
   planeOutputStats(out: number): number[] | undefined;
   planeCounters(): PlaneCounters;
 }
@@ -34,13 +34,16 @@ export interface PlaneCounters {
   /** forwarded: packets the plane sent to outputs itself (one per output). */
   wakeups: number; datagrams: number; forwarded: number; toJs: number; authFailures: number;
   sendErrors: number; truncated: number; sockets: number; outputs: number;
+  /** Report-only SRTCP packets (SR/RR/SDES) read natively instead of in werift. */
+  reports: number;
 }
 
 /** Numbers per SSRC in planeInputStats (see native/forward.c). */
-export const IN_FIELDS = 18;
+export const IN_FIELDS = 25;
 export const In = {
   Ssrc: 0, Packets: 1, Bytes: 2, HeaderBytes: 3, BaseSeq: 4, MaxSeq: 5, Cycles: 6, JitterQ4: 7, LastArrival: 8,
   LastTs: 9, Age: 10, FwdPackets: 11, FwdBytes: 12, Roc: 13, RocLast: 14, RocProcessed: 15, Routed: 16, NackEst: 17,
+  SrCount: 18, SrNtpHi: 19, SrNtpLo: 20, SrRtp: 21, SrPackets: 22, SrOctets: 23, SrAt: 24,
 } as const;
 
 /** What an attached socket's owner handles for the plane. */
@@ -84,8 +87,8 @@ export class ForwardingPlane {
     }
   };
 
-  attach(fd: number, remoteCtx: NativeHandle, client: PlaneClient): number {
-    const sock = this.b.planeAttach(fd, remoteCtx);
+  attach(fd: number, remoteCtx: NativeHandle, remoteRtcpCtx: NativeHandle | null, client: PlaneClient): number {
+    const sock = this.b.planeAttach(fd, remoteCtx, remoteRtcpCtx);
     this.clients.set(sock, client);
     this.syncTimer ??= setInterval(() => { for (const c of this.clients.values()) c.sync(); }, SYNC_MS);
     this.syncTimer.unref();

@@ -222,10 +222,17 @@ export function markDecrypted(buf: Buffer): void { predecrypted = buf; }
 /** The native contexts of an accelerated session (the forwarding plane uses the same keys). */
 export function nativeContexts(srtpSession: SrtpSession): Accelerated | undefined {
   const acc = (srtpSession as Marked<SrtpSession>)[ACCELERATED];
-  return acc && acc !== true ? acc : undefined;
+  return acc && 'rtpLocal' in acc ? acc : undefined;
+}
+
+/** The native SRTCP contexts of an accelerated SRTCP session. */
+export function nativeRtcpContexts(srtcpSession: SrtcpSession): AcceleratedRtcp | undefined {
+  const acc = (srtcpSession as Marked<SrtcpSession>)[ACCELERATED];
+  return acc && 'rtcpLocal' in acc ? acc : undefined;
 }
 const ACCELERATED = Symbol('nkmedia.nativeSrtp');
-type Marked<T> = T & { [ACCELERATED]?: Accelerated | true };
+type Marked<T> = T & { [ACCELERATED]?: Accelerated | AcceleratedRtcp };
+interface AcceleratedRtcp { rtcpLocal: NativeSrtpContext; rtcpRemote: NativeSrtpContext }
 
 /** Whether this werift session instance already runs on the addon. */
 export function isAccelerated(session: SrtpSession | SrtcpSession): boolean {
@@ -301,7 +308,7 @@ export function accelerate(srtpSession: SrtpSession, srtcpSession?: SrtcpSession
       if (s.srtcpIndex >> 31) s.srtcpIndex = 0;
       return rtcpLocal.protectRtcp(rawRtcp, s.srtcpIndex);
     };
-    srtcp[ACCELERATED] = true;
+    srtcp[ACCELERATED] = { rtcpLocal, rtcpRemote };
   }
   return true;
 }
@@ -316,7 +323,7 @@ export function protectRtpPacket(srtpSession: SrtpSession, plain: Buffer): Buffe
   const srtp = srtpSession as Marked<SrtpSession>;
   if (!srtp[ACCELERATED]) accelerate(srtp);
   const acc = srtp[ACCELERATED];
-  if (acc && acc !== true) {
+  if (acc && 'rtpLocal' in acc) {
     const local = srtp.localContext;
     const s = local.getSrtpSsrcState(plain.readUInt32BE(8));
     local.updateRolloverCount(plain.readUInt16BE(2), s);

@@ -9,7 +9,7 @@ import { ntpTime, type RTCPeerConnection, type RTCRtpReceiver, type RTCRtpSender
 import type { MediaKind } from '../types.js';
 import type { CodecInfo } from './element.js';
 import { In, IN_FIELDS, type ForwardingPlane, type PlaneClient } from './forwarding-plane.js';
-import { markDecrypted, nativeContexts } from './native-srtp.js';
+import { markDecrypted, nativeContexts, nativeRtcpContexts } from './native-srtp.js';
 import type { Continuity } from './stream-continuity.js';
 
 /** What the attachment needs from its endpoint. */
@@ -23,6 +23,8 @@ export interface PlaneHost {
   addFlow(direction: 'in' | 'out', media: MediaKind, packets: number, bytes: number, ageMs: number): void;
   /** The client's video SSRC is alive (for keyframe requests). */
   videoSeen(ssrc: number, ageMs: number): void;
+  /** The client's reception report about what we send of a kind (interarrival jitter). */
+  remoteReport(kind: 'audio' | 'video', jitter: number): void;
 }
 
 interface UdpHandle { fd: number; recvStart(): number; recvStop(): number }
@@ -32,7 +34,20 @@ interface StreamStats {
   cycles: number; jitter_q4: number; last_arrival?: number; last_timestamp?: number;
 }
 /** werift receiver internals the attachment keeps true (private in werift's typings). */
-interface ReceiverInternals { nack: NackHandler; remoteStreams: Record<number, StreamStats> }
+interface ReceiverInternals {
+  nack: NackHandler; remoteStreams: Record<number, StreamStats>;
+  lastSRtimestamp: Record<number, number>; receiveLastSRTimestamp: Record<number, number>;
+  senderReportsReceivedBySsrc: Record<number, number>; remoteTimestampsBySsrc: Record<number, number>;
+  remotePacketCountBySsrc: Record<number, number>; remoteOctetCountBySsrc: Record<number, number>;
+}
+/** werift sender internals a reception report updates (RTCRtpSender.handleRtcpPacket). */
+interface SenderInternals {
+  remotePacketsLost?: number; remoteFractionLost?: number; lastSRtimestamp?: number; lastSentSRTimestamp?: number;
+  rtt?: number; totalRoundTripTime: number; roundTripTimeMeasurements: number;
+}
+const RTT_ALPHA = 0.85; // werift's smoothing of round-trip times
+/** Seconds between 1900 (NTP) and 1970. */
+const NTP_EPOCH_OFFSET_S = 2208988800;
 const internals = (r: RTCRtpReceiver): ReceiverInternals => r as unknown as ReceiverInternals;
 interface NackHandler { mediaSourceSsrc?: number; setLost(seq: number, count: number): void; getLost(seq: number): number | undefined; removeLost(seq: number): void; addPacket: unknown }
 
@@ -43,12 +58,12 @@ function udpHandle(socket: Socket): UdpHandle | undefined {
   return handle && typeof handle.fd === 'number' && handle.fd >= 0 && typeof handle.recvStop === 'function' ? handle : undefined;
 }
 
-interface Output { out: number; sender: RTCRtpSender; codec: CodecInfo; clockRate: number; packets: number; bytes: number }
+interface Output { out: number; sender: RTCRtpSender; codec: CodecInfo; clockRate: number; packets: number; bytes: number; reports: number }
 
 export class PlaneAttachment implements PlaneClient {
   readonly outs: Partial<Record<'audio' | 'video', Output>> = {};
   /** Incoming SSRCs the JS path has seen: their kind, and what the plane forwarded of them so far. */
-  private readonly inputs = new Map<number, { kind: 'audio' | 'video'; routedEpoch: number; packets: number; bytes: number }>();
+  private readonly inputs = new Map<number, { kind: 'audio' | 'video'; routedEpoch: number; packets: number; bytes: number; reports: number }>();
   private readonly statsBuf = new Float64Array(IN_FIELDS * 16);
   private sock = -1;
   private detached = false;
@@ -81,7 +96,8 @@ export class PlaneAttachment implements PlaneClient {
 
     const att = new PlaneAttachment(plane, host, transport as { closed?: boolean; socket: Socket }, handle);
     const b = plane.b;
-    att.sock = plane.attach(handle.fd, ctxs.rtpRemote.handle, att);
+    const rtcp = dtls.srtcp && nativeRtcpContexts(dtls.srtcp);
+    att.sock = plane.attach(handle.fd, ctxs.rtpRemote.handle, rtcp ? rtcp.rtcpRemote.handle : null, att);
     handle.recvStop();
     // Rollover counters werift already tracks (packets it decrypted before now).
     for (const s of Object.values(dtls.srtp.remoteContext.srtpSSRCStates)) {
@@ -97,7 +113,7 @@ export class PlaneAttachment implements PlaneClient {
       b.planeSeedOutput(out, roc.rolloverCounter, roc.lastSequenceNumber, roc.rolloverHasProcessed ? 1 : 0,
         c.lastSeq ?? -1, c.lastTs >>> 0, c.lastSeq === undefined ? 0 : Math.max(0, performance.now() - c.lastSentAt));
       b.planeSetDest(out, address, port);
-      att.outs[kind] = { out, sender, codec: target.codec, clockRate: target.codec.clockRate, packets: 0, bytes: 0 };
+      att.outs[kind] = { out, sender, codec: target.codec, clockRate: target.codec.clockRate, packets: 0, bytes: 0, reports: 0 };
     }
     // The plane sees every packet and reports losses; werift's own detection would only see
     // the few that still come through JS and take the rest for lost.
@@ -152,10 +168,14 @@ export class PlaneAttachment implements PlaneClient {
         this.host.addFlow('in', input.kind, packets, bytes, age);
         if (input.kind === 'video') this.host.videoSeen(ssrc, age);
       }
+      const srs = r[In.SrCount]! - input.reports;
+      input.reports += srs;
       // werift's RFC 3550 statistics (receiver reports, get_stats): the plane counts every packet.
       for (const rcv of this.receivers()) {
-        const st = internals(rcv).remoteStreams[ssrc];
+        const w = internals(rcv);
+        const st = w.remoteStreams[ssrc];
         if (!st) continue;
+        if (srs > 0) this.senderReport(w, ssrc, r, srs);
         st.packets_received = r[In.Packets]!;
         st.bytesReceived = r[In.Bytes]!;
         st.headerBytesReceived = r[In.HeaderBytes]!;
@@ -175,6 +195,7 @@ export class PlaneAttachment implements PlaneClient {
       if (packets > o.packets) this.host.addFlow('out', kind, packets - o.packets, bytes - o.bytes, age);
       o.packets = packets;
       o.bytes = bytes;
+      if (st[6]! > o.reports) { o.reports = st[6]!; this.receptionReport(kind, o.sender, st); }
       if (age < 0) continue;
       // What werift's RTCP sender reports say: counts, and an (NTP, RTP) pair for now.
       const report = o.sender as unknown as { packetCount: number; octetCount: number; ntpTimestamp: bigint; rtpTimestamp: number };
@@ -184,6 +205,33 @@ export class PlaneAttachment implements PlaneClient {
       report.rtpTimestamp = (lastTs + Math.round((age * o.clockRate) / 1000)) >>> 0;
       void o.sender.runRtcp();
     }
+  }
+
+  /** A client's sender report the plane read: what werift's receiver records of one (handleRtcpPacket). */
+  private senderReport(w: ReceiverInternals, ssrc: number, r: Float64Array, count: number): void {
+    const hi = r[In.SrNtpHi]!;
+    const lo = r[In.SrNtpLo]!;
+    w.lastSRtimestamp[ssrc] = (((hi & 0xffff) << 16) | (lo >>> 16)) >>> 0;
+    w.receiveLastSRTimestamp[ssrc] = r[In.SrAt]!;
+    w.senderReportsReceivedBySsrc[ssrc] = (w.senderReportsReceivedBySsrc[ssrc] ?? 0) + count;
+    w.remoteTimestampsBySsrc[ssrc] = (hi - NTP_EPOCH_OFFSET_S) * 1000 + lo;
+    w.remotePacketCountBySsrc[ssrc] = r[In.SrPackets]!;
+    w.remoteOctetCountBySsrc[ssrc] = r[In.SrOctets]!;
+  }
+
+  /** A client's reception report about one of our streams: loss and round-trip time as werift computes them. */
+  private receptionReport(kind: 'audio' | 'video', sender: RTCRtpSender, st: number[]): void {
+    const [fraction, lost, , jitter, lsr, dlsr, at] = st.slice(7) as number[];
+    const s = sender as unknown as SenderInternals;
+    s.remotePacketsLost = lost!;
+    s.remoteFractionLost = fraction! / 256;
+    if (s.lastSRtimestamp === lsr && dlsr && s.lastSentSRTimestamp) {
+      const rtt = at! - s.lastSentSRTimestamp - dlsr / 65536;
+      s.totalRoundTripTime += rtt;
+      s.roundTripTimeMeasurements++;
+      s.rtt = s.rtt === undefined ? rtt : RTT_ALPHA * s.rtt + (1 - RTT_ALPHA) * rtt;
+    }
+    this.host.remoteReport(kind, jitter!);
   }
 
   // ---- routes and sending ----------------------------------------------------------------------
@@ -196,7 +244,7 @@ export class PlaneAttachment implements PlaneClient {
   route(kind: 'audio' | 'video', ssrc: number, payloadType: number, codec: CodecInfo, origin: number, nack: boolean, outputsFor: () => number[] | undefined): void {
     let input = this.inputs.get(ssrc);
     if (!input) {
-      input = { kind, routedEpoch: 0, packets: 0, bytes: 0 };
+      input = { kind, routedEpoch: 0, packets: 0, bytes: 0, reports: 0 };
       this.inputs.set(ssrc, input);
       this.plane.b.planeSeedInput(this.sock, ssrc, 0, 0, 0, codec.clockRate, nack ? 1 : 0);
     }

@@ -430,6 +430,7 @@ export class WebRtcEndpoint extends MediaEndpoint {
         const v = self.videoIn.get(ssrc);
         if (v) v.lastAt = Math.max(v.lastAt, performance.now() - ageMs);
       },
+      remoteReport: (kind, jitter) => { self.out[kind].remoteJitter = jitter; },
     });
   }
 
