@@ -44,7 +44,7 @@ import { fileURLToPath } from 'node:url';
 import { NkMediaClient } from '../src/client/index.js';
 import { connectParked } from '../test/helpers/flows.js';
 import { startSynthetic, type SendOptions } from './fanout-peers.js';
-import { cpuOf, fmt, rssOf, spawnServer } from './lib.js';
+import { cpuOf, fmt, pin, rssOf, spawnServer } from './lib.js';
 
 const STEPS = (process.env.LISTENERS ?? '10,50,100,200,400').split(',').map(Number);
 const SECONDS = Number(process.env.SECONDS ?? 8);
@@ -131,14 +131,6 @@ function probeRecords(file: string | undefined, from: number, to: number): Probe
   let text = '';
   try { text = readFileSync(file, 'utf8'); } catch { return []; }
   return text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as ProbeRecord).filter((r) => r.t > from && r.t <= to);
-}
-
-function pin(pid: number, cpuList: string): void {
-  try {
-    execFileSync('taskset', ['-a', '-p', '-c', cpuList, String(pid)], { stdio: 'ignore' });
-  } catch (err) {
-    console.log(`  (could not pin ${pid} to CPU ${cpuList}: ${(err as Error).message}; run with PIN=0)`);
-  }
 }
 
 // ---- the benchmark ----------------------------------------------------------------------------

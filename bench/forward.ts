@@ -3,18 +3,23 @@
 // new sink. The server runs in its own process; its CPU comes from /proc. Clients are werift
 // peers here sending synthetic RTP (audio 50/s, video VIDEO_PPS/s each).
 //   npm run bench:forward        (BRIDGES=1,10,40 SECONDS=8 VIDEO_PPS=100 by default)
+//   PIN=0 ...                    no CPU pinning (default: server on CPU 0, clients on the rest)
 //   PROFILE=1 ...                also writes a CPU profile of the server over the last window
 //                                (forward.cpuprofile; read it with bench/analyze-profile.mjs)
 import { NkMediaClient } from '../src/client/index.js';
 import { connectParked } from '../test/helpers/flows.js';
 import type { TestPeer } from '../test/helpers/peer.js';
 import { accelerate } from '../src/engine/local/native-srtp.js';
-import { cpuSplitOf, fmt, quantile, spawnServer, threadCpuOf } from './lib.js';
+import { cpus } from 'node:os';
+import { cpuSplitOf, fmt, pin, quantile, spawnServer, threadCpuOf } from './lib.js';
 
 const BRIDGES = (process.env.BRIDGES ?? '1,10,40').split(',').map(Number);
 const SECONDS = Number(process.env.SECONDS ?? 8);
 const VIDEO_PPS = Number(process.env.VIDEO_PPS ?? 100);
 const PROFILE = process.env.PROFILE === '1';
+// Server on CPU 0, the clients (this process) on the others, so that neither steals the
+// other's core mid-measurement (as bench/fanout.ts does). PIN=0 to let the scheduler place them.
+const PIN = (process.env.PIN ?? (cpus().length >= 2 ? '1' : '0')) === '1';
 if (PROFILE) {
   // The last bridge count's window wins (each SIGUSR2 pair rewrites the file).
   process.env.NKMEDIA_PROBE_PROFILE ??= 'forward.cpuprofile';
@@ -126,8 +131,9 @@ function waitKeyframe(peer: TestPeer, tag: number, after: number): Promise<numbe
 }
 
 const server = await spawnServer();
+if (PIN) { pin(server.pid, '0'); pin(process.pid, `1-${cpus().length - 1}`); }
 try {
-  console.log(`forwarding through bridges (audio 50 + video ${VIDEO_PPS} packets/s per client, ${SECONDS} s each):`);
+  console.log(`forwarding through bridges (audio 50 + video ${VIDEO_PPS} packets/s per client, ${SECONDS} s each; ${PIN ? 'server pinned to CPU 0, clients to the others' : 'no CPU pinning'}):`);
   for (const n of BRIDGES) await measureBridges(server.url, server.pid, n);
   await switchToKeyframe(server.url);
 } finally {

@@ -1,5 +1,5 @@
 // Benchmark helpers: a server in its own process (so its CPU and memory are its own), stats.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
@@ -65,4 +65,13 @@ export function threadCpuOf(pid: number): Map<string, number> {
     } catch { /* the thread ended */ }
   }
   return out;
+}
+
+/** Pins a process (all its threads) to some CPUs, e.g. '0' or '1-3' (taskset). */
+export function pin(pid: number, cpuList: string): void {
+  try {
+    execFileSync('taskset', ['-a', '-p', '-c', cpuList, String(pid)], { stdio: 'ignore' });
+  } catch (err) {
+    console.log(`  (could not pin ${pid} to CPU ${cpuList}: ${(err as Error).message}; run with PIN=0)`);
+  }
 }
