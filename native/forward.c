@@ -127,6 +127,7 @@ typedef struct {
   int fd;
   struct sockaddr_in dest;
   uint16_t len;
+  uint8_t *data; /* a send slot, or the output's retransmission ring slot */
 } pending_t;
 
 static struct {
@@ -213,7 +214,7 @@ static void flush_sends(void) {
     int fd = P.pend[i].fd, n = 0, j = i;
     while (j < P.npend && P.pend[j].fd == fd) {
       memset(&m[n], 0, sizeof m[n]);
-      iov[n].iov_base = P.pend_buf[j];
+      iov[n].iov_base = P.pend[j].data;
       iov[n].iov_len = P.pend[j].len;
       m[n].msg_hdr.msg_iov = &iov[n];
       m[n].msg_hdr.msg_iovlen = 1;
@@ -278,21 +279,31 @@ static long emit_to(out_t *o, uint32_t origin, uint32_t ssrc_in, uint16_t seq_in
   put32(hdr + 8, o->ssrc);
   if (cc) memcpy(hdr + 12, csrcs, 4 * (size_t)cc);
   update_roc(&o->roc, seq);
+  /* Video is encrypted straight into its retransmission ring slot (sent from there too); the
+   * ring has 256 slots and at most SEND_BATCH packets wait, so no slot is reused before it is
+   * sent. Audio (never NACKed) uses a send slot. */
+  size_t need = hlen + plen + srtp_tag_len(o->ctx);
   uint8_t *slot = P.pend_buf[P.npend];
-  long n = srtp_rtp_protect(o->ctx, hdr, hlen, payload, plen, o->roc.roc, slot);
-  if (n < 0) return -1;
+  int ri = -1;
   if (o->keep) {
     int i = seq % RING;
-    if (o->ring_cap[i] < n) {
-      uint8_t *b = realloc(o->ring[i], (size_t)n);
-      if (b) { o->ring[i] = b; o->ring_cap[i] = (uint16_t)n; }
+    if (o->ring_cap[i] < need) {
+      size_t cap = need < 1536 ? 1536 : need;
+      uint8_t *b = realloc(o->ring[i], cap);
+      if (b) { o->ring[i] = b; o->ring_cap[i] = (uint16_t)cap; }
     }
-    if (o->ring_cap[i] >= n) {
-      memcpy(o->ring[i], slot, (size_t)n);
-      o->ring_len[i] = (uint16_t)n;
-      o->ring_seq[i] = seq;
-    }
+    if (o->ring_cap[i] >= need) { slot = o->ring[i]; ri = i; }
   }
+  long n = srtp_rtp_protect(o->ctx, hdr, hlen, payload, plen, o->roc.roc, slot);
+  if (n < 0) {
+    if (ri >= 0) o->ring_seq[ri] = -1;
+    return -1;
+  }
+  if (ri >= 0) {
+    o->ring_len[ri] = (uint16_t)n;
+    o->ring_seq[ri] = seq;
+  }
+  P.pend[P.npend].data = slot;
   P.pend[P.npend].fd = s->fd;
   P.pend[P.npend].dest = o->dest;
   P.pend[P.npend].len = (uint16_t)n;
@@ -536,21 +547,16 @@ static int drain(void) {
     for (int round = 0; round < MAX_ROUNDS; round++) {
       sock_t *s = si < P.nsocks ? P.socks[si] : NULL;
       if (!s || s->closing) break;
-      for (int i = 0; i < RECV_BATCH; i++) {
-        P.riov[i].iov_base = P.rbuf[i];
-        P.riov[i].iov_len = RECV_BUF;
-        memset(&P.rmsg[i].msg_hdr, 0, sizeof P.rmsg[i].msg_hdr);
-        P.rmsg[i].msg_hdr.msg_iov = &P.riov[i];
-        P.rmsg[i].msg_hdr.msg_iovlen = 1;
-        P.rmsg[i].msg_hdr.msg_name = &P.raddr[i];
-        P.rmsg[i].msg_hdr.msg_namelen = sizeof P.raddr[i];
-      }
       int r = recvmmsg(s->fd, P.rmsg, RECV_BATCH, MSG_DONTWAIT, NULL);
       if (r <= 0) break;
+      /* The kernel rewrote the address lengths of the entries it filled: restore them. */
+      for (int i = 0; i < r; i++) P.rmsg[i].msg_hdr.msg_namelen = sizeof P.raddr[i];
       for (int i = 0; i < r; i++) {
         P.datagrams++;
         handled++;
-        if (P.rmsg[i].msg_hdr.msg_flags & MSG_TRUNC) { P.truncated++; continue; }
+        int flags = P.rmsg[i].msg_hdr.msg_flags;
+        P.rmsg[i].msg_hdr.msg_flags = 0;
+        if (flags & MSG_TRUNC) { P.truncated++; continue; }
         if (P.raddr[i].sin_family != AF_INET) continue;
         handle(si, P.rbuf[i], P.rmsg[i].msg_len, &P.raddr[i], now);
         if (!P.socks[si] || P.socks[si]->closing) break;
@@ -713,6 +719,16 @@ static napi_value plane_start(napi_env env, napi_callback_info info) {
   napi_create_reference(env, argv[0], 1, &P.cb);
   P.env = env;
   P.epfd = ep;
+  /* The receive vector never changes but for what recvmmsg writes back (see drain). */
+  for (int i = 0; i < RECV_BATCH; i++) {
+    P.riov[i].iov_base = P.rbuf[i];
+    P.riov[i].iov_len = RECV_BUF;
+    memset(&P.rmsg[i], 0, sizeof P.rmsg[i]);
+    P.rmsg[i].msg_hdr.msg_iov = &P.riov[i];
+    P.rmsg[i].msg_hdr.msg_iovlen = 1;
+    P.rmsg[i].msg_hdr.msg_name = &P.raddr[i];
+    P.rmsg[i].msg_hdr.msg_namelen = sizeof P.raddr[i];
+  }
   P.batch_ms = (uint64_t)batch;
   uv_poll_init(loop, &P.poll, ep);
   uv_timer_init(loop, &P.timer);
@@ -1036,18 +1052,19 @@ static napi_value plane_input_stats(napi_env env, napi_callback_info info) {
   return num(env, count);
 }
 
-/* planeOutputStats(out): [packets, octets, bytes, msSinceLastPacket | -1, lastTimestamp, sendErrors,
+/* planeOutputStats(out, Float64Array(14)) fills [packets, octets, bytes, msSinceLastPacket | -1, lastTimestamp, sendErrors,
  * rrCount, rrFraction, rrLost, rrHighest, rrJitter, rrLsr, rrDlsr, rrAt (s since 1970)]. */
 static napi_value plane_output_stats(napi_env env, napi_callback_info info) {
-  ARGS(1);
+  ARGS(2);
   out_t *o = get_out(env, argv[0]);
-  if (!o) return undefined(env);
-  napi_value arr;
+  if (!o) return num(env, 0);
+  uint8_t *p;
+  size_t len;
+  if (!arg_buf(env, argv[1], &p, &len) || len < 14 * sizeof(double)) return throw_msg(env, "need a Float64Array of 14");
   double v[14] = {o->packets, o->octets, o->bytes, o->packets ? mono_ms() - o->last_at : -1, o->last_ts_out, o->send_errors,
                   o->rr_count, o->rr_fraction, o->rr_lost, o->rr_highest, o->rr_jitter, o->rr_lsr, o->rr_dlsr, o->rr_at};
-  napi_create_array_with_length(env, 14, &arr);
-  for (uint32_t i = 0; i < 14; i++) napi_set_element(env, arr, i, num(env, v[i]));
-  return arr;
+  memcpy(p, v, sizeof v);
+  return num(env, 1);
 }
 
 /* planeCounters(): what the plane did since it started. */

@@ -25,8 +25,8 @@ export interface PlaneBinding {
   planeSend(out: number, origin: number, ssrcIn: number, seq: number, ts: number, marker: number, payload: Uint8Array, clockRate: number, csrcs?: Uint8Array): number;
   planeRetransmit(out: number, seqs: number[]): number;
   planeInputStats(sock: number, into: Float64Array): number;
-  /** [packets, octets, bytes, msSinceLastPacket | -1, lastTimestamp, sendErrors, rrCount, rrFraction, rrLost, rrHighest, rrJitter, rrLsr, rrDlsr, rrAt] */
-  planeOutputStats(out: number): number[] | undefined;
+  /** Fills [packets, octets, bytes, msSinceLastPacket | -1, lastTimestamp, sendErrors, rrCount, rrFraction, rrLost, rrHighest, rrJitter, rrLsr, rrDlsr, rrAt]; 0 if no such output. */
+  planeOutputStats(out: number, into: Float64Array): number;
   planeCounters(): PlaneCounters;
 }
 
@@ -54,20 +54,17 @@ export interface PlaneClient {
   lost(ssrc: number, first: number, count: number): void;
   /** A packet older than the newest one arrived (a retransmission, or reordering). */
   late(ssrc: number, seq: number): void;
-  /** Copies the plane's counters into the owner's (called every SYNC_MS and before stats). */
+  /** Copies the plane's counters into the owner's (the owner calls it with its flow checks and before stats). */
   sync(): void;
 }
 
 /** How long packets may gather before the plane reads them while media flows (ms). */
 const BATCH_MS = Number(process.env.NKMEDIA_FORWARD_BATCH_MS ?? 1);
-/** How often the plane's counters reach werift and the endpoints (stats calls sync first). */
-const SYNC_MS = 500;
 
 export class ForwardingPlane {
   private readonly clients = new Map<number, PlaneClient>();
   private readonly origins = new Map<string, number>();
   private nextOrigin = 1;
-  private syncTimer?: NodeJS.Timeout;
   /** Bumped on every change that may change where packets go: routes made before are void. */
   epoch = 1;
 
@@ -90,8 +87,6 @@ export class ForwardingPlane {
   attach(fd: number, remoteCtx: NativeHandle, remoteRtcpCtx: NativeHandle | null, client: PlaneClient): number {
     const sock = this.b.planeAttach(fd, remoteCtx, remoteRtcpCtx);
     this.clients.set(sock, client);
-    this.syncTimer ??= setInterval(() => { for (const c of this.clients.values()) c.sync(); }, SYNC_MS);
-    this.syncTimer.unref();
     this.invalidate();
     return sock;
   }
@@ -99,7 +94,6 @@ export class ForwardingPlane {
   detach(sock: number): void {
     this.b.planeDetach(sock);
     this.clients.delete(sock);
-    if (this.clients.size === 0) { clearInterval(this.syncTimer); this.syncTimer = undefined; }
     this.invalidate();
   }
 

@@ -65,6 +65,7 @@ export class PlaneAttachment implements PlaneClient {
   /** Incoming SSRCs the JS path has seen: their kind, and what the plane forwarded of them so far. */
   private readonly inputs = new Map<number, { kind: 'audio' | 'video'; routedEpoch: number; packets: number; bytes: number; reports: number }>();
   private readonly statsBuf = new Float64Array(IN_FIELDS * 16);
+  private readonly outBuf = new Float64Array(14);
   private sock = -1;
   private detached = false;
 
@@ -189,9 +190,9 @@ export class PlaneAttachment implements PlaneClient {
     }
     for (const kind of ['audio', 'video'] as const) {
       const o = this.outs[kind];
-      const st = o && b.planeOutputStats(o.out);
-      if (!o || !st) continue;
-      const [packets, octets, bytes, age, lastTs] = st as [number, number, number, number, number];
+      if (!o || !b.planeOutputStats(o.out, this.outBuf)) continue;
+      const st = this.outBuf;
+      const packets = st[0]!, octets = st[1]!, bytes = st[2]!, age = st[3]!, lastTs = st[4]!;
       if (packets > o.packets) this.host.addFlow('out', kind, packets - o.packets, bytes - o.bytes, age);
       o.packets = packets;
       o.bytes = bytes;
@@ -220,18 +221,18 @@ export class PlaneAttachment implements PlaneClient {
   }
 
   /** A client's reception report about one of our streams: loss and round-trip time as werift computes them. */
-  private receptionReport(kind: 'audio' | 'video', sender: RTCRtpSender, st: number[]): void {
-    const [fraction, lost, , jitter, lsr, dlsr, at] = st.slice(7) as number[];
+  private receptionReport(kind: 'audio' | 'video', sender: RTCRtpSender, st: Float64Array): void {
+    const fraction = st[7]!, lost = st[8]!, jitter = st[10]!, lsr = st[11]!, dlsr = st[12]!, at = st[13]!;
     const s = sender as unknown as SenderInternals;
-    s.remotePacketsLost = lost!;
-    s.remoteFractionLost = fraction! / 256;
+    s.remotePacketsLost = lost;
+    s.remoteFractionLost = fraction / 256;
     if (s.lastSRtimestamp === lsr && dlsr && s.lastSentSRTimestamp) {
-      const rtt = at! - s.lastSentSRTimestamp - dlsr / 65536;
+      const rtt = at - s.lastSentSRTimestamp - dlsr / 65536;
       s.totalRoundTripTime += rtt;
       s.roundTripTimeMeasurements++;
       s.rtt = s.rtt === undefined ? rtt : RTT_ALPHA * s.rtt + (1 - RTT_ALPHA) * rtt;
     }
-    this.host.remoteReport(kind, jitter!);
+    this.host.remoteReport(kind, jitter);
   }
 
   // ---- routes and sending ----------------------------------------------------------------------

@@ -242,6 +242,7 @@ export class WebRtcEndpoint extends MediaEndpoint {
 
   /** Marks flows that went quiet as down, re-ranks layers (called by the engine's shared timer). */
   override checkFlows(now: number): void {
+    this.attachment?.sync(); // what the native plane moved since the last check
     if (this.layerBytes.size > 0) {
       this.rankLayers();
       for (const rid of this.layerBytes.keys()) this.layerBytes.set(rid, 0);
