@@ -357,6 +357,12 @@ static void call_js(int kind, int sock, const uint8_t *data, size_t len,
   }
 }
 
+static int find_free(sock_t *s) {
+  for (int i = 0; i < MAX_SSRCS; i++)
+    if (!s->in[i].used) return 1;
+  return 0;
+}
+
 static in_t *find_in(sock_t *s, uint32_t ssrc, int create) {
   in_t *free_slot = NULL;
   for (int i = 0; i < MAX_SSRCS; i++) {
@@ -440,13 +446,18 @@ static void handle(int si, uint8_t *p, size_t len, const struct sockaddr_in *fro
   int media = len >= 12 && p[0] > 127 && p[0] < 192;
   int rtp = media && !(p[1] >= 192 && p[1] <= 208);
   if (media && !rtp && s->rtcp_ctx && read_reports(si, s, p, len, now)) return;
-  in_t *in = rtp ? find_in(s, be32(p + 8), 1) : NULL;
-  if (!in) { call_js(0, si, p, len, from, 0, 0, 0); return; }
+  if (!rtp) { call_js(0, si, p, len, from, 0, 0, 0); return; }
+  /* An SSRC gets a slot only once one of its packets authenticates, so forged packets cannot
+   * fill the table. With the table full, an SSRC stays werift's (as received). */
+  in_t *in = find_in(s, be32(p + 8), 0);
+  int fresh = in == NULL;
+  if (fresh && !find_free(s)) { call_js(0, si, p, len, from, 0, 0, 0); return; }
   uint16_t seq = be16(p + 2);
-  roc_t guess = in->roc;
+  roc_t guess = fresh ? (roc_t){0, 0, 0} : in->roc;
   update_roc(&guess, seq);
   long n = srtp_rtp_unprotect(s->ctx, p, len, guess.roc, P.plain);
   if (n < 0) { P.auth_failures++; return; } /* werift drops these too */
+  if (fresh) in = find_in(s, be32(p + 8), 1);
   in->roc = guess;
   uint8_t *q = P.plain;
   size_t hlen = srtp_rtp_header_len(q, (size_t)n);

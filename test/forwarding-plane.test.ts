@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createSocket } from 'node:dgram';
 import type { GenericNack } from 'werift';
 import { startTestServer, connectClient, eventually } from './helpers/server.js';
 import { connectParked } from './helpers/flows.js';
@@ -126,6 +127,39 @@ describe('native forwarding plane', { skip }, () => {
     await eventually(() => dropped.size >= 4, 6000, 'losses');
     await eventually(() => [...dropped].every((s) => nacked.has(s)), 3000, `NACKs for ${[...dropped].join(',')}`);
     assert.ok(b.peer.from('video', a.peer.tag).length > 100);
+    a.peer.stopSending();
+    for (const s of [a, b]) { await client.destroySession(s.id); await s.peer.close(); }
+  });
+
+  it('garbage sent to an attached socket is dropped; media keeps flowing', async () => {
+    const { a, b } = await bridge();
+    a.peer.startSending({ videoPps: 100 });
+    await eventually(() => b.peer.from('video', a.peer.tag).length > 20, 5000, 'media a -> b');
+    // The server's side of a's selected pair: where the plane reads a's packets.
+    const pair = (a.peer.pc.iceTransports[0]!.connection as unknown as { nominated: { remoteAddr: [string, number] } }).nominated;
+    const [host, port] = pair.remoteAddr;
+    const c0 = counters();
+    const attacker = createSocket('udp4');
+    const ssrc = a.peer.video!.sender.ssrc;
+    for (let i = 0; i < 300; i++) {
+      if (i % 30 === 29) await sleep(20); // not faster than the socket's buffer takes them
+      const kind = i % 6;
+      let d: Buffer;
+      if (kind === 0) d = Buffer.alloc(1 + (i % 11), i); // too short for anything
+      else if (kind === 1) { d = Buffer.alloc(200, i); d[0] = 0x80; d[1] = 96; d.writeUInt32BE(ssrc, 8); } // RTP of a's SSRC, forged
+      else if (kind === 2) { d = Buffer.alloc(60, i); d[0] = 0x80; d[1] = 200; } // SRTCP-looking
+      else if (kind === 3) { d = Buffer.alloc(i < 30 ? 9000 : 300, i); d[0] = 0x80; d[1] = 96; d.writeUInt32BE(0x1000 + i, 8); } // some longer than the plane reads; forged SSRCs
+      else if (kind === 4) { d = Buffer.alloc(40, i); d[0] = 0x90; d[1] = 0xff; d.writeUInt16BE(0xbede, 12); d.writeUInt16BE(0xffff, 14); } // extension past the end
+      else d = Buffer.from(Array.from({ length: 100 }, (_, k) => (k * 37 + i) & 0xff));
+      attacker.send(d, port, host);
+    }
+    await sleep(500);
+    attacker.close();
+    const c1 = counters();
+    assert.ok(c1.authFailures - c0.authFailures >= 80, `forged RTP refused (${c1.authFailures - c0.authFailures})`);
+    assert.ok(c1.truncated > c0.truncated, 'oversized datagram dropped');
+    const before = b.peer.from('video', a.peer.tag).length;
+    await eventually(() => b.peer.from('video', a.peer.tag).length > before + 50, 5000, 'media still flowing');
     a.peer.stopSending();
     for (const s of [a, b]) { await client.destroySession(s.id); await s.peer.close(); }
   });
