@@ -63,7 +63,9 @@ export interface PlaneClient {
  * wake-up costs tens of microseconds on a VM; at 2 ms (vs 1) bench:forward measured ~25% less
  * CPU per packet at 10 and 40 bridges, for at most ~2 ms more latency through the server.
  */
-const BATCH_MS = Number(process.env.NKMEDIA_FORWARD_BATCH_MS ?? 2);
+const BATCH_ENV = process.env.NKMEDIA_FORWARD_BATCH_MS;
+const BATCH_MS = BATCH_ENV === undefined || BATCH_ENV === '' ? 2 : Number(BATCH_ENV);
+const batchValid = Number.isInteger(BATCH_MS) && BATCH_MS >= 0 && BATCH_MS <= 20;
 
 export class ForwardingPlane {
   private readonly clients = new Map<number, PlaneClient>();
@@ -127,7 +129,7 @@ export function forwardingPlane(): ForwardingPlane | undefined {
     const b = native as unknown as Partial<PlaneBinding> | undefined;
     plane = null;
     // One plane per process, on the main thread (its state in the addon is process-wide).
-    if (b?.planeStart && isMainThread && process.env.NKMEDIA_NATIVE_FORWARD !== '0') {
+    if (b?.planeStart && isMainThread && batchValid && process.env.NKMEDIA_NATIVE_FORWARD !== '0') {
       try { plane = new ForwardingPlane(b as PlaneBinding); } catch { plane = null; }
     }
   }
@@ -139,6 +141,7 @@ export function planeUnavailableReason(): string | undefined {
   if (forwardingPlane()) return undefined;
   if (process.env.NKMEDIA_NATIVE_FORWARD === '0') return 'disabled by NKMEDIA_NATIVE_FORWARD=0';
   if (!native) return 'the native addon is not built';
+  if (!batchValid) return `NKMEDIA_FORWARD_BATCH_MS must be a whole number of milliseconds from 0 to 20 (got "${BATCH_ENV}")`;
   return isMainThread ? 'the addon could not start it' : 'not on the main thread';
 }
 
