@@ -80,6 +80,8 @@ typedef struct {
   int *outs;
   int nouts;
   double fwd_packets, fwd_bytes;
+  /* for our reception reports: counts at the previous one (fraction lost) */
+  double expected_prior, received_prior;
   /* the client's last sender report about this SSRC */
   double sr_count, sr_at;
   uint32_t sr_ntp_hi, sr_ntp_lo, sr_rtp, sr_packets, sr_octets;
@@ -92,6 +94,9 @@ typedef struct {
   napi_ref ctx_ref;
   srtp_ctx *rtcp_ctx; /* optional: SRTCP receiver/sender reports are then read here */
   napi_ref rtcp_ref;
+  srtp_ctx *rtcp_out; /* optional: our own SR/RR are then sent from here (send_reports) */
+  napi_ref rtcp_out_ref;
+  double rtcp_next; /* monotonic ms */
   in_t in[MAX_SSRCS];
 } sock_t;
 
@@ -117,6 +122,13 @@ typedef struct {
   double packets, octets, bytes, send_errors;
   double last_at;
   uint32_t last_ts_out;
+  /* our sender reports: SRTCP index (werift's, carried over), CNAME, the last one sent */
+  uint32_t srtcp_index;
+  uint32_t clock; /* of the last packet sent, for the SR's RTP timestamp */
+  char cname[64];
+  uint8_t cname_len;
+  double sr_sent_count, sr_sent_at;
+  uint32_t sr_sent_compact;
   /* the client's last reception report about this stream */
   double rr_count, rr_at;
   uint32_t rr_fraction, rr_highest, rr_jitter, rr_lsr, rr_dlsr;
@@ -139,6 +151,7 @@ static struct {
   int epfd;
   uv_poll_t poll;
   uv_timer_t timer;
+  uv_timer_t rtcp_timer;
   int polling, timing, closing_handles;
   uint64_t batch_ms;
   int in_drain;
@@ -154,7 +167,7 @@ static struct {
   struct sockaddr_in raddr[RECV_BATCH];
   uint8_t rbuf[RECV_BATCH][RECV_BUF];
   uint8_t plain[RECV_BUF];
-  double wakeups, datagrams, forwarded, to_js, auth_failures, send_errors, truncated, reports;
+  double wakeups, datagrams, forwarded, to_js, auth_failures, send_errors, truncated, reports, reports_sent;
 } P;
 
 static inline uint32_t be32(const uint8_t *p) {
@@ -313,6 +326,7 @@ static long emit_to(out_t *o, uint32_t origin, uint32_t ssrc_in, uint16_t seq_in
   o->bytes += (double)n;
   o->last_at = now;
   o->last_ts_out = ts;
+  o->clock = clock;
   return n;
 }
 
@@ -387,21 +401,23 @@ static int read_reports(int si, sock_t *s, const uint8_t *p, size_t len, double 
   if (n < 8) return 0;
   const uint8_t *q = P.plain;
   size_t off = 0;
-  /* first pass: only SR, RR and SDES, every length consistent */
+  /* first pass: every length consistent; only SR, RR and SDES? */
+  int only_reports = 1;
   while (off < (size_t)n) {
     if (off + 4 > (size_t)n || (q[off] >> 6) != 2) return 0;
     uint8_t pt = q[off + 1];
     size_t plen = 4 * ((size_t)be16(q + off + 2) + 1);
-    if (off + plen > (size_t)n || (pt != 200 && pt != 201 && pt != 202)) return 0;
+    if (off + plen > (size_t)n) return 0;
     int rc = q[off] & 0x1f;
     size_t need = pt == 200 ? 28 + 24 * (size_t)rc : pt == 201 ? 8 + 24 * (size_t)rc : 4;
     if (need > plen) return 0;
+    if (pt != 200 && pt != 201 && pt != 202) only_reports = 0;
     off += plen;
   }
   double at = real_s();
   for (off = 0; off < (size_t)n; off += 4 * ((size_t)be16(q + off + 2) + 1)) {
     uint8_t pt = q[off + 1];
-    if (pt == 202) continue;
+    if (pt != 200 && pt != 201) continue;
     int rc = q[off] & 0x1f;
     const uint8_t *blocks = q + off + (pt == 200 ? 28 : 8);
     if (pt == 200) {
@@ -435,8 +451,151 @@ static int read_reports(int si, sock_t *s, const uint8_t *p, size_t len, double 
       }
     }
   }
+  /* Reports mixed with feedback are recorded here and still go to werift (which needs the feedback). */
+  if (!only_reports) return 0;
   P.reports++;
   return 1;
+}
+
+/* ---------- our own reports (RFC 3550 SR/RR, sent instead of werift's per-stream loops) ---------- */
+
+static double real_precise(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_REALTIME, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* One compound packet for a socket: an SR for each output that has sent media, then an RR
+ * (from the first output's SSRC) with a reception report block for each incoming SSRC, then
+ * SDES CNAME chunks; encrypted with the first output's SRTCP index. The blocks go in an RR of
+ * their own rather than inside the SR: RFC 3550 allows both, and some stacks (werift's router)
+ * only read report blocks from RRs. */
+static void send_reports(int si, sock_t *s) {
+  out_t *outs[4];
+  int no = 0;
+  for (int i = 0; i < P.nouts && no < 4; i++) {
+    out_t *o = P.outs[i];
+    if (o && !o->closing && o->sock == si && o->has_dest) outs[no++] = o;
+  }
+  if (!no) return;
+  uint8_t pkt[1024], enc[1024 + 64];
+  size_t off = 0;
+  double real = real_precise(), now = mono_ms();
+  uint32_t ntp_hi = (uint32_t)((uint64_t)floor(real) + 2208988800ULL);
+  uint32_t ntp_lo = (uint32_t)((real - floor(real)) * 4294967296.0);
+  uint32_t compact = ((ntp_hi & 0xffff) << 16) | (ntp_lo >> 16);
+  for (int k = 0; k < no; k++) {
+    out_t *o = outs[k];
+    if (o->packets <= 0) continue;
+    double elapsed = o->last_at > 0 ? now - o->last_at : 0;
+    uint32_t rtp = o->last_ts_out + (uint32_t)llround(elapsed * o->clock / 1000.0);
+    pkt[off] = 0x80;
+    pkt[off + 1] = 200;
+    pkt[off + 2] = 0;
+    pkt[off + 3] = 6; /* 28 bytes */
+    put32(pkt + off + 4, o->ssrc);
+    put32(pkt + off + 8, ntp_hi);
+    put32(pkt + off + 12, ntp_lo);
+    put32(pkt + off + 16, rtp);
+    put32(pkt + off + 20, (uint32_t)fmod(o->packets, 4294967296.0));
+    put32(pkt + off + 24, (uint32_t)fmod(o->octets, 4294967296.0));
+    off += 28;
+    o->sr_sent_count++;
+    o->sr_sent_at = real;
+    o->sr_sent_compact = compact;
+  }
+  size_t start = off;
+  int rc = 0;
+  off += 8;
+  for (int i = 0; i < MAX_SSRCS && rc < 31; i++) {
+    in_t *in = &s->in[i];
+    if (!in->used || in->packets == 0 || !in->has_max) continue;
+    double expected = in->cycles + in->max_seq - in->base_seq + 1;
+    double lost = expected - in->packets;
+    if (lost < 0) lost = 0;
+    if (lost > 0x7fffff) lost = 0x7fffff;
+    double exp_int = expected - in->expected_prior, rec_int = in->packets - in->received_prior;
+    in->expected_prior = expected;
+    in->received_prior = in->packets;
+    double lost_int = exp_int - rec_int;
+    uint32_t fraction = exp_int == 0 || lost_int <= 0 ? 0 : (uint32_t)fmin(255, floor(lost_int * 256 / exp_int));
+    uint8_t *r = pkt + off;
+    put32(r, in->ssrc);
+    r[4] = (uint8_t)fraction;
+    uint32_t l = (uint32_t)lost;
+    r[5] = (uint8_t)(l >> 16); r[6] = (uint8_t)(l >> 8); r[7] = (uint8_t)l;
+    put32(r + 8, (uint32_t)fmod(in->cycles + in->max_seq, 4294967296.0));
+    put32(r + 12, (uint32_t)fmax(0, floor(in->jitter_q4 / 16)));
+    uint32_t lsr = 0, dlsr = 0;
+    if (in->sr_count > 0) {
+      double delay = real - in->sr_at;
+      lsr = ((in->sr_ntp_hi & 0xffff) << 16) | (in->sr_ntp_lo >> 16);
+      if (delay > 0 && delay < 65536) dlsr = (uint32_t)(delay * 65536);
+    }
+    put32(r + 16, lsr);
+    put32(r + 20, dlsr);
+    off += 24;
+    rc++;
+  }
+  if (rc > 0 || start == 0) {
+    /* an RR leads when no SR does (a compound packet starts with SR or RR) */
+    pkt[start] = (uint8_t)(0x80 | rc);
+    pkt[start + 1] = 201;
+    uint16_t words = (uint16_t)((off - start) / 4 - 1);
+    pkt[start + 2] = (uint8_t)(words >> 8);
+    pkt[start + 3] = (uint8_t)words;
+    put32(pkt + start + 4, outs[0]->ssrc); /* leads only when no output has sent: outs[0] */
+  } else {
+    off = start;
+  }
+  /* SDES: a CNAME chunk per output that has one */
+  size_t sdes = off;
+  int chunks = 0;
+  off += 4;
+  for (int k = 0; k < no; k++) {
+    out_t *o = outs[k];
+    if (!o->cname_len || off + 8 + o->cname_len + 4 > sizeof pkt - 64) continue;
+    put32(pkt + off, o->ssrc);
+    pkt[off + 4] = 1;
+    pkt[off + 5] = o->cname_len;
+    memcpy(pkt + off + 6, o->cname, o->cname_len);
+    off += 6 + o->cname_len;
+    do pkt[off++] = 0; while (off % 4); /* the END item and padding to a word */
+    chunks++;
+  }
+  if (chunks) {
+    pkt[sdes] = (uint8_t)(0x80 | chunks);
+    pkt[sdes + 1] = 202;
+    uint16_t words = (uint16_t)((off - sdes) / 4 - 1);
+    pkt[sdes + 2] = (uint8_t)(words >> 8);
+    pkt[sdes + 3] = (uint8_t)words;
+  } else {
+    off = sdes;
+  }
+  /* The SRTCP index is kept per SSRC (the leading packet's, as werift does): never reused for
+   * one SSRC, also after werift takes over again (detach hands the indexes back). */
+  out_t *f = outs[0];
+  for (int k = 0; k < no; k++) if (outs[k]->packets > 0) { f = outs[k]; break; }
+  uint32_t idx = f->srtcp_index + 1; /* werift: index++, back to 0 at 2^31 */
+  if (idx >> 31) idx = 0;
+  f->srtcp_index = idx;
+  long n = srtp_rtcp_protect(s->rtcp_out, pkt, off, idx, enc);
+  if (n < 0) return;
+  if (sendto(s->fd, enc, (size_t)n, MSG_DONTWAIT, (struct sockaddr *)&f->dest, sizeof f->dest) > 0) P.reports_sent++;
+  else P.send_errors++;
+}
+
+/* Every 100 ms: the sockets whose next report is due (every 0.5-1.5 s, as werift's loops). */
+static void on_rtcp_timer(uv_timer_t *t) {
+  (void)t;
+  if (!P.active) return;
+  double now = mono_ms();
+  for (int i = 0; i < P.nsocks; i++) {
+    sock_t *s = P.socks[i];
+    if (!s || s->closing || !s->rtcp_out || now < s->rtcp_next) continue;
+    s->rtcp_next = now + 500 + (double)(rand() % 1000);
+    send_reports(i, s);
+  }
 }
 
 static void handle(int si, uint8_t *p, size_t len, const struct sockaddr_in *from, double now) {
@@ -629,6 +788,7 @@ static void free_sock(int i) {
   for (int k = 0; k < MAX_SSRCS; k++) free(s->in[k].outs);
   if (s->ctx_ref) napi_delete_reference(P.env, s->ctx_ref);
   if (s->rtcp_ref) napi_delete_reference(P.env, s->rtcp_ref);
+  if (s->rtcp_out_ref) napi_delete_reference(P.env, s->rtcp_out_ref);
   free(s);
   P.socks[i] = NULL;
 }
@@ -743,8 +903,11 @@ static napi_value plane_start(napi_env env, napi_callback_info info) {
   P.batch_ms = (uint64_t)batch;
   uv_poll_init(loop, &P.poll, ep);
   uv_timer_init(loop, &P.timer);
+  uv_timer_init(loop, &P.rtcp_timer);
   uv_unref((uv_handle_t *)&P.poll);
   uv_unref((uv_handle_t *)&P.timer);
+  uv_unref((uv_handle_t *)&P.rtcp_timer);
+  uv_timer_start(&P.rtcp_timer, on_rtcp_timer, 100, 100);
   uv_poll_start(&P.poll, UV_READABLE, on_poll);
   P.polling = 1;
   P.active = 1;
@@ -765,9 +928,10 @@ static napi_value plane_stop(napi_env env, napi_callback_info info) {
   for (int i = 0; i < P.nsocks; i++) free_sock(i);
   for (int i = 0; i < P.nouts; i++) free_out(i);
   P.npend = 0;
-  P.closing_handles = 2;
+  P.closing_handles = 3;
   uv_close((uv_handle_t *)&P.poll, on_closed);
   uv_close((uv_handle_t *)&P.timer, on_closed);
+  uv_close((uv_handle_t *)&P.rtcp_timer, on_closed);
   P.polling = P.timing = 0;
   napi_delete_reference(env, P.cb);
   napi_delete_reference(env, P.resource);
@@ -852,6 +1016,37 @@ static napi_value plane_seed_input(napi_env env, napi_callback_info info) {
   return num(env, 1);
 }
 
+/* planeSetRtcp(sock, localRtcpCtx): the plane sends this socket's sender/receiver reports from
+ * now on (JS stops werift's loops). */
+static napi_value plane_set_rtcp(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  sock_t *s = get_sock(env, argv[0], NULL);
+  if (!s) return throw_msg(env, "unknown socket");
+  srtp_ctx *ctx = srtp_ctx_from_value(env, argv[1]);
+  if (!ctx) return throw_msg(env, "localRtcpCtx must be an SRTP context");
+  if (s->rtcp_out_ref) napi_delete_reference(env, s->rtcp_out_ref);
+  s->rtcp_out = ctx;
+  napi_create_reference(env, argv[1], 1, &s->rtcp_out_ref);
+  s->rtcp_next = mono_ms() + 500 + (double)(rand() % 1000);
+  return undefined(env);
+}
+
+/* planeSeedOutputRtcp(out, cname, srtcpIndex): what our reports about this output say and the
+ * SRTCP index werift had reached for its SSRC. */
+static napi_value plane_seed_output_rtcp(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  out_t *o = get_out(env, argv[0]);
+  if (!o) return throw_msg(env, "unknown output");
+  size_t n = 0;
+  uint32_t idx;
+  if (napi_get_value_string_utf8(env, argv[1], o->cname, sizeof o->cname, &n) != napi_ok || !arg_u32(env, argv[2], &idx) ||
+      idx > 0x7fffffffu)
+    return throw_msg(env, "bad RTCP seed");
+  o->cname_len = (uint8_t)n;
+  o->srtcp_index = idx;
+  return undefined(env);
+}
+
 /* planeAddOutput(sock, localCtx, ssrc, payloadType, keepForNack): returns the output's index. */
 static napi_value plane_add_output(napi_env env, napi_callback_info info) {
   ARGS(5);
@@ -923,14 +1118,14 @@ static napi_value plane_set_dest(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-/* planeRemoveOutput(out): returns [packets, octets, bytes, lastSeq | -1, lastTs, msSinceLastSent, roc, rocLast, rocProcessed]. */
+/* planeRemoveOutput(out): returns [packets, octets, bytes, lastSeq | -1, lastTs, msSinceLastSent, roc, rocLast, rocProcessed, srtcpIndex]. */
 static napi_value out_state(napi_env env, out_t *o) {
   napi_value arr;
   double now = mono_ms();
-  double v[9] = {o->packets, o->octets, o->bytes, o->has_last ? o->last_seq : -1, o->last_ts,
-                 o->has_last ? now - o->last_sent : 0, o->roc.roc, o->roc.last, o->roc.processed};
-  napi_create_array_with_length(env, 9, &arr);
-  for (uint32_t i = 0; i < 9; i++) napi_set_element(env, arr, i, num(env, v[i]));
+  double v[10] = {o->packets, o->octets, o->bytes, o->has_last ? o->last_seq : -1, o->last_ts,
+                  o->has_last ? now - o->last_sent : 0, o->roc.roc, o->roc.last, o->roc.processed, o->srtcp_index};
+  napi_create_array_with_length(env, 10, &arr);
+  for (uint32_t i = 0; i < 10; i++) napi_set_element(env, arr, i, num(env, v[i]));
   return arr;
 }
 
@@ -1064,16 +1259,18 @@ static napi_value plane_input_stats(napi_env env, napi_callback_info info) {
 }
 
 /* planeOutputStats(out, Float64Array(14)) fills [packets, octets, bytes, msSinceLastPacket | -1, lastTimestamp, sendErrors,
- * rrCount, rrFraction, rrLost, rrHighest, rrJitter, rrLsr, rrDlsr, rrAt (s since 1970)]. */
+ * rrCount, rrFraction, rrLost, rrHighest, rrJitter, rrLsr, rrDlsr, rrAt (s since 1970),
+ * srSent, srCompactNtp, srSentAt (s since 1970)]. */
 static napi_value plane_output_stats(napi_env env, napi_callback_info info) {
   ARGS(2);
   out_t *o = get_out(env, argv[0]);
   if (!o) return num(env, 0);
   uint8_t *p;
   size_t len;
-  if (!arg_buf(env, argv[1], &p, &len) || len < 14 * sizeof(double)) return throw_msg(env, "need a Float64Array of 14");
-  double v[14] = {o->packets, o->octets, o->bytes, o->packets ? mono_ms() - o->last_at : -1, o->last_ts_out, o->send_errors,
-                  o->rr_count, o->rr_fraction, o->rr_lost, o->rr_highest, o->rr_jitter, o->rr_lsr, o->rr_dlsr, o->rr_at};
+  if (!arg_buf(env, argv[1], &p, &len) || len < 17 * sizeof(double)) return throw_msg(env, "need a Float64Array of 17");
+  double v[17] = {o->packets, o->octets, o->bytes, o->packets ? mono_ms() - o->last_at : -1, o->last_ts_out, o->send_errors,
+                  o->rr_count, o->rr_fraction, o->rr_lost, o->rr_highest, o->rr_jitter, o->rr_lsr, o->rr_dlsr, o->rr_at,
+                  o->sr_sent_count, o->sr_sent_compact, o->sr_sent_at};
   memcpy(p, v, sizeof v);
   return num(env, 1);
 }
@@ -1091,6 +1288,7 @@ static napi_value plane_counters(napi_env env, napi_callback_info info) {
   napi_set_named_property(env, o, "sendErrors", num(env, P.send_errors));
   napi_set_named_property(env, o, "truncated", num(env, P.truncated));
   napi_set_named_property(env, o, "reports", num(env, P.reports));
+  napi_set_named_property(env, o, "reportsSent", num(env, P.reports_sent));
   int socks = 0, outs = 0;
   for (int i = 0; i < P.nsocks; i++) socks += P.socks[i] != NULL;
   for (int i = 0; i < P.nouts; i++) outs += P.outs[i] != NULL;
@@ -1111,6 +1309,7 @@ napi_value forward_init(napi_env env, napi_value exports) {
       FN("planeClearRoutes", plane_clear_routes), FN("planeSend", plane_send),
       FN("planeRetransmit", plane_retransmit), FN("planeInputStats", plane_input_stats),
       FN("planeOutputStats", plane_output_stats), FN("planeCounters", plane_counters),
+      FN("planeSetRtcp", plane_set_rtcp),      FN("planeSeedOutputRtcp", plane_seed_output_rtcp),
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;

@@ -616,6 +616,10 @@ long srtp_rtp_protect(srtp_ctx *c, const uint8_t *hdr, size_t hlen, const uint8_
 long srtp_rtp_unprotect(srtp_ctx *c, const uint8_t *p, size_t len, uint32_t roc, uint8_t *out) {
   return rtp_unprotect(c, p, len, roc, out);
 }
+long srtp_rtcp_protect(srtp_ctx *c, const uint8_t *p, size_t len, uint32_t index, uint8_t *out) {
+  if (len < RTCP_MIN_HEADER) return -1;
+  return rtcp_protect(c, p, len, index, out);
+}
 long srtp_rtcp_unprotect(srtp_ctx *c, const uint8_t *p, size_t len, uint8_t *out) {
   return rtcp_unprotect(c, p, len, out);
 }

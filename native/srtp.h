@@ -19,6 +19,8 @@ long srtp_rtp_protect(srtp_ctx *c, const uint8_t *hdr, size_t hlen, const uint8_
 /* `out` holds len - tag; returns the plain length or -1 (malformed or not authentic). */
 long srtp_rtp_unprotect(srtp_ctx *c, const uint8_t *p, size_t len, uint32_t roc, uint8_t *out);
 
+/* Encrypts (E = 1) with a 31-bit SRTCP index; `out` holds len + 4 + tag. Returns its length or -1. */
+long srtp_rtcp_protect(srtp_ctx *c, const uint8_t *p, size_t len, uint32_t index, uint8_t *out);
 /* `out` holds len; returns the plain RTCP length or -1 (malformed or not authentic). */
 long srtp_rtcp_unprotect(srtp_ctx *c, const uint8_t *p, size_t len, uint8_t *out);
 

@@ -82,6 +82,7 @@ describe('native forwarding plane', { skip }, () => {
     // The clients' own reports were read by the plane (not werift) and still reach get_stats:
     // loss, jitter and a round-trip time from LSR/DLSR.
     assert.ok(counters().reports > c0.reports, 'report-only SRTCP read natively');
+    assert.ok(counters().reportsSent > c0.reportsSent, 'our reports sent by the plane');
     const out = await eventually(async () => {
       const o = (await client.getStats(a.id)).stats.outbound.video;
       return o.rtt_ms !== undefined ? o : undefined;

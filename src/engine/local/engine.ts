@@ -277,7 +277,10 @@ export class LocalEngine implements MediaEngine {
 
   private checkFlows(): void {
     const now = performance.now();
-    for (const e of this.elements.values()) if (e instanceof MediaEndpoint) e.checkFlows(now);
+    for (const e of this.elements.values()) {
+      if (!(e instanceof MediaEndpoint)) continue;
+      try { e.checkFlows(now); } catch { /* one endpoint's failure must not stop the others' checks */ }
+    }
   }
 
   async close(): Promise<void> {

@@ -16,16 +16,19 @@ export interface PlaneBinding {
   planeDetach(sock: number): void;
   planeSeedInput(sock: number, ssrc: number, roc: number, lastSeq: number, processed: number, clockRate: number, nack: number): number;
   planeAddOutput(sock: number, localCtx: NativeHandle, ssrc: number, payloadType: number, keepForNack: number): number;
+  /** From now on the plane sends the socket's sender and receiver reports (every 0.5-1.5 s). */
+  planeSetRtcp(sock: number, localRtcpCtx: NativeHandle): void;
+  planeSeedOutputRtcp(out: number, cname: string, srtcpIndex: number): void;
   planeSeedOutput(out: number, roc: number, rocLast: number, rocProcessed: number, lastSeq: number, lastTs: number, msSinceLastSent: number): void;
   planeSetDest(out: number, ip: string, port: number): void;
-  /** [packets, octets, bytes, lastSeq | -1, lastTs, msSinceLastSent, roc, rocLast, rocProcessed] */
+  /** [packets, octets, bytes, lastSeq | -1, lastTs, msSinceLastSent, roc, rocLast, rocProcessed, srtcpIndex] */
   planeRemoveOutput(out: number): number[] | undefined;
   planeSetRoute(sock: number, ssrc: number, payloadType: number, origin: number, clockRate: number, outs: Int32Array | null): number;
   planeClearRoutes(sock: number): void;
   planeSend(out: number, origin: number, ssrcIn: number, seq: number, ts: number, marker: number, payload: Uint8Array, clockRate: number, csrcs?: Uint8Array): number;
   planeRetransmit(out: number, seqs: number[]): number;
   planeInputStats(sock: number, into: Float64Array): number;
-  /** Fills [packets, octets, bytes, msSinceLastPacket | -1, lastTimestamp, sendErrors, rrCount, rrFraction, rrLost, rrHighest, rrJitter, rrLsr, rrDlsr, rrAt]; 0 if no such output. */
+  /** Fills [packets, octets, bytes, msSinceLastPacket | -1, lastTimestamp, sendErrors, rrCount, rrFraction, rrLost, rrHighest, rrJitter, rrLsr, rrDlsr, rrAt, srSent, srCompactNtp, srSentAt]; 0 if no such output. */
   planeOutputStats(out: number, into: Float64Array): number;
   planeCounters(): PlaneCounters;
 }
@@ -36,6 +39,8 @@ export interface PlaneCounters {
   sendErrors: number; truncated: number; sockets: number; outputs: number;
   /** Report-only SRTCP packets (SR/RR/SDES) read natively instead of in werift. */
   reports: number;
+  /** Our own SR/RR compound packets the plane sent. */
+  reportsSent: number;
 }
 
 /** Numbers per SSRC in planeInputStats (see native/forward.c). */

@@ -44,7 +44,10 @@ interface ReceiverInternals {
 interface SenderInternals {
   remotePacketsLost?: number; remoteFractionLost?: number; lastSRtimestamp?: number; lastSentSRTimestamp?: number;
   rtt?: number; totalRoundTripTime: number; roundTripTimeMeasurements: number;
+  packetCount: number; octetCount: number; cname?: string;
 }
+/** werift's per-stream RTCP loops (RTCRtpSender/RTCRtpReceiver.runRtcp), stopped while the plane reports. */
+interface RtcpLoop { rtcpRunning: boolean; rtcpCancel: AbortController; stopped?: boolean; runRtcp(): Promise<void> }
 const RTT_ALPHA = 0.85; // werift's smoothing of round-trip times
 /** Seconds between 1900 (NTP) and 1970. */
 const NTP_EPOCH_OFFSET_S = 2208988800;
@@ -65,9 +68,11 @@ export class PlaneAttachment implements PlaneClient {
   /** Incoming SSRCs the JS path has seen: their kind, and what the plane forwarded of them so far. */
   private readonly inputs = new Map<number, { kind: 'audio' | 'video'; routedEpoch: number; packets: number; bytes: number; reports: number }>();
   private readonly statsBuf = new Float64Array(IN_FIELDS * 16);
-  private readonly outBuf = new Float64Array(14);
+  private readonly outBuf = new Float64Array(17);
   private sock = -1;
   private detached = false;
+  /** Whether the plane sends this connection's RTCP reports (werift's loops stopped). */
+  private reporting = false;
 
   private constructor(
     private readonly plane: ForwardingPlane,
@@ -116,10 +121,28 @@ export class PlaneAttachment implements PlaneClient {
       b.planeSetDest(out, address, port);
       att.outs[kind] = { out, sender, codec: target.codec, clockRate: target.codec.clockRate, packets: 0, bytes: 0, reports: 0 };
     }
+    // Our sender and receiver reports come from the plane's counters: one compound packet per
+    // connection every 0.5-1.5 s instead of werift's loop per stream (each a JS timer, a
+    // promise chain and a send). werift's loops stop; detaching restarts them.
+    if (rtcp && Object.keys(att.outs).length > 0) {
+      for (const kind of ['audio', 'video'] as const) {
+        const o = att.outs[kind];
+        if (!o) continue;
+        const idx = dtls.srtcp.localContext.getSrtcpSsrcState(o.sender.ssrc).srtcpIndex;
+        b.planeSeedOutputRtcp(o.out, (o.sender as unknown as SenderInternals).cname ?? '', idx >>> 0);
+      }
+      b.planeSetRtcp(att.sock, rtcp.rtcpLocal.handle);
+      att.reporting = true;
+      for (const loop of att.rtcpLoops()) { loop.rtcpRunning = true; loop.rtcpCancel.abort(); }
+    }
     // The plane sees every packet and reports losses; werift's own detection would only see
     // the few that still come through JS and take the rest for lost.
     for (const r of att.receivers()) internals(r).nack.addPacket = (): void => undefined;
     return att;
+  }
+
+  private rtcpLoops(): RtcpLoop[] {
+    return this.host.pc.getTransceivers().flatMap((t) => [t.sender, t.receiver]) as unknown as RtcpLoop[];
   }
 
   private receivers(): RTCRtpReceiver[] {
@@ -196,12 +219,18 @@ export class PlaneAttachment implements PlaneClient {
       if (packets > o.packets) this.host.addFlow('out', kind, packets - o.packets, bytes - o.bytes, age);
       o.packets = packets;
       o.bytes = bytes;
+      const sender = o.sender as unknown as SenderInternals;
+      if (this.reporting && st[14]! > 0) {
+        // The plane's last sender report, for the round-trip time from the client's next RR.
+        sender.lastSRtimestamp = st[15]!;
+        sender.lastSentSRTimestamp = st[16]!;
+      }
       if (st[6]! > o.reports) { o.reports = st[6]!; this.receptionReport(kind, o.sender, st); }
-      if (age < 0) continue;
-      // What werift's RTCP sender reports say: counts, and an (NTP, RTP) pair for now.
-      const report = o.sender as unknown as { packetCount: number; octetCount: number; ntpTimestamp: bigint; rtpTimestamp: number };
-      report.packetCount = packets % 2 ** 32;
-      report.octetCount = octets % 2 ** 32;
+      sender.packetCount = packets % 2 ** 32;
+      sender.octetCount = octets % 2 ** 32;
+      if (this.reporting || age < 0) continue;
+      // werift sends the reports: an (NTP, RTP) time pair for now.
+      const report = o.sender as unknown as { ntpTimestamp: bigint; rtpTimestamp: number };
       report.ntpTimestamp = ntpTime();
       report.rtpTimestamp = (lastTs + Math.round((age * o.clockRate) / 1000)) >>> 0;
       void o.sender.runRtcp();
@@ -300,13 +329,15 @@ export class PlaneAttachment implements PlaneClient {
       const o = this.outs[kind];
       const st = o && b.planeRemoveOutput(o.out);
       if (!o || !st) continue;
-      const [, , , lastSeq, lastTs, age, roc, rocLast, rocProcessed] = st as number[];
+      const [, , , lastSeq, lastTs, age, roc, rocLast, rocProcessed, srtcpIndex] = st as number[];
       if (srtp) {
         const s = srtp.localContext.getSrtpSsrcState(o.sender.ssrc);
         s.rolloverCounter = roc!;
         s.lastSequenceNumber = rocLast!;
         s.rolloverHasProcessed = rocProcessed === 1;
       }
+      const srtcp = this.host.pc.dtlsTransports[0]?.srtcp;
+      if (this.reporting && srtcp) srtcp.localContext.getSrtcpSsrcState(o.sender.ssrc).srtcpIndex = srtcpIndex!;
       const c = this.host.continuity(kind);
       if (lastSeq! >= 0) {
         c.lastSeq = lastSeq!;
@@ -317,6 +348,14 @@ export class PlaneAttachment implements PlaneClient {
       }
     }
     for (const r of this.receivers()) delete (internals(r).nack as Partial<NackHandler>).addPacket;
+    if (this.reporting) {
+      // werift's loops again (a fresh abort controller: the old one is spent).
+      for (const loop of this.rtcpLoops()) {
+        loop.rtcpCancel = new AbortController();
+        loop.rtcpRunning = false;
+        if (!loop.stopped) void loop.runRtcp();
+      }
+    }
     if (!this.transport.closed) {
       try { this.handle.recvStart(); } catch { /* the socket is closing */ }
     }

@@ -436,8 +436,14 @@ export class WebRtcEndpoint extends MediaEndpoint {
   }
 
   private detachPlane(): void {
-    this.attachment?.detach();
+    const att = this.attachment;
     this.attachment = undefined;
+    try {
+      att?.detach();
+    } catch (err) {
+      // Never in the way of closing the connection (its socket must still be released).
+      this.emitError(`native forwarding plane: ${(err as Error).message}`);
+    }
   }
 
   /** The plane's output toward our client for media of this codec, if it can take it as is. */
