@@ -101,44 +101,60 @@ export class PlaneAttachment implements PlaneClient {
     if (!handle) return undefined;
 
     const att = new PlaneAttachment(plane, host, transport as { closed?: boolean; socket: Socket }, handle);
-    const b = plane.b;
     const rtcp = dtls.srtcp && nativeRtcpContexts(dtls.srtcp);
     att.sock = plane.attach(handle.fd, ctxs.rtpRemote.handle, rtcp ? rtcp.rtcpRemote.handle : null, att);
     handle.recvStop();
+    try {
+      att.takeOver(dtls, ctxs, rtcp, address, port);
+    } catch (err) {
+      att.detach(); // whatever was set up goes back: the socket is read by libuv again
+      throw err;
+    }
+    return att;
+  }
+
+  /** Carries werift's and the endpoint's stream state over to the plane (see attach). */
+  private takeOver(
+    dtls: RTCPeerConnection['dtlsTransports'][number], ctxs: NonNullable<ReturnType<typeof nativeContexts>>,
+    rtcp: ReturnType<typeof nativeRtcpContexts>, address: string, port: number,
+  ): void {
+    const { host } = this;
+    const b = this.plane.b;
+    if (!dtls.srtp) return;
     // Rollover counters werift already tracks (packets it decrypted before now).
     for (const s of Object.values(dtls.srtp.remoteContext.srtpSSRCStates)) {
-      b.planeSeedInput(att.sock, s.ssrc >>> 0, s.rolloverCounter, s.lastSequenceNumber, s.rolloverHasProcessed ? 1 : 0, 90000, 0);
+      b.planeSeedInput(this.sock, s.ssrc >>> 0, s.rolloverCounter, s.lastSequenceNumber, s.rolloverHasProcessed ? 1 : 0, 90000, 0);
     }
     for (const kind of ['audio', 'video'] as const) {
       const target = host.target(kind);
       if (!target) continue;
       const { sender } = target;
-      const out = b.planeAddOutput(att.sock, ctxs.rtpLocal.handle, sender.ssrc, target.payloadType, kind === 'video' ? 1 : 0);
+      const out = b.planeAddOutput(this.sock, ctxs.rtpLocal.handle, sender.ssrc, target.payloadType, kind === 'video' ? 1 : 0);
+      // Recorded at once, so that a failure below still removes it (detach).
+      this.outs[kind] = { out, sender, codec: target.codec, clockRate: target.codec.clockRate, packets: 0, bytes: 0, reports: 0 };
       const roc = dtls.srtp.localContext.getSrtpSsrcState(sender.ssrc);
       const c = host.continuity(kind);
       b.planeSeedOutput(out, roc.rolloverCounter, roc.lastSequenceNumber, roc.rolloverHasProcessed ? 1 : 0,
         c.lastSeq ?? -1, c.lastTs >>> 0, c.lastSeq === undefined ? 0 : Math.max(0, performance.now() - c.lastSentAt));
       b.planeSetDest(out, address, port);
-      att.outs[kind] = { out, sender, codec: target.codec, clockRate: target.codec.clockRate, packets: 0, bytes: 0, reports: 0 };
     }
     // Our sender and receiver reports come from the plane's counters: one compound packet per
     // connection every 0.5-1.5 s instead of werift's loop per stream (each a JS timer, a
     // promise chain and a send). werift's loops stop; detaching restarts them.
-    if (rtcp && Object.keys(att.outs).length > 0) {
+    if (rtcp && dtls.srtcp && Object.keys(this.outs).length > 0) {
       for (const kind of ['audio', 'video'] as const) {
-        const o = att.outs[kind];
+        const o = this.outs[kind];
         if (!o) continue;
         const idx = dtls.srtcp.localContext.getSrtcpSsrcState(o.sender.ssrc).srtcpIndex;
         b.planeSeedOutputRtcp(o.out, (o.sender as unknown as SenderInternals).cname ?? '', idx >>> 0);
       }
-      b.planeSetRtcp(att.sock, rtcp.rtcpLocal.handle);
-      att.reporting = true;
-      for (const loop of att.rtcpLoops()) { loop.rtcpRunning = true; loop.rtcpCancel.abort(); }
+      b.planeSetRtcp(this.sock, rtcp.rtcpLocal.handle);
+      this.reporting = true;
+      for (const loop of this.rtcpLoops()) { loop.rtcpRunning = true; loop.rtcpCancel.abort(); }
     }
     // The plane sees every packet and reports losses; werift's own detection would only see
     // the few that still come through JS and take the rest for lost.
-    for (const r of att.receivers()) internals(r).nack.addPacket = (): void => undefined;
-    return att;
+    for (const r of this.receivers()) internals(r).nack.addPacket = (): void => undefined;
   }
 
   private rtcpLoops(): RtcpLoop[] {

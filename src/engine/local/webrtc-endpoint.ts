@@ -13,7 +13,7 @@ import { FLOW_DOWN_MS, MediaEndpoint, rembFeedback } from './media-endpoint.js';
 import { continueStream, newContinuity, type Continuity } from './stream-continuity.js';
 import { PassThrough, type Element } from './element.js';
 import { forwardingPlane, type ForwardingPlane } from './forwarding-plane.js';
-import { PlaneAttachment } from './plane-attachment.js';
+import { PlaneAttachment, type PlaneHost } from './plane-attachment.js';
 
 /**
  * NACKed packets are resent from this many of the last video packets sent per stream: about
@@ -419,20 +419,29 @@ export class WebRtcEndpoint extends MediaEndpoint {
 
   private attachPlane(): void {
     if (!this.plane || this.attachment || this.released) return;
-    const self = this;
-    this.attachment = PlaneAttachment.attach(this.plane, {
+    try {
+      this.attachment = PlaneAttachment.attach(this.plane, this.planeHost());
+    } catch (err) {
+      // The JS path carries this endpoint instead (attach undid what it had set up).
+      this.emitError(`native forwarding plane: ${(err as Error).message}`);
+    }
+  }
+
+  /** What the plane's attachment reads and updates of this endpoint. */
+  private planeHost(): PlaneHost {
+    return {
       pc: this.pc,
-      continuity: (kind) => self.out[kind],
-      target: (kind) => self.target(kind),
+      continuity: (kind) => this.out[kind],
+      target: (kind) => this.target(kind),
       addFlow: (direction, media, packets, bytes, ageMs) => {
-        self.countMany((direction === 'in' ? self.inbound : self.outbound)[media], direction, media, packets, bytes, ageMs);
+        this.countMany((direction === 'in' ? this.inbound : this.outbound)[media], direction, media, packets, bytes, ageMs);
       },
       videoSeen: (ssrc, ageMs) => {
-        const v = self.videoIn.get(ssrc);
+        const v = this.videoIn.get(ssrc);
         if (v) v.lastAt = Math.max(v.lastAt, performance.now() - ageMs);
       },
-      remoteReport: (kind, jitter) => { self.out[kind].remoteJitter = jitter; },
-    });
+      remoteReport: (kind, jitter) => { this.out[kind].remoteJitter = jitter; },
+    };
   }
 
   private detachPlane(): void {
