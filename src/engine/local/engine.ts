@@ -16,7 +16,7 @@ import { PlayerEndpoint, PlayerError } from './player.js';
 import { sharedCertificate } from './certificate.js';
 import { candidateRewriter } from './candidates.js';
 import { installFastRtpParser } from './fast-rtp.js';
-import { invalidateRoutes } from './forwarding-plane.js';
+import { forgetOrigin, invalidateRoutes } from './forwarding-plane.js';
 
 const NO_STUN = 'stun:127.0.0.1:9';
 
@@ -256,6 +256,7 @@ export class LocalEngine implements MediaEngine {
     }
     el.sources.clear();
     invalidateRoutes();
+    forgetOrigin(id); // any element (a player too) may have been an origin of forwarded media
     await el.release();
     if (![...this.elements.values()].some((e) => e instanceof MediaEndpoint)) {
       clearInterval(this.flowTimer);

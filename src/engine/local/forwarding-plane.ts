@@ -51,6 +51,13 @@ export const In = {
   SrCount: 18, SrNtpHi: 19, SrNtpLo: 20, SrRtp: 21, SrPackets: 22, SrOctets: 23, SrAt: 24,
 } as const;
 
+/** Numbers planeOutputStats fills (see native/forward.c). */
+export const OUT_FIELDS = 17;
+export const Out = {
+  Packets: 0, Octets: 1, Bytes: 2, Age: 3, LastTs: 4, SendErrors: 5, RrCount: 6, RrFraction: 7, RrLost: 8,
+  RrHighest: 9, RrJitter: 10, RrLsr: 11, RrDlsr: 12, RrAt: 13, SrSent: 14, SrCompact: 15, SrSentAt: 16,
+} as const;
+
 /** What an attached socket's owner handles for the plane. */
 export interface PlaneClient {
   /** A datagram the plane does not forward (`decrypted`: RTP, already unprotected). */
@@ -153,4 +160,9 @@ export function planeUnavailableReason(): string | undefined {
 /** Changes that may re-route media (graph edits, endpoints connecting or going). */
 export function invalidateRoutes(): void {
   plane?.invalidate();
+}
+
+/** An element is gone: its origin number (if media from it was ever sent) is not needed. */
+export function forgetOrigin(id: string): void {
+  plane?.forget(id);
 }

@@ -8,7 +8,7 @@ import type { Socket } from 'node:dgram';
 import { ntpTime, type RTCPeerConnection, type RTCRtpReceiver, type RTCRtpSender } from 'werift';
 import type { MediaKind } from '../types.js';
 import type { CodecInfo } from './element.js';
-import { In, IN_FIELDS, type ForwardingPlane, type PlaneClient } from './forwarding-plane.js';
+import { In, IN_FIELDS, Out, OUT_FIELDS, type ForwardingPlane, type PlaneClient } from './forwarding-plane.js';
 import { markDecrypted, nativeContexts, nativeRtcpContexts } from './native-srtp.js';
 import type { Continuity } from './stream-continuity.js';
 
@@ -68,7 +68,7 @@ export class PlaneAttachment implements PlaneClient {
   /** Incoming SSRCs the JS path has seen: their kind, and what the plane forwarded of them so far. */
   private readonly inputs = new Map<number, { kind: 'audio' | 'video'; routedEpoch: number; packets: number; bytes: number; reports: number }>();
   private readonly statsBuf = new Float64Array(IN_FIELDS * 16);
-  private readonly outBuf = new Float64Array(17);
+  private readonly outBuf = new Float64Array(OUT_FIELDS);
   private sock = -1;
   private detached = false;
   /** Whether the plane sends this connection's RTCP reports (werift's loops stopped). */
@@ -231,24 +231,24 @@ export class PlaneAttachment implements PlaneClient {
       const o = this.outs[kind];
       if (!o || !b.planeOutputStats(o.out, this.outBuf)) continue;
       const st = this.outBuf;
-      const packets = st[0]!, octets = st[1]!, bytes = st[2]!, age = st[3]!, lastTs = st[4]!;
+      const packets = st[Out.Packets]!, bytes = st[Out.Bytes]!, age = st[Out.Age]!;
       if (packets > o.packets) this.host.addFlow('out', kind, packets - o.packets, bytes - o.bytes, age);
       o.packets = packets;
       o.bytes = bytes;
       const sender = o.sender as unknown as SenderInternals;
-      if (this.reporting && st[14]! > 0) {
+      if (this.reporting && st[Out.SrSent]! > 0) {
         // The plane's last sender report, for the round-trip time from the client's next RR.
-        sender.lastSRtimestamp = st[15]!;
-        sender.lastSentSRTimestamp = st[16]!;
+        sender.lastSRtimestamp = st[Out.SrCompact]!;
+        sender.lastSentSRTimestamp = st[Out.SrSentAt]!;
       }
-      if (st[6]! > o.reports) { o.reports = st[6]!; this.receptionReport(kind, o.sender, st); }
+      if (st[Out.RrCount]! > o.reports) { o.reports = st[Out.RrCount]!; this.receptionReport(kind, o.sender, st); }
       sender.packetCount = packets % 2 ** 32;
-      sender.octetCount = octets % 2 ** 32;
+      sender.octetCount = st[Out.Octets]! % 2 ** 32;
       if (this.reporting || age < 0) continue;
       // werift sends the reports: an (NTP, RTP) time pair for now.
       const report = o.sender as unknown as { ntpTimestamp: bigint; rtpTimestamp: number };
       report.ntpTimestamp = ntpTime();
-      report.rtpTimestamp = (lastTs + Math.round((age * o.clockRate) / 1000)) >>> 0;
+      report.rtpTimestamp = (st[Out.LastTs]! + Math.round((age * o.clockRate) / 1000)) >>> 0;
       void o.sender.runRtcp();
     }
   }
@@ -267,17 +267,17 @@ export class PlaneAttachment implements PlaneClient {
 
   /** A client's reception report about one of our streams: loss and round-trip time as werift computes them. */
   private receptionReport(kind: 'audio' | 'video', sender: RTCRtpSender, st: Float64Array): void {
-    const fraction = st[7]!, lost = st[8]!, jitter = st[10]!, lsr = st[11]!, dlsr = st[12]!, at = st[13]!;
+    const lsr = st[Out.RrLsr]!, dlsr = st[Out.RrDlsr]!, at = st[Out.RrAt]!;
     const s = sender as unknown as SenderInternals;
-    s.remotePacketsLost = lost;
-    s.remoteFractionLost = fraction / 256;
+    s.remotePacketsLost = st[Out.RrLost]!;
+    s.remoteFractionLost = st[Out.RrFraction]! / 256;
     if (s.lastSRtimestamp === lsr && dlsr && s.lastSentSRTimestamp) {
       const rtt = at - s.lastSentSRTimestamp - dlsr / 65536;
       s.totalRoundTripTime += rtt;
       s.roundTripTimeMeasurements++;
       s.rtt = s.rtt === undefined ? rtt : RTT_ALPHA * s.rtt + (1 - RTT_ALPHA) * rtt;
     }
-    this.host.remoteReport(kind, jitter);
+    this.host.remoteReport(kind, st[Out.RrJitter]!);
   }
 
   // ---- routes and sending ----------------------------------------------------------------------
@@ -330,7 +330,6 @@ export class PlaneAttachment implements PlaneClient {
     this.detached = true;
     const b = this.plane.b;
     const n = b.planeInputStats(this.sock, this.statsBuf);
-    b.planeClearRoutes(this.sock);
     this.plane.detach(this.sock);
     const srtp = this.host.pc.dtlsTransports[0]?.srtp;
     if (srtp) {

@@ -499,7 +499,6 @@ export class WebRtcEndpoint extends MediaEndpoint {
   override async release(): Promise<void> {
     if (this.released) return;
     this.detachPlane();
-    this.plane?.forget(this.id);
     await super.release();
     await this.pc.close().catch(() => undefined);
   }
