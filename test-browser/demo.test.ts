@@ -128,6 +128,15 @@ class DemoPage {
 
 const sessionsOf = async (user: string) => (await suite.admin.listSessions()).filter((s) => s.user_id === user);
 
+/** The user's first listed session: checks its type and that the page's status element (`statusSelector`) names it; returns its id. */
+async function pageSession(p: DemoPage, user: string, type: string, statusSelector: string): Promise<string> {
+  const [s] = await sessionsOf(user);
+  assert.equal(s?.type, type);
+  const id = s!.session_id;
+  assert.equal(await p.page.getAttribute(statusSelector, 'data-session-id'), id);
+  return id;
+}
+
 /** `seconds` of VP8 test pattern (320×240, a keyframe a second) and an Opus tone, made by ffmpeg. */
 function makeClip(path: string, seconds: number): void {
   execFileSync('ffmpeg', ['-v', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
@@ -186,10 +195,7 @@ describe('demo pages', { timeout: 120000 }, () => {
     await p.login('eve');
     await p.page.click('#start');
     await p.decodes('echo', 'decodes its own echo (trickle ICE)');
-    const [s] = await sessionsOf('eve');
-    assert.equal(s?.type, 'echo');
-    const id = s!.session_id;
-    assert.equal(await p.page.getAttribute('#session-status', 'data-session-id'), id);
+    const id = await pageSession(p, 'eve', 'echo', '#session-status');
 
     // Mutes and the bitrate limit reach the session (update_media).
     await p.page.click('#mute-video');
@@ -464,10 +470,7 @@ describe('demo pages', { timeout: 120000 }, () => {
       await p.page.fill('#uri', 'clip.webm');
       await p.page.click('#play');
       await p.decodes('play', 'decodes the file');
-      const [s] = await sessionsOf('paula');
-      assert.equal(s?.type, 'play');
-      const id = s!.session_id;
-      assert.equal(await p.page.getAttribute('#player-status', 'data-session-id'), id);
+      const id = await pageSession(p, 'paula', 'play', '#player-status');
       await p.page.waitForFunction(() => Math.abs(Number(document.getElementById('time')?.dataset.duration) - 30000) < 500, undefined, { timeout: 5000 });
       assert.match(await p.text('#time'), /^0:\d\d \/ 0:30$/);
       assert.equal(await p.page.isDisabled('#position'), false, 'the bar can seek');
