@@ -94,6 +94,10 @@ export const configSchema = z.object({
     })).default([]),
     /** RFC 3261 T1 in ms (every SIP timer scales with it). */
     t1_ms: z.number().int().min(10).max(5000).default(500),
+    /** Incoming dialogs (INVITEs being answered or answered) at once; more get 503 + Retry-After. */
+    max_dialogs: z.number().int().min(1).max(1_000_000).default(2000),
+    /** Incoming dialogs at once from one source address. */
+    max_dialogs_per_address: z.number().int().min(1).max(1_000_000).default(100),
   }).prefault({}),
   limits: z.object({
     max_frame_bytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
@@ -101,12 +105,47 @@ export const configSchema = z.object({
     api_idle_timeout: z.number().int().min(5).max(86400).default(180),
     ping_interval: z.number().int().min(1).max(3600).default(30),
     max_sessions_per_connection: z.number().int().min(1).max(100000).default(1000),
+    /** Seconds a connection may stay open without logging in. */
+    login_timeout: z.number().int().min(1).max(3600).default(10),
+    /** API connections at once, all users ('auto': a quarter of the descriptor limit, at most 10000). */
+    max_connections: z.union([z.literal('auto'), z.number().int().min(1).max(1_000_000)]).default('auto'),
+    /** API connections at once from one IP address. */
+    max_connections_per_address: z.number().int().min(1).max(1_000_000).default(200),
+    /** API connections at once logged in as one user. */
+    max_connections_per_user: z.number().int().min(1).max(1_000_000).default(50),
+    /** Media sessions at once, all users ('auto': derived from the descriptor limit). */
+    max_sessions: z.union([z.literal('auto'), z.number().int().min(1).max(1_000_000)]).default('auto'),
+    /** Media sessions at once charged to one user (their own, and the legs of calls they place). */
+    max_sessions_per_user: z.number().int().min(1).max(1_000_000).default(2000),
+    /** Event subscriptions one connection may hold. */
+    max_subscriptions_per_connection: z.number().int().min(1).max(1_000_000).default(1000),
+    /** Bytes of replies and events waiting to be sent to one client before it is disconnected. */
+    max_buffered_bytes: z.number().int().min(64 * 1024).max(1024 * 1024 * 1024).default(8 * 1024 * 1024),
+    /** Failed logins one IP address may make per minute before its logins are refused for a while. */
+    login_failures_per_address: z.number().int().min(1).max(100000).default(20),
+    /** Failed logins for one user name per minute, from anywhere, before logins to it are slowed. */
+    login_failures_per_user: z.number().int().min(1).max(100000).default(10),
+  }).prefault({}),
+  /** HTTP and WebSocket requests from browsers. */
+  http: z.object({
+    /**
+     * Page origins (`https://app.example.com`) whose WebSocket upgrades are accepted. Empty: in
+     * open mode only pages of this server itself; in static/jwt mode any origin (a token or a
+     * password is needed anyway).
+     */
+    allowed_origins: z.array(z.string().regex(/^https?:\/\/[^/\s]+$/, 'an origin: scheme://host[:port], no path')).default([]),
   }).prefault({}),
   recordings_dir: z.string().default('./recordings'),
   /** Folders whose files `play` may open (besides the user's own recordings). */
   play_dirs: z.array(z.string()).default(['./media']),
   /** Whether `play` may fetch http(s) URIs. */
   play_allow_http: z.boolean().default(true),
+  /**
+   * Addresses or networks (CIDR) that `play` may fetch from although they are loopback,
+   * private, link-local or otherwise not public (e.g. ["10.1.2.0/24"] for an internal media
+   * store). Public addresses are always allowed.
+   */
+  play_http_allow: z.array(z.string().refine(isAddressOrCidr, 'an IP address or a CIDR network (10.0.0.0/8)')).default([]),
 }).superRefine((c, ctx) => {
   if ((c.ice.port_min === undefined) !== (c.ice.port_max === undefined)) ctx.addIssue({ code: 'custom', path: ['ice', 'port_min'], message: 'port_min and port_max go together' });
   if (c.ice.port_min !== undefined && c.ice.port_max !== undefined && c.ice.port_min > c.ice.port_max) ctx.addIssue({ code: 'custom', path: ['ice', 'port_min'], message: 'port_min > port_max' });
@@ -139,8 +178,15 @@ function readUsersFile(path: string): z.output<typeof userSchema>[] {
   return r.data;
 }
 
-export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+/** An IPv4/IPv6 address, or one with a /prefix (a CIDR network). */
+export function isAddressOrCidr(s: string): boolean {
+  const [addr, bits, ...rest] = s.split('/');
+  if (rest.length > 0 || !addr) return false;
+  const family = isIP(addr);
+  if (family === 0) return false;
+  if (bits === undefined) return true;
+  if (!/^\d{1,3}$/.test(bits)) return false;
+  return Number(bits) <= (family === 4 ? 32 : 128);
 }
 
 /** Merges plain objects deeply (later wins); arrays and scalars replace. */

@@ -5,7 +5,8 @@ import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
 import type { Logger } from 'pino';
-import { isLoopback, type Config } from '../config.js';
+import type { Config } from '../config.js';
+import { resolvesToLoopbackOnly } from '../util/addresses.js';
 import { EventBus } from '../events/bus.js';
 import { SessionManager } from '../sessions/manager.js';
 import { RoomManager } from '../rooms/manager.js';
@@ -28,7 +29,8 @@ export interface RunningServer {
 export class StartupError extends Error {}
 
 export async function startApiServer(config: Config, engine: MediaEngine, log: Logger): Promise<RunningServer> {
-  if (config.auth.mode === 'open' && !isLoopback(config.host)) {
+  // Decided on what the name resolves to: `127.lan` may well be a public address.
+  if (config.auth.mode === 'open' && !(await resolvesToLoopbackOnly(config.host))) {
     throw new StartupError(`refusing to listen on ${config.host} with open auth: use static users or JWT (auth.mode), or listen on 127.0.0.1`);
   }
   const bus = new EventBus();

@@ -30,6 +30,12 @@ const TABLE = {
   // Not in the original: a connection's cap on requests in flight (SPEC framing limits).
   too_many_requests: [100048, 'Too many requests in flight'],
   frame_too_large: [100049, 'Frame too large'],
+  // Not in the original: caps that keep one client (or a flood) from exhausting the server.
+  too_many_sessions: [100050, 'Too many sessions'],
+  too_many_connections: [100051, 'Too many connections'],
+  too_many_subscriptions: [100052, 'Too many subscriptions'],
+  too_many_logins: [100053, 'Too many login attempts'],
+  out_of_resources: [100054, 'Server out of resources'],
   session_timeout: [100060, 'Session timeout'],
   session_stop: [100061, 'Session stop'],
   session_not_found: [100062, 'Session not found'],
@@ -83,7 +89,8 @@ const DETAILED = new Set<ErrorTerm>([
   'unknown_command', 'invalid_action', 'syntax_error', 'missing_field', 'invalid_value',
   'media_error', 'invalid_sdp', 'too_many_requests', 'frame_too_large', 'internal_error',
   'invalid_parameters', 'invalid_operation', 'not_implemented', 'incompatible_session',
-  'no_destination', 'api_hangup', 'not_invited',
+  'no_destination', 'api_hangup', 'not_invited', 'too_many_sessions', 'too_many_connections',
+  'too_many_subscriptions', 'too_many_logins', 'out_of_resources', 'invalid_uri',
 ]);
 
 export interface WireError { code: number; error: string }
