@@ -3,6 +3,7 @@
 // remote sends goes to our sinks; media from our sources goes to the remote, with audio
 // transcoded when the source's codec is not the one negotiated here.
 import dgram from 'node:dgram';
+import { networkInterfaces } from 'node:os';
 import { randomBytes, randomInt } from 'node:crypto';
 import {
   PictureLossIndication, RtcpPacketConverter, RtcpPayloadSpecificFeedback, RtcpRrPacket, RtcpSenderInfo,
@@ -18,6 +19,7 @@ import {
   answerDirection, chooseCodecs, parseRtpSdp, writeRtpSdp, RTP_CODECS,
   type Direction, type RemoteMedia, type RtpCodec, type RtpCodecName,
 } from './rtp-sdp.js';
+import { isLoopbackIp, isPublicIp } from '../../util/addresses.js';
 
 export type Latching = 'auto' | 'always' | 'off';
 
@@ -31,15 +33,35 @@ export interface RtpEndpointOptions {
   audioCodecs: RtpCodecName[];
   videoCodecs: RtpCodecName[];
   /**
-   * Symmetric RTP: send to where the remote's packets come from instead of its SDP address.
-   * auto: when they come from another IP than the SDP's (a phone behind NAT announcing its
-   * private address); always: from the first packet on; off: never.
+   * Which source RTP is taken from, and where media goes (strict source, no "RTP bleed").
+   * Per m-line, ONE source ip:port is locked and every other packet is dropped; only a remote
+   * description with a new address or port (re-offer, SIP re-INVITE; not a c=0.0.0.0 hold)
+   * unlocks it.
+   * - A packet from the SDP's address (c= IP and m= port) locks at once, in every mode.
+   * - off: nothing else is ever accepted; media goes to the SDP's address.
+   * - auto: also learnable, within the learning window: a source on the SDP's IP (another
+   *   port: senders that do not send from where they listen, like ffmpeg; loopback counts as
+   *   the IP when the SDP names one of this host's addresses), or any source when the SDP's
+   *   IP is not public (a phone behind NAT announcing its private address, or 0.0.0.0).
+   *   Media goes to the SDP's address, or to the learned source when its IP differs.
+   * - always: any source is learnable within the window (gateways behind NAT); media goes to
+   *   the locked source.
+   * Learning: a candidate must pass probation (PROBATION_PACKETS in a row from one ip:port,
+   * one SSRC, sequential numbers); the window is LEARN_WINDOW_MS from the first learnable
+   * packet after the remote description was set (not from the description: a SIP call may
+   * ring long before the phone gets our answer and sends). A learned lock still yields to a
+   * packet from the SDP's exact address within the window (signalling beats learning); after
+   * it nothing changes. RTCP is taken only from the locked source's IP (before a lock, the
+   * SDP's) and sent where RTP goes: to the first RTCP source seen there (else port + 1) when
+   * media goes to the locked source, else to the SDP's RTCP port.
    */
   latching: Latching;
 }
 
-/** A latched source quiet for this long may be replaced by a new one (the phone moved). */
-const RELATCH_AFTER_MS = 2000;
+/** How long after the first learnable packet a source may be learned (then no more until a re-offer moves the remote). */
+const LEARN_WINDOW_MS = 3000;
+/** Consecutive packets (one ip:port, one SSRC, sequential numbers) a source needs to be learned, as Asterisk's strict RTP probation. */
+const PROBATION_PACKETS = 4;
 const RTCP_INTERVAL_MS = 5000;
 /** Audio codecs we can transcode into; a source in one of these can feed any of them. */
 const TRANSCODABLE = new Set(['audio/opus', 'audio/pcmu', 'audio/pcma', 'audio/g722']);
@@ -59,7 +81,15 @@ interface Line {
   /** Payload types the remote may send, by number. */
   recv: Map<number, RtpCodec>;
   remote?: { address: string; rtpPort: number; rtcpPort: number; direction: Direction; rtcpMux: boolean };
-  latched?: Address & { lastAt: number };
+  /** Where signalling last put the remote (a c=0.0.0.0 hold does not move it), the policy's reference. */
+  signalled?: Address & { public: boolean; own: boolean };
+  /** The one source RTP is accepted from; `learned` when by probation rather than the SDP's exact address. */
+  source?: Address & { learned: boolean };
+  /** End of the learning window; unset until the first learnable packet opens it. */
+  learnUntil?: number;
+  /** The source on probation: its run of sequential packets so far. */
+  probation?: Address & { ssrc: number; seq: number; count: number };
+  /** Where the remote's RTCP comes from: the first RTCP from the IP accepted, then fixed. */
   rtcpFrom?: Address;
   ssrc: number;
   out: Continuity;
@@ -215,10 +245,17 @@ export class RtpEndpoint extends MediaEndpoint {
   }
 
   private setRemote(line: Line, m: RemoteMedia): void {
-    const moved = line.remote && (line.remote.address !== m.address || line.remote.rtpPort !== m.port);
     line.remote = { address: m.address, rtpPort: m.port, rtcpPort: m.rtcpPort, direction: m.direction, rtcpMux: m.rtcpMux };
-    // A re-offer with a new address is where the remote now is: latch afresh.
-    if (moved) { line.latched = undefined; line.rtcpFrom = undefined; }
+    const prev = line.signalled;
+    // c=0.0.0.0 (old-style hold) names no new address: the lock stays for the resume.
+    if (prev && m.address === '0.0.0.0') return;
+    if (prev && prev.address === m.address && prev.port === m.port) return;
+    // A first description, or a re-offer with a new address: where the remote now is; learn afresh.
+    line.signalled = { address: m.address, port: m.port, public: isPublicIp(m.address), own: isOwnAddress(m.address) };
+    line.source = undefined;
+    line.learnUntil = undefined;
+    line.probation = undefined;
+    line.rtcpFrom = undefined;
   }
 
   private connected(): void {
@@ -274,32 +311,67 @@ export class RtpEndpoint extends MediaEndpoint {
 
   // ---- media in ------------------------------------------------------------------------------
 
-  /** Whether a packet from `from` is our remote's, latching onto it when the policy says so. */
-  private fromRemote(line: Line, from: Address, now: number): boolean {
-    const r = line.remote;
-    if (!r) return false;
-    const l = line.latched;
-    if (l && l.address === from.address && l.port === from.port) { l.lastAt = now; return true; }
-    const mode = this.opts.latching;
-    if (mode === 'off') return from.address === r.address;
-    if (mode === 'auto' && from.address === r.address) return true;
-    if (!l || now - l.lastAt > RELATCH_AFTER_MS) {
-      line.latched = { ...from, lastAt: now };
+  /**
+   * No source is locked: whether this RTP packet (version, length and payload type checked)
+   * is from the source to lock, per the policy of RtpEndpointOptions.latching.
+   */
+  private learn(line: Line, msg: Buffer, from: Address, now: number): boolean {
+    const sig = line.signalled;
+    if (!sig) return false;
+    if (from.port === sig.port && from.address === sig.address) {
+      line.source = { address: from.address, port: from.port, learned: false };
+      line.probation = undefined;
       return true;
     }
+    const mode = this.opts.latching;
+    if (mode === 'off') return false;
+    // A peer on this host announcing one of our interface addresses reaches us from loopback
+    // (which no packet from the network can carry): that is its IP too.
+    if (mode === 'auto' && sig.public && from.address !== sig.address && !(sig.own && isLoopbackIp(from.address))) return false;
+    line.learnUntil ??= now + LEARN_WINDOW_MS;
+    if (now > line.learnUntil) return false;
+    const seq = msg.readUInt16BE(2);
+    const ssrc = msg.readUInt32BE(8);
+    const p = line.probation;
+    if (p && p.port === from.port && p.address === from.address && p.ssrc === ssrc && ((seq - p.seq) & 0xffff) === 1) {
+      p.seq = seq;
+      if (++p.count < PROBATION_PACKETS) return false;
+      line.source = { address: from.address, port: from.port, learned: true };
+      line.probation = undefined;
+      return true;
+    }
+    // Another source, SSRC or a gap: the run starts over (interleaved senders never pass).
+    line.probation = { address: from.address, port: from.port, ssrc, seq, count: 1 };
     return false;
   }
 
   private onRtpSocket(line: Line, msg: Buffer, rinfo: dgram.RemoteInfo): void {
     if (this.released) return;
+    // The source check comes first and reads no byte: a flood from elsewhere costs a compare.
+    const src = line.source;
+    let displace = false;
+    if (src !== undefined && (rinfo.port !== src.port || rinfo.address !== src.address)) {
+      if (!this.mayDisplace(line, src, rinfo)) { line.dropped++; return; }
+      displace = true;
+    }
     // RTCP multiplexed on the RTP port (RFC 5761): packet types 200-207 sit where RTP's
     // marker bit and payload type are.
-    if (msg.length >= 8 && msg[1]! >= 192 && msg[1]! <= 223) { this.onRtcp(line, msg, rinfo); return; }
-    const now = performance.now();
+    if (msg.length >= 8 && msg[1]! >= 192 && msg[1]! <= 223) {
+      if (displace) line.dropped++;
+      else this.onRtcp(line, msg, rinfo);
+      return;
+    }
     if (msg.length < 12 || msg[0]! >> 6 !== 2) { line.dropped++; return; }
     const codec = line.recv.get(msg[1]! & 0x7f);
     if (!codec) { line.dropped++; return; }
-    if (!this.fromRemote(line, rinfo, now)) { line.dropped++; return; }
+    const now = performance.now();
+    if (displace) {
+      line.source = { address: rinfo.address, port: rinfo.port, learned: false };
+      line.rtcpFrom = undefined;
+    } else if (src === undefined && !this.learn(line, msg, rinfo, now)) {
+      line.dropped++;
+      return;
+    }
     let rtp: RtpPacket;
     try {
       rtp = RtpPacket.deSerialize(msg);
@@ -314,13 +386,22 @@ export class RtpEndpoint extends MediaEndpoint {
     this.forward({ kind: line.kind, rtp, codec: { mimeType: codec.mime, clockRate: codec.clockRate }, origin: this.id });
   }
 
+  /**
+   * Whether a packet from the SDP's exact address may take the lock from a learned source:
+   * only while the window is open (signalling beats learning: a stranger that raced the
+   * phone at the start loses the lock as soon as the phone sends; later nothing changes).
+   */
+  private mayDisplace(line: Line, src: Address & { learned: boolean }, from: Address): boolean {
+    const sig = line.signalled;
+    if (!src.learned || !sig || from.port !== sig.port || from.address !== sig.address) return false;
+    return line.learnUntil !== undefined && performance.now() <= line.learnUntil;
+  }
+
   private onRtcp(line: Line, msg: Buffer, rinfo: dgram.RemoteInfo): void {
-    if (this.released || !line.remote) return;
-    const r = line.remote;
-    const latched = line.latched;
-    const known = rinfo.address === r.address || (latched !== undefined && rinfo.address === latched.address);
-    if (!known && this.opts.latching === 'off') return;
-    if (!known && !latched) return;
+    if (this.released) return;
+    // Only from the locked source's IP (before a lock, the SDP's); checked before any parse.
+    const ip = line.source?.address ?? line.signalled?.address;
+    if (rinfo.address !== ip) { line.dropped++; return; }
     let packets: RtcpPacket[];
     try {
       packets = RtcpPacketConverter.deSerialize(msg);
@@ -328,8 +409,9 @@ export class RtpEndpoint extends MediaEndpoint {
       line.dropped++;
       return;
     }
-    // Symmetric RTCP: reports go back where the remote's reports come from.
-    line.rtcpFrom = { address: rinfo.address, port: rinfo.port };
+    // Symmetric RTCP: reports may go back where the remote's first reports (from the IP now
+    // accepted) came from; not moved by later ones.
+    if (line.rtcpFrom?.address !== rinfo.address) line.rtcpFrom = { address: rinfo.address, port: rinfo.port };
     const now = performance.now();
     for (const p of packets) {
       if (p instanceof RtcpSrPacket) {
@@ -406,8 +488,19 @@ export class RtpEndpoint extends MediaEndpoint {
     this.count(this.outbound[line.kind], 'out', line.kind, packet.length);
   }
 
+  /** The locked source when media goes back to it (symmetric RTP), per the latching mode. */
+  private symmetricTo(line: Line): Address | undefined {
+    const s = line.source;
+    if (!s) return undefined;
+    const mode = this.opts.latching;
+    // auto: a source on the SDP's IP is a sender that may not listen where it sends from.
+    if (mode === 'always' || (mode === 'auto' && s.address !== line.signalled?.address)) return s;
+    return undefined;
+  }
+
   private rtpDestination(line: Line): Address | undefined {
-    if (line.latched) return line.latched;
+    const to = this.symmetricTo(line);
+    if (to) return to;
     const r = line.remote;
     if (!r || r.rtpPort === 0 || r.address === '0.0.0.0') return undefined;
     return { address: r.address, port: r.rtpPort };
@@ -420,8 +513,12 @@ export class RtpEndpoint extends MediaEndpoint {
       const to = this.rtpDestination(line);
       return to ? { socket: line.rtp, to } : undefined;
     }
-    if (line.rtcpFrom) return { socket: line.rtcp, to: line.rtcpFrom };
-    if (line.latched) return { socket: line.rtcp, to: { address: line.latched.address, port: line.latched.port + 1 } };
+    const sym = this.symmetricTo(line);
+    if (sym) {
+      // A report source on another IP dates from before the lock.
+      const from = line.rtcpFrom?.address === sym.address ? line.rtcpFrom : undefined;
+      return { socket: line.rtcp, to: from ?? { address: sym.address, port: sym.port + 1 } };
+    }
     if (r.address === '0.0.0.0' || r.rtcpPort === 0) return undefined;
     return { socket: line.rtcp, to: { address: r.address, port: r.rtcpPort } };
   }
@@ -492,6 +589,9 @@ export class RtpEndpoint extends MediaEndpoint {
   /** Local ports in use (tests and leak checks). */
   ports(): number[] { return this.lines.filter((l) => l.port !== 0).flatMap((l) => [l.port, l.port + 1]); }
 
+  /** Packets dropped at the media ports, all lines (tests and diagnostics). */
+  droppedPackets(): number { return this.lines.reduce((n, l) => n + l.dropped, 0); }
+
   override async release(): Promise<void> {
     if (this.released) return;
     clearInterval(this.rtcpTimer);
@@ -502,6 +602,11 @@ export class RtpEndpoint extends MediaEndpoint {
     this.state = 'closed';
     await super.release();
   }
+}
+
+/** Whether `ip` is one of this host's interface addresses. */
+function isOwnAddress(ip: string): boolean {
+  return Object.values(networkInterfaces()).some((list) => list?.some((a) => a.address === ip) ?? false);
 }
 
 /** Binds an RTP socket on an even port and its RTCP socket on the next one. */
