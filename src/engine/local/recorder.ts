@@ -1,11 +1,15 @@
 // Kurento's RecorderEndpoint: a sink that writes the RTP it receives (from a session's proxy,
 // i.e. what the client sends) into a WebM (VP8 + Opus) or MP4 (H.264 or VP8 + Opus) file.
 // RTP is depacketized into frames (src/engine/local/rtp), frames are timed from their RTP
-// timestamps and muxed by mediabunny, which writes Cues/duration (WebM) or the sample tables
-// (MP4) when the file is finalised: on stop(), on release() and on a write error.
-import { open, stat, unlink } from 'node:fs/promises';
+// timestamps and muxed by mediabunny. The file is written as the media comes, so that a server
+// killed mid-way leaves a playable file up to its last second or so: WebM as clusters whose
+// sizes read "unknown" until known (RecordingFile/EbmlLiveSizes below), MP4 as fragmented MP4.
+// A normal end (stop(), release(), a write error) finalises it: WebM gets its Cues, duration and
+// sizes, MP4 its fragment index.
+import { open, stat, unlink, type FileHandle } from 'node:fs/promises';
 import {
-  EncodedAudioPacketSource, EncodedPacket, EncodedVideoPacketSource, FilePathTarget, Mp4OutputFormat, Output, WebMOutputFormat,
+  EncodedAudioPacketSource, EncodedPacket, EncodedVideoPacketSource, Mp4OutputFormat, Output, StreamTarget, WebMOutputFormat,
+  type StreamTargetChunk,
 } from 'mediabunny';
 import type { ElementId } from '../types.js';
 import { Element, type CodecInfo, type MediaUnit } from './element.js';
@@ -71,6 +75,8 @@ interface OutTrack {
   lastTime: number;
   lastDuration: number;
   end: number;
+  /** MP4 video: media time (s) of the frame the current fragment began with. */
+  fragmentFrom?: number;
 }
 
 const CONTAINER_CODECS: Record<RecordingFormat, string[]> = {
@@ -80,6 +86,12 @@ const CONTAINER_CODECS: Record<RecordingFormat, string[]> = {
 
 /** Writes still queued in the muxer beyond which frames are dropped (a disk that cannot keep up). */
 const MAX_QUEUED_WRITES = 2000;
+/** WebM clusters and MP4 fragments are begun at a keyframe at least this far (s) into the last. */
+const FRAGMENT_S = 1;
+/** MP4: a video fragment this long (s) without a keyframe asks the sender for one. */
+const FRAGMENT_KEYFRAME_ASK_S = 1.5;
+/** MP4: a fragment this long (s) is cut without a keyframe (a sender ignoring the asks). */
+const FRAGMENT_CUT_S = 2.5;
 
 export class RecorderEndpoint extends Element {
   private st: RecorderState = 'idle';
@@ -96,6 +108,8 @@ export class RecorderEndpoint extends Element {
   private readonly configs: Partial<Record<AV, VideoDecoderConfig | AudioDecoderConfig>> = {};
   private readonly seen: Partial<Record<AV, number>> = {};
   private output?: Output;
+  private file?: RecordingFile;
+  private lastFragmentAsk = 0;
   private readonly tracks: Partial<Record<AV, OutTrack>> = {};
   private chain: Promise<void> = Promise.resolve();
   private queued = 0;
@@ -118,15 +132,16 @@ export class RecorderEndpoint extends Element {
   get uri(): string { return this.path; }
 
   /**
-   * Starts recording into `path` (created or truncated at once, so a bad path fails here).
-   * Only once per element: a new recording is a new RecorderEndpoint.
+   * Starts recording into `path` (created or truncated at once, so a bad path fails here; kept
+   * open until the recording ends). Only once per element: a new recording is a new RecorderEndpoint.
    */
   async start(path: string, format: RecordingFormat = 'webm'): Promise<void> {
     if (this.st !== 'idle' || this.released) throw new Error(`recorder is ${this.released ? 'released' : this.st}`);
     if (format !== 'webm' && format !== 'mp4') throw new Error(`unknown recording format ${String(format)}`);
     this.path = path;
     this.format = format;
-    await (await open(path, 'w')).close();
+    const fh = await open(path, 'w');
+    this.file = new RecordingFile(fh, format === 'webm', (err) => this.fail(err));
     this.st = 'recording';
     this.emitState('recording');
     // Video must begin with a keyframe: ask for one now rather than waiting for the next.
@@ -278,8 +293,13 @@ export class RecorderEndpoint extends Element {
   }
 
   private openFile(kinds: AV[]): void {
-    const format = this.format === 'webm' ? new WebMOutputFormat() : new Mp4OutputFormat({ fastStart: false });
-    const output = new Output({ format, target: new FilePathTarget(this.path) });
+    // Both write as they go (see RecordingFile): WebM cluster by cluster with its sizes and Cues
+    // patched in at the end, MP4 as fragments (a moov up front, then moof+mdat pairs) that each
+    // play on their own; the sample tables of a plain MP4 would exist only once finalised.
+    const format = this.format === 'webm'
+      ? new WebMOutputFormat({ minimumClusterDuration: FRAGMENT_S })
+      : new Mp4OutputFormat({ fastStart: 'fragmented', minimumFragmentDuration: FRAGMENT_S });
+    const output = new Output({ format, target: new StreamTarget(this.file!.writable()) });
     this.output = output;
     for (const kind of kinds) {
       const cfg = this.configs[kind]!;
@@ -320,8 +340,32 @@ export class RecorderEndpoint extends Element {
     const last = track.held?.time ?? track.lastTime;
     t.time = Math.round(t.time * 1000) / 1000;
     if (t.time <= last + 0.0005) t.time = Math.round((last + 0.001) * 1000) / 1000;
+    if (this.format === 'mp4') this.keepFragmentShort(track, t);
     if (track.held) this.put(track, track.held, Math.max(0, track.held.time), Math.max(0.001, t.time - track.held.time));
     track.held = t;
+  }
+
+  /**
+   * A fragmented MP4's fragment reaches the file only when complete, and mediabunny begins the
+   * next one only at a video keyframe: with a sender's rare keyframes the file would lag (and the
+   * fragment grow in memory) by a whole keyframe interval. So a long fragment asks the sender for
+   * a keyframe; one that still gets too long (a sender ignoring asks) is cut at a delta frame,
+   * which fragmented MP4 allows (players decode on from the last keyframe).
+   */
+  private keepFragmentShort(track: OutTrack, t: Timed): void {
+    if (t.keyframe || track.fragmentFrom === undefined) { track.fragmentFrom = t.time; return; }
+    const age = t.time - track.fragmentFrom;
+    const now = performance.now();
+    if (age >= FRAGMENT_KEYFRAME_ASK_S && now - this.lastFragmentAsk >= 1000) {
+      this.lastFragmentAsk = now;
+      this.sources.get('video')?.requestKeyframe(false);
+    }
+    // Not a public API of mediabunny (its HLS muxer uses it): without it fragments wait for keyframes.
+    const muxer = (this.output as unknown as { _muxer?: { forceFragmentFinalization?: () => Promise<void> } } | undefined)?._muxer;
+    if (age >= FRAGMENT_CUT_S && typeof muxer?.forceFragmentFinalization === 'function') {
+      track.fragmentFrom = t.time;
+      this.enqueue(() => muxer.forceFragmentFinalization!());
+    }
   }
 
   private put(track: OutTrack, t: Timed, time: number, duration: number): void {
@@ -330,6 +374,13 @@ export class RecorderEndpoint extends Element {
     track.end = Math.max(track.end, time + duration);
     const meta = track.meta;
     track.meta = undefined;
+    if (meta && this.format === 'mp4') {
+      // A fragmented MP4 has no edit list to say a track begins late (video waits for its first
+      // keyframe), and players then count the delay twice in the duration: the first frame is
+      // stretched back to the file's start instead (the first picture shows from the start).
+      duration += time;
+      time = 0;
+    }
     const packet = new EncodedPacket(t.data, t.keyframe ? 'key' : 'delta', time, duration);
     this.enqueue(() => (track.source as EncodedVideoPacketSource).add(packet, meta as EncodedVideoChunkMetadata | undefined));
   }
@@ -370,6 +421,8 @@ export class RecorderEndpoint extends Element {
     await this.chain;
     const output = this.output;
     let finalised = false;
+    // The muxer now writes the real sizes of what it marked unknown so far.
+    this.file?.liveSizes?.stop();
     if (output && output.state === 'started') {
       try {
         await output.finalize();
@@ -381,6 +434,8 @@ export class RecorderEndpoint extends Element {
     } else if (output) {
       await output.cancel().catch(() => undefined);
     }
+    // Closed by finalize() or cancel() too; here also when no output was made or it failed.
+    await this.file?.close().catch(() => undefined);
     const tracks = finalised ? (['video', 'audio'] as const).filter((k) => this.tracks[k]) : [];
     if (!output) {
       // No media came: the empty file made at start() would only mislead.
@@ -403,4 +458,253 @@ export class RecorderEndpoint extends Element {
     this.reported.add(key);
     this.emit({ type: 'error', elementId: this.id, tag: this.tag, code, message });
   }
+}
+
+// ---- the file ---------------------------------------------------------------------------------
+
+/**
+ * WebM: the longest appended data waits in memory before it is written (what a crash can lose
+ * of it). The muxer hands WebM over a block at a time; MP4 a whole fragment, written at once.
+ */
+const FILE_FLUSH_MS = 500;
+/** Appended data gathered into one write, at most (fewer, larger writes than one per packet). */
+const FILE_WRITE_BYTES = 64 * 1024;
+/** Data handed over but not yet written beyond which the muxer is held back (a slow disk). */
+const FILE_BACKLOG_BYTES = 4 * 1024 * 1024;
+
+/**
+ * The file a recording goes into, as the sink of mediabunny's StreamTarget (unchunked: the
+ * muxer hands over what it has after each packet). Appended data is gathered and written within
+ * FILE_FLUSH_MS (WebM) or at once (MP4); writes elsewhere (the muxer patching sizes and indexes)
+ * are queued behind what came before, so the file ends up exactly as the muxer meant it. One
+ * write at a time, in order. The first failed write is reported through `onError` and fails
+ * every later one.
+ */
+class RecordingFile {
+  /** Appended data not handed to the file yet: `run` bytes from `runStart`, in `parts`. */
+  private parts: Uint8Array[] = [];
+  private runStart = 0;
+  private run = 0;
+  private timer?: NodeJS.Timeout;
+  private chain: Promise<void> = Promise.resolve();
+  private backlog = 0;
+  private error?: Error;
+  private closing?: Promise<void>;
+  private readonly gatherMs: number;
+  /** WebM only: keeps the Segment and the Cluster being written readable if the process dies. */
+  readonly liveSizes?: EbmlLiveSizes;
+
+  constructor(private readonly fh: FileHandle, webm: boolean, private readonly onError: (err: Error) => void) {
+    if (webm) this.liveSizes = new EbmlLiveSizes((pos, bytes) => this.put(bytes, pos));
+    this.gatherMs = webm ? FILE_FLUSH_MS : 0;
+  }
+
+  /** The stream for `new StreamTarget(...)`; closing it (finalize or cancel) closes the file. */
+  writable(): WritableStream<StreamTargetChunk> {
+    return new WritableStream<StreamTargetChunk>({
+      write: (chunk) => {
+        if (this.error) throw this.error;
+        this.put(chunk.data, chunk.position);
+        this.liveSizes?.append(chunk.data, chunk.position);
+        // Backpressure: the muxer waits (and the recorder's own queue grows) while the disk lags.
+        return this.backlog > FILE_BACKLOG_BYTES ? this.chain : undefined;
+      },
+      close: () => this.close(),
+    });
+  }
+
+  /** Writes everything handed over, then closes the file (once; later calls wait for it). */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.seal();
+      await this.chain;
+      await this.fh.close().catch(() => undefined);
+      if (this.error) throw this.error;
+    })();
+    return this.closing;
+  }
+
+  private put(data: Uint8Array, pos: number): void {
+    const end = pos + data.length;
+    const runEnd = this.runStart + this.run;
+    if (this.run > 0 && pos >= this.runStart && end <= runEnd) {
+      this.patchRun(data, pos);
+      return;
+    }
+    if (this.run > 0 && pos !== runEnd) {
+      // Not an append: behind what is gathered it can go at once (queued after earlier writes
+      // to the same bytes); overlapping it, what is gathered must go first.
+      if (end <= this.runStart) { this.queue(Buffer.from(data), pos); return; }
+      this.seal();
+    }
+    if (this.run === 0) this.runStart = pos;
+    // A copy: the muxer's array is not ours to keep.
+    this.parts.push(Buffer.from(data));
+    this.run += data.length;
+    if (this.run >= FILE_WRITE_BYTES || this.gatherMs === 0) this.seal();
+    else this.timer ??= setTimeout(() => { this.timer = undefined; this.seal(); }, this.gatherMs).unref();
+  }
+
+  /** Overwrites bytes inside the gathered run (size fields of what is still in memory). */
+  private patchRun(data: Uint8Array, pos: number): void {
+    let at = this.runStart;
+    for (const part of this.parts) {
+      const from = Math.max(pos, at);
+      const to = Math.min(pos + data.length, at + part.length);
+      if (from < to) part.set(data.subarray(from - pos, to - pos), from - at);
+      at += part.length;
+    }
+  }
+
+  /** Hands the gathered run to the file. */
+  private seal(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.run === 0) return;
+    const data = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts);
+    this.queue(data, this.runStart);
+    this.runStart += this.run;
+    this.parts = [];
+    this.run = 0;
+  }
+
+  private queue(data: Uint8Array, pos: number): void {
+    this.backlog += data.length;
+    this.chain = this.chain.then(async () => {
+      try {
+        if (this.error) return;
+        for (let off = 0; off < data.length;) {
+          const { bytesWritten } = await this.fh.write(data, off, data.length - off, pos + off);
+          off += bytesWritten;
+        }
+      } catch (err) {
+        if (!this.error) {
+          this.error = err as Error;
+          this.onError(this.error);
+        }
+      } finally {
+        this.backlog -= data.length;
+      }
+    });
+  }
+}
+
+const EBML_HEADER_ID = 0x1a45dfa3;
+const SEGMENT_ID = 0x18538067;
+const CLUSTER_ID = 0x1f43b675;
+/** What a Cluster holds: Timestamp, SimpleBlock, BlockGroup, Position, PrevSize. */
+const CLUSTER_CHILDREN = new Set([0xe7, 0xa3, 0xa0, 0xa7, 0xab]);
+
+/**
+ * mediabunny writes a WebM's Segment and each Cluster with a size covering what they hold when
+ * begun (a header; a timestamp) and patches in the real size when they are complete. Read before
+ * that (a killed server), the Segment would end after its header and the last Cluster after its
+ * timestamp: players would see no media, or lose the Cluster being written (up to a keyframe
+ * interval). Following the bytes appended, this marks both "unknown size" (all ones, as in live
+ * WebM streams, where a Cluster ends where the next top-level element begins) as soon as they
+ * are written; the muxer's own patches of the real sizes come later and overwrite the marks, so
+ * a finished file is what mediabunny made. (mediabunny's appendOnly mode would write unknown
+ * sizes itself, but then no SeekHead, Duration or Cluster sizes: a poorer finished file.)
+ */
+class EbmlLiveSizes {
+  /** The next byte to read; bytes up to `skipTo` are an element's payload. */
+  private pos = 0;
+  private skipTo = 0;
+  private head: number[] = [];
+  private headAt = 0;
+  private level: 'file' | 'segment' | 'cluster' | 'off' = 'file';
+  private cluster = { sizeAt: 0, sizeLen: 0, end: 0, marked: false };
+
+  constructor(private readonly mark: (pos: number, bytes: Uint8Array) => void) {}
+
+  /** From here on the muxer writes the real sizes (finalising): leave everything as it comes. */
+  stop(): void { this.level = 'off'; }
+
+  append(data: Uint8Array, at: number): void {
+    if (this.level === 'off' || at + data.length <= this.pos) return; // a patch of bytes already read
+    if (at > this.pos) { this.level = 'off'; return; } // a gap: not the stream expected, leave it be
+    let i = this.pos - at;
+    while (i < data.length && this.level !== 'off') {
+      if (this.pos < this.skipTo) {
+        const n = Math.min(this.skipTo - this.pos, data.length - i);
+        i += n;
+        this.pos += n;
+        continue;
+      }
+      if (this.head.length === 0) this.headAt = this.pos;
+      this.head.push(data[i++]!);
+      this.pos++;
+      const h = readElementHead(this.head);
+      if (h === undefined) continue; // the rest of the head is in the next write
+      this.head = [];
+      if (h === null) this.level = 'off';
+      else this.element(h.id, this.headAt, h.idLen, h.sizeLen, h.size);
+    }
+  }
+
+  private element(id: number, at: number, idLen: number, sizeLen: number, size: number | undefined): void {
+    const dataAt = at + idLen + sizeLen;
+    if (this.level === 'file') {
+      if (id === EBML_HEADER_ID && size !== undefined) this.skipTo = dataAt + size;
+      else if (id === SEGMENT_ID) {
+        if (size !== undefined) this.mark(at + idLen, unknownSize(sizeLen));
+        this.level = 'segment';
+      } else this.level = 'off';
+      return;
+    }
+    if (this.level === 'cluster') {
+      if (CLUSTER_CHILDREN.has(id) && size !== undefined) {
+        // A block past the Cluster's declared end: that size was the muxer's placeholder.
+        const c = this.cluster;
+        if (at >= c.end && !c.marked) {
+          c.marked = true;
+          this.mark(c.sizeAt, unknownSize(c.sizeLen));
+        }
+        this.skipTo = dataAt + size;
+        return;
+      }
+      this.level = 'segment'; // the Cluster is over: this is the Segment's next element
+    }
+    if (id === CLUSTER_ID) {
+      this.cluster = { sizeAt: at + idLen, sizeLen, end: size === undefined ? Infinity : dataAt + size, marked: size === undefined };
+      this.level = 'cluster';
+    } else if (size !== undefined) this.skipTo = dataAt + size;
+    else this.level = 'off';
+  }
+}
+
+/**
+ * An EBML element's ID and size from its first bytes: undefined while more bytes are needed,
+ * null if they are not an element head; `size` undefined for the "unknown size" mark.
+ */
+function readElementHead(b: number[]): { id: number; idLen: number; sizeLen: number; size: number | undefined } | undefined | null {
+  const idLen = vintLength(b[0]!);
+  if (idLen === 0 || idLen > 4) return null;
+  if (b.length <= idLen) return undefined;
+  const sizeLen = vintLength(b[idLen]!);
+  if (sizeLen === 0) return null;
+  if (b.length < idLen + sizeLen) return undefined;
+  let id = 0;
+  for (let i = 0; i < idLen; i++) id = id * 256 + b[i]!;
+  const firstMask = 0xff >> sizeLen;
+  let size = b[idLen]! & firstMask;
+  let allOnes = size === firstMask;
+  for (let i = 1; i < sizeLen; i++) {
+    size = size * 256 + b[idLen + i]!;
+    allOnes &&= b[idLen + i] === 0xff;
+  }
+  return { id, idLen, sizeLen, size: allOnes ? undefined : size };
+}
+
+/** The length of an EBML variable-size integer from its first byte (0: not one). */
+function vintLength(first: number): number {
+  for (let n = 1; n <= 8; n++) if (first & (0x80 >> (n - 1))) return n;
+  return 0;
+}
+
+/** EBML's "unknown size" in `len` bytes: the length marker, then all ones. */
+function unknownSize(len: number): Uint8Array {
+  const b = new Uint8Array(len).fill(0xff);
+  b[0] = 0xff >> (len - 1);
+  return b;
 }
