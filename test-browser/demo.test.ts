@@ -33,7 +33,8 @@ before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'nkm-demo-'));
   mkdirSync(join(dir, 'media'));
   suite = await startBrowserSuite({
-    server: { recordings_dir: join(dir, 'recordings'), play_dirs: [join(dir, 'media')] },
+    // The player page plays a file served on loopback, which `play` refuses unless allowed.
+    server: { recordings_dir: join(dir, 'recordings'), play_dirs: [join(dir, 'media')], play_http_allow: ['127.0.0.1'] },
     // Three simulcast layers from a 640×360 camera (see rooms.test.ts).
     chromiumArgs: ['--force-fieldtrials=WebRTC-LegacySimulcastLayerLimit/Disabled/'],
   });

@@ -177,7 +177,8 @@ describe('PlayerEndpoint', () => {
   let events: PlayerEvent[];
   let n = 0;
 
-  const newPlayer = (): PlayerEndpoint => adopt(engine, new PlayerEndpoint(`player-${n++}`, 'test', (ev) => events.push(ev)));
+  // The test HTTP server is on loopback, which players refuse unless allowed.
+  const newPlayer = (): PlayerEndpoint => adopt(engine, new PlayerEndpoint(`player-${n++}`, 'test', (ev) => events.push(ev), { httpAllow: ['127.0.0.1'] }));
 
   before(async () => {
     engine = newEngine();

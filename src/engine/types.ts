@@ -121,7 +121,8 @@ export interface MediaEngine {
 }
 
 export class EngineError extends Error {
-  constructor(readonly kind: 'invalid_sdp' | 'invalid_candidate' | 'not_found' | 'invalid_state' | 'invalid_uri' | 'failed', message: string) {
+  /** `no_resources`: no port or descriptor left for the element (the request may work later). */
+  constructor(readonly kind: 'invalid_sdp' | 'invalid_candidate' | 'not_found' | 'invalid_state' | 'invalid_uri' | 'no_resources' | 'failed', message: string) {
     super(message);
     this.name = 'EngineError';
   }

@@ -2,6 +2,7 @@
 // they are confined: recordings to the user's folder under the recordings folder, local files
 // to play to the configured media folders and the user's own recordings.
 import { createHash } from 'node:crypto';
+import { realpathSync } from 'node:fs';
 import { isAbsolute, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApiError } from '../protocol/errors.js';
@@ -36,7 +37,11 @@ function localPath(uri: string): string {
 export function recordingTarget(paths: MediaPaths, user: string, requested: string | undefined, defaultName: string): { path: string; format: RecordingFormat } {
   const dir = userRecordingsDir(paths, user);
   let name = requested === undefined ? defaultName : localPath(requested);
+  // Checked here, so the file system never answers with its own (internal) error text.
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(name)) throw new ApiError('invalid_value', 'uri: control characters are not allowed in a recording name');
   if (!/\.(webm|mkv|mp4)$/i.test(name)) name += '.webm';
+  if (name.split(/[\\/]/).some((part) => Buffer.byteLength(part) > 255)) throw new ApiError('invalid_value', 'uri: a recording name (or folder) is longer than 255 bytes');
   const path = isAbsolute(name) ? resolve(name) : resolve(dir, name);
   if (!inside(dir, path) || path === dir) {
     throw new ApiError('invalid_value', `uri: recordings are written under your recordings folder (${dir}); give a file name`);
@@ -44,7 +49,11 @@ export function recordingTarget(paths: MediaPaths, user: string, requested: stri
   return { path, format: /\.mp4$/i.test(path) ? 'mp4' : 'webm' };
 }
 
-/** Checks a URI to play: http(s) (when allowed) or a local file in an allowed folder. */
+/**
+ * Checks a URI to play: http(s) (when allowed; where it may connect to is the engine's check,
+ * made on the addresses it connects to) or a local file in an allowed folder. A local file is
+ * returned by its real path: symlinks are resolved, and must not lead out of the folders.
+ */
 export function playableUri(paths: MediaPaths, user: string, uri: string): string {
   if (/^https?:\/\//i.test(uri)) {
     if (!paths.allowHttp) throw new ApiError('invalid_value', 'uri: playing http(s) URIs is disabled on this server');
@@ -52,9 +61,22 @@ export function playableUri(paths: MediaPaths, user: string, uri: string): strin
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(uri) && !uri.startsWith('file:')) throw new ApiError('invalid_value', 'uri: use a file path, file:// or http(s)://');
   const dirs = [...paths.playDirs, userRecordingsDir(paths, user)];
+  const outside = () => new ApiError('invalid_value', `uri: local files are played from the media folders (${paths.playDirs.map((d) => resolve(d)).join(', ')}) or your recordings`);
   const path = resolve(dirs[0] ?? '.', localPath(uri));
-  if (!dirs.some((d) => inside(d, path))) {
-    throw new ApiError('invalid_value', `uri: local files are played from the media folders (${paths.playDirs.map((d) => resolve(d)).join(', ')}) or your recordings`);
+  // First by name (nothing is learnt about files elsewhere), then by what the name really is.
+  if (!dirs.some((d) => inside(d, path))) throw outside();
+  let real: string;
+  try {
+    real = realpathSync(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ApiError('invalid_uri', code === 'ENOENT' || code === 'ENOTDIR' ? 'no such file' : 'cannot open the file');
   }
-  return path;
+  if (!dirs.some((d) => inside(realDir(d), real))) throw outside();
+  return real;
+}
+
+/** A folder by its real path (as given when it does not exist: nothing is inside it then). */
+function realDir(dir: string): string {
+  try { return realpathSync(dir); } catch { return resolve(dir); }
 }

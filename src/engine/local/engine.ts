@@ -16,6 +16,7 @@ import { PlayerEndpoint, PlayerError } from './player.js';
 import { sharedCertificate } from './certificate.js';
 import { candidateRewriter } from './candidates.js';
 import { installFastRtpParser } from './fast-rtp.js';
+import { installWeriftPatches } from './werift-patches.js';
 import { forgetOrigin, invalidateRoutes } from './forwarding-plane.js';
 
 const NO_STUN = 'stun:127.0.0.1:9';
@@ -34,6 +35,13 @@ export interface LocalEngineOptions {
   videoCodecs?: ('vp8' | 'h264')[];
   /** Plain RTP endpoints; unset = loopback only, default codecs. */
   rtp?: Partial<RtpEndpointOptions>;
+  /** What players may read; unset = http(s) from public addresses only, local files anywhere. */
+  play?: {
+    /** Addresses or CIDRs http(s) media may come from although not public; false: no http(s). */
+    httpAllow?: readonly string[] | false;
+    /** Folders local files must really be inside (symlinks resolved). */
+    localRoots?: readonly string[];
+  };
 }
 
 export class LocalEngine implements MediaEngine {
@@ -50,6 +58,9 @@ export class LocalEngine implements MediaEngine {
     // Every incoming packet's header is parsed by werift; ours is faster and refuses the
     // malformed extension blocks that stall werift's (see fast-rtp.ts).
     installFastRtpParser();
+    // What a peer or the OS can do to werift must not end the process: socket errors handled,
+    // unauthenticated STUN dropped (see werift-patches.ts).
+    installWeriftPatches();
   }
 
   private async config(): Promise<RTCPeerConnectionConfig> {
@@ -196,7 +207,11 @@ export class LocalEngine implements MediaEngine {
     try {
       await this.get(id, RecorderEndpoint).start(path, format);
     } catch (err) {
-      throw new EngineError('failed', `cannot record to ${path}: ${(err as Error).message}`);
+      // The file system's own words (paths, errno text) are not for clients: its code says enough.
+      const code = (err as NodeJS.ErrnoException).code;
+      const why = code === 'EMFILE' || code === 'ENFILE' || code === 'ENOSPC' ? 'no descriptor or space left'
+        : code === 'EACCES' || code === 'EPERM' ? 'permission denied' : code === 'ENAMETOOLONG' ? 'name too long' : 'cannot create the file';
+      throw new EngineError(code === 'EMFILE' || code === 'ENFILE' ? 'no_resources' : 'failed', `cannot record: ${why}`);
     }
   }
 
@@ -206,7 +221,8 @@ export class LocalEngine implements MediaEngine {
 
   async createPlayerEndpoint(opts: { tag: string }): Promise<ElementId> {
     const id = `player-${randomUUID()}`;
-    this.elements.set(id, new PlayerEndpoint(id, opts.tag, this.emit));
+    const play = this.opts.play;
+    this.elements.set(id, new PlayerEndpoint(id, opts.tag, this.emit, { httpAllow: play?.httpAllow, localRoots: play?.localRoots }));
     return id;
   }
 
@@ -214,6 +230,7 @@ export class LocalEngine implements MediaEngine {
     try {
       return await this.get(id, PlayerEndpoint).start(uri, loops);
     } catch (err) {
+      // A PlayerError's message is a fixed text, fit for clients (its detail is not passed on).
       if (err instanceof PlayerError) throw new EngineError(err.code === 'invalid_uri' ? 'invalid_uri' : 'failed', err.message);
       throw err;
     }

@@ -3,22 +3,31 @@
 //
 // Tracks whose codec the sink negotiated (VP8, H.264, Opus) are read by mediabunny and only
 // re-packetized ("pass-through"); any other codec (VP9, AAC, Vorbis, MP3, or H.264 for a VP8
-// sink...) is transcoded by an ffmpeg child process that reads the URI itself and writes
-// Matroska to a pipe, parsed here as it streams. Audio and video of a "pass" (one play from a
+// sink...) is transcoded by an ffmpeg child process that reads the file itself and writes
+// Matroska to a pipe, parsed here as it streams.
+//
+// URIs come from clients. http(s) media is read, by mediabunny and ffmpeg alike, through a
+// loopback relay (http-relay.ts) that alone reaches the remote server, at allowed addresses
+// only; local files are opened by their real path, inside the allowed folders; ffmpeg gets a
+// protocol whitelist and a forced container format (no playlist demuxer ever runs); and errors
+// reach clients as fixed texts of ours, the underlying text kept as `detail` for logs. Audio and video of a "pass" (one play from a
 // position) share one time anchor, so they stay in sync; the RTP timestamps come from the wall
 // clock at which each frame is due, so they run on across seeks, loops and pauses.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants as fsConstants } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { realpath, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
+import { join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RtpHeader, RtpPacket } from 'werift';
 import {
-  ALL_FORMATS, EncodedPacketSink, FilePathSource, Input, UrlSource,
-  type EncodedPacket, type InputAudioTrack, type InputVideoTrack,
+  EncodedPacketSink, FilePathSource, Input, MATROSKA, MP4, QTFF, UrlSource, WEBM,
+  type EncodedPacket, type InputAudioTrack, type InputFormat, type InputVideoTrack, type Source,
 } from 'mediabunny';
+import { addressPolicy } from '../../util/addresses.js';
 import type { ElementId } from '../types.js';
+import { HttpRelay } from './http-relay.js';
+import { checkedRequest, HttpFailure, parseHttpUrl, type AddressPolicy } from './safe-http.js';
 import { Element, type CodecInfo, type MediaUnit } from './element.js';
 import { H264Packetizer, NAL_IDR, NAL_PPS, NAL_SPS, nalType, parseAvcC, splitAnnexB, splitAvcc } from './rtp/h264.js';
 import { Vp8Packetizer, isVp8KeyframeData } from './rtp/vp8.js';
@@ -39,10 +48,12 @@ export type PlayerEvent =
   | { type: 'player_state'; elementId: ElementId; tag: string; state: 'playing' | 'paused' | 'stopped' | 'eos'; position: number }
   /** A play of the file ended and the next began; loops_left is null when looping forever. */
   | { type: 'player_loop'; elementId: ElementId; tag: string; loop: number; loops_left: number | null }
-  | { type: 'error'; elementId: ElementId; tag: string; code: PlayerErrorCode; message: string };
+  /** `message` is one of our fixed texts (fit for clients); `detail` is for logs only. */
+  | { type: 'error'; elementId: ElementId; tag: string; code: PlayerErrorCode; message: string; detail?: string };
 
+/** A failure: `message` is a fixed text fit for clients, `detail` the underlying one (for logs). */
 export class PlayerError extends Error {
-  constructor(readonly code: PlayerErrorCode, message: string) {
+  constructor(readonly code: PlayerErrorCode, message: string, readonly detail?: string) {
     super(message);
     this.name = 'PlayerError';
   }
@@ -53,7 +64,21 @@ export interface PlayerOptions {
   ffmpeg?: string;
   /** Largest RTP payload, bytes (the endpoint adds the RTP header and SRTP tag). */
   maxPayload?: number;
+  /**
+   * Addresses or CIDR networks http(s) media may come from although not public (public ones
+   * always may); false: no http(s) at all. Default: public addresses only.
+   */
+  httpAllow?: readonly string[] | false;
+  /** Folders local files must really be inside (symlinks resolved); unset: anywhere. */
+  localRoots?: readonly string[];
 }
+
+/** The containers played (what the docs promise): no playlist formats such as HLS. */
+const PLAYABLE_FORMATS: InputFormat[] = [MATROSKA, WEBM, MP4, QTFF];
+const NOT_PLAYABLE = 'not a playable WebM/MP4';
+
+/** What ffmpeg reads: the URI, its container (forced) and the only protocols it may use. */
+interface FfmpegInput { uri: string; format?: 'matroska' | 'mov'; protocols: string }
 
 type AV = 'audio' | 'video';
 
@@ -271,10 +296,14 @@ class Transcoder {
   private produced = 0;
   private readonly exited: Promise<void>;
 
-  constructor(ffmpeg: string, input: string, private readonly start: number, want: { video?: VideoTarget; audio?: boolean }) {
+  constructor(ffmpeg: string, input: FfmpegInput, private readonly start: number, want: { video?: VideoTarget; audio?: boolean }) {
     const args = ['-hide_banner', '-nostdin', '-loglevel', 'error'];
     if (start > 0) args.push('-ss', start.toFixed(3));
-    args.push('-i', input, '-map_metadata', '-1');
+    // Only the protocols the input needs, and the container mediabunny recognised: ffmpeg must
+    // not probe its way into a demuxer that opens other URLs (HLS, concat...).
+    args.push('-protocol_whitelist', input.protocols);
+    if (input.format) args.push('-f', input.format);
+    args.push('-i', input.uri, '-map_metadata', '-1');
     // Keyframes every second, so a new listener never waits long for a picture.
     const gop = ['-g', '60', '-force_key_frames', 'expr:gte(t,n_forced*1)', '-pix_fmt', 'yuv420p'];
     if (want.video === 'video/vp8') {
@@ -298,10 +327,10 @@ class Transcoder {
       this.child.once('close', (code, signal) => {
         if (this.killed || code === 0) { done(); return; }
         const why = this.stderr.trim().split('\n').slice(-3).join(' ') || `exit ${code ?? signal}`;
-        done(new PlayerError(this.produced === 0 ? 'invalid_media' : 'transcoder_failed', `ffmpeg: ${why}`));
+        done(new PlayerError(this.produced === 0 ? 'invalid_media' : 'transcoder_failed', 'transcoding failed', `ffmpeg: ${why}`));
       });
       // A failed spawn (no such binary) may not be followed by 'close'.
-      this.child.once('error', (err) => done(new PlayerError('transcoder_failed', `ffmpeg: ${err.message}`)));
+      this.child.once('error', (err) => done(new PlayerError('transcoder_failed', 'transcoding failed', `ffmpeg: ${err.message}`)));
     });
     this.child.stderr!.on('data', (d: Buffer) => { this.stderr = (this.stderr + d.toString()).slice(-4000); });
     this.child.stdout!.on('data', (d: Buffer) => this.onData(d));
@@ -314,7 +343,7 @@ class Transcoder {
     try {
       blocks = this.reader.push(chunk);
     } catch (err) {
-      this.error = new PlayerError('transcoder_failed', `ffmpeg output: ${(err as Error).message}`);
+      this.error = new PlayerError('transcoder_failed', 'transcoding failed', `ffmpeg output: ${(err as Error).message}`);
       void this.close();
       return;
     }
@@ -467,7 +496,9 @@ export class PlayerEndpoint extends Element {
   private st: PlayerState = 'idle';
   private uri = '';
   private input?: Input;
-  private ffmpegInput = '';
+  private ffmpegInput?: FfmpegInput;
+  /** The loopback relay of an http(s) URI (closed with the input). */
+  private relay?: HttpRelay;
   private infoData?: PlayerInfo;
   private plans: TrackPlan[] = [];
   private loops = 0;
@@ -487,11 +518,16 @@ export class PlayerEndpoint extends Element {
   private op: Promise<unknown> = Promise.resolve();
   private readonly maxPayload: number;
   private readonly ffmpeg?: string;
+  /** Where http(s) media may come from; undefined: no http(s). */
+  private readonly allowAddress?: AddressPolicy;
+  private readonly localRoots?: readonly string[];
 
   constructor(id: ElementId, tag: string, private readonly emit: (ev: PlayerEvent) => void, opts: PlayerOptions = {}) {
     super(id, tag);
     this.maxPayload = opts.maxPayload ?? 1100;
     this.ffmpeg = opts.ffmpeg ?? findFfmpeg();
+    if (opts.httpAllow !== false) this.allowAddress = addressPolicy(opts.httpAllow ?? []);
+    this.localRoots = opts.localRoots;
   }
 
   get state(): PlayerState { return this.st; }
@@ -508,7 +544,7 @@ export class PlayerEndpoint extends Element {
     return this.serial(async () => {
       if (this.released) throw new PlayerError('invalid_state', 'player released');
       await this.closeAll();
-      this.disposeInput();
+      await this.disposeInput();
       this.uri = uri;
       this.loops = Math.max(0, Math.floor(loops));
       try {
@@ -516,11 +552,11 @@ export class PlayerEndpoint extends Element {
         this.st = 'playing';
         await this.openPass(this.infoData!.first_position / 1000, 'start', 1);
       } catch (err) {
-        const e = err instanceof PlayerError ? err : new PlayerError('invalid_media', (err as Error).message);
+        const e = this.explain(err, 'invalid_media');
         this.st = 'stopped';
         await this.closeAll();
-        this.disposeInput();
-        this.emitError(e.code, e.message);
+        await this.disposeInput();
+        this.emitError(e);
         throw e;
       }
       this.emitState('playing');
@@ -554,7 +590,7 @@ export class PlayerEndpoint extends Element {
       const position = this.position();
       this.st = 'stopped';
       await this.closeAll();
-      this.disposeInput();
+      await this.disposeInput();
       this.emit({ type: 'player_state', elementId: this.id, tag: this.tag, state: 'stopped', position });
     });
   }
@@ -564,7 +600,7 @@ export class PlayerEndpoint extends Element {
     return this.serial(async () => {
       if (this.st !== 'playing' && this.st !== 'paused') throw new PlayerError('invalid_state', `cannot seek while ${this.st}`);
       const info = this.infoData!;
-      if (!info.is_seekable) throw new PlayerError('not_seekable', `${this.uri} is not seekable`);
+      if (!info.is_seekable) throw new PlayerError('not_seekable', 'not seekable');
       const t = Math.min(Math.max(ms, info.first_position), info.last_position) / 1000;
       const play = this.playhead?.play ?? 1;
       await this.closeAll();
@@ -610,7 +646,7 @@ export class PlayerEndpoint extends Element {
     clearTimeout(this.refreshTimer);
     this.refreshTimer = undefined;
     await this.stop().catch(() => undefined);
-    await this.serial(async () => { await this.closeAll(); this.disposeInput(); });
+    await this.serial(async () => { await this.closeAll(); await this.disposeInput(); });
     await super.release();
   }
 
@@ -624,43 +660,50 @@ export class PlayerEndpoint extends Element {
 
   private async open(uri: string): Promise<void> {
     let seekable = true;
-    let input: Input;
+    let source: Source;
     if (/^https?:\/\//i.test(uri)) {
-      // A one-byte range request tells "cannot be opened" from "cannot be played", and
-      // whether the server can seek (206) or only stream the whole file (200).
-      let res: Response;
+      const allow = this.allowAddress;
+      if (!allow) throw new PlayerError('invalid_uri', 'http(s) is disabled on this server');
+      let url: URL;
       try {
-        res = await fetch(uri, { headers: { Range: 'bytes=0-0' }, signal: AbortSignal.timeout(10000) });
+        url = parseHttpUrl(uri);
+        // A one-byte range request tells "cannot be opened" from "cannot be played", and
+        // whether the server can seek (206) or only stream the whole file (200).
+        const probe = await checkedRequest(url, { allow, range: 'bytes=0-0' });
+        probe.body.destroy();
+        if (probe.status >= 400) throw new PlayerError('invalid_uri', `HTTP ${probe.status}`);
+        seekable = probe.status === 206;
       } catch (err) {
-        throw new PlayerError('invalid_uri', `${uri}: ${((err as Error).cause as Error | undefined)?.message ?? (err as Error).message}`);
+        if (err instanceof HttpFailure) throw new PlayerError('invalid_uri', err.message, err.detail);
+        throw err;
       }
-      await res.body?.cancel().catch(() => undefined);
-      if (res.status >= 400) throw new PlayerError('invalid_uri', `${uri}: HTTP ${res.status}`);
-      seekable = res.status === 206;
-      input = new Input({ source: new UrlSource(uri, { getRetryDelay: () => null }), formats: ALL_FORMATS });
-      this.ffmpegInput = uri;
+      this.relay = await HttpRelay.open(url, allow);
+      // No retries: a failed read is reported (the relay knows why), not hidden by backoff.
+      source = new UrlSource(this.relay.url, { getRetryDelay: () => null, handleUnhandledError: () => undefined });
+      this.ffmpegInput = { uri: this.relay.url, protocols: 'http,tcp' };
     } else {
       let path = uri;
       if (/^file:/i.test(uri)) {
-        try { path = fileURLToPath(uri); } catch (err) { throw new PlayerError('invalid_uri', `${uri}: ${(err as Error).message}`); }
+        try { path = fileURLToPath(uri); } catch (err) { throw new PlayerError('invalid_uri', 'not a valid file URI', (err as Error).message); }
       } else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(uri)) {
-        throw new PlayerError('invalid_uri', `${uri}: unsupported scheme`);
+        throw new PlayerError('invalid_uri', 'unsupported scheme');
       }
-      const st = await stat(path).catch((err: NodeJS.ErrnoException) => { throw new PlayerError('invalid_uri', `${uri}: ${err.code ?? err.message}`); });
-      if (!st.isFile()) throw new PlayerError('invalid_uri', `${uri}: not a file`);
-      input = new Input({ source: new FilePathSource(path), formats: ALL_FORMATS });
-      this.ffmpegInput = path;
+      const real = await this.localFile(path);
+      source = new FilePathSource(real);
+      this.ffmpegInput = { uri: `file:${real}`, protocols: 'file' };
     }
+    const input = new Input({ source, formats: PLAYABLE_FORMATS });
     this.input = input;
     let video: InputVideoTrack | null;
     let audio: InputAudioTrack | null;
     try {
-      await input.getFormat();
+      const format = await input.getFormat();
+      this.ffmpegInput.format = format === MP4 || format === QTFF ? 'mov' : 'matroska';
       [video, audio] = await Promise.all([input.getPrimaryVideoTrack(), input.getPrimaryAudioTrack()]);
     } catch (err) {
-      throw new PlayerError('invalid_media', `${uri}: ${(err as Error).message}`);
+      throw this.explain(err, 'invalid_media');
     }
-    if (!video && !audio) throw new PlayerError('invalid_media', `${uri}: no audio or video track`);
+    if (!video && !audio) throw new PlayerError('invalid_media', 'no audio or video track');
     const tracks = [video, audio].filter((t): t is InputVideoTrack | InputAudioTrack => !!t);
     const first = Math.max(0, await input.getFirstTimestamp(tracks));
     const duration = await input.computeDuration(tracks);
@@ -710,9 +753,9 @@ export class PlayerEndpoint extends Element {
     const transcode = this.plans.filter((p) => !p.passThrough);
     try {
       if (transcode.length > 0) {
-        if (!this.ffmpeg) throw new PlayerError('invalid_media', `${this.uri}: ${transcode.map((p) => p.fileCodec).join('/')} needs transcoding and no ffmpeg was found`);
+        if (!this.ffmpeg) throw new PlayerError('invalid_media', 'needs transcoding, and the server has no ffmpeg', transcode.map((p) => p.fileCodec).join('/'));
         const v = transcode.find((p) => p.kind === 'video');
-        pass.transcoder = new Transcoder(this.ffmpeg, this.ffmpegInput, t0, { video: v?.out.mimeType as VideoTarget | undefined, audio: transcode.some((p) => p.kind === 'audio') });
+        pass.transcoder = new Transcoder(this.ffmpeg, this.ffmpegInput!, t0, { video: v?.out.mimeType as VideoTarget | undefined, audio: transcode.some((p) => p.kind === 'audio') });
         for (const p of transcode) pass.sources[p.kind] = pass.transcoder.view(p.kind);
       }
       for (const p of this.plans.filter((x) => x.passThrough)) {
@@ -749,7 +792,7 @@ export class PlayerEndpoint extends Element {
     } catch (err) {
       pass.closed = true;
       await this.closePass(pass);
-      throw err instanceof PlayerError ? err : new PlayerError('invalid_media', `${this.uri}: ${(err as Error).message}`);
+      throw this.explain(err, 'invalid_media');
     }
     const now = this.st === 'paused' ? this.pausedAt : performance.now();
     pass.wall0 = wall0 ?? now + START_DELAY_MS + pass.catchUp;
@@ -774,7 +817,7 @@ export class PlayerEndpoint extends Element {
       try {
         f = await src.next();
       } catch (err) {
-        if (!pass.closed) this.failed(err instanceof PlayerError ? err : new PlayerError('read_failed', `${this.uri}: ${(err as Error).message}`));
+        if (!pass.closed) this.failed(this.explain(err, 'read_failed'));
         return;
       }
       if (pass.closed) return;
@@ -810,7 +853,7 @@ export class PlayerEndpoint extends Element {
     void this.serial(async () => {
       if (pass.closed) return;
       await this.openPass(this.infoData!.first_position / 1000, 'loop', pass.play + 1, wall0);
-    }).catch((err) => this.failed(err instanceof PlayerError ? err : new PlayerError('read_failed', (err as Error).message)));
+    }).catch((err) => this.failed(this.explain(err, 'read_failed')));
   }
 
   // ---- pacing ---------------------------------------------------------------------------------
@@ -879,7 +922,7 @@ export class PlayerEndpoint extends Element {
 
   private failed(err: PlayerError): void {
     if (this.st !== 'playing' && this.st !== 'paused') return;
-    this.emitError(err.code, err.message);
+    this.emitError(err);
     void this.stop();
   }
 
@@ -903,16 +946,54 @@ export class PlayerEndpoint extends Element {
     await Promise.all(passes.map((p) => this.closePass(p)));
   }
 
-  private disposeInput(): void {
+  private async disposeInput(): Promise<void> {
     this.input?.dispose();
     this.input = undefined;
+    this.ffmpegInput = undefined;
+    const relay = this.relay;
+    this.relay = undefined;
+    await relay?.close();
   }
 
   private emitState(state: 'playing' | 'paused' | 'stopped' | 'eos'): void {
     this.emit({ type: 'player_state', elementId: this.id, tag: this.tag, state, position: this.position() });
   }
 
-  private emitError(code: PlayerErrorCode, message: string): void {
-    this.emit({ type: 'error', elementId: this.id, tag: this.tag, code, message });
+  private emitError(err: PlayerError): void {
+    this.emit({ type: 'error', elementId: this.id, tag: this.tag, code: err.code, message: err.message, ...(err.detail ? { detail: err.detail } : {}) });
+  }
+
+  /**
+   * A failure as clients hear it: a PlayerError as it is (its text is ours), anything else
+   * (mediabunny, the file system) as a fixed text with its own kept as detail. When reading
+   * over http failed, the relay's words say why (an HTTP status, "cannot connect"...).
+   */
+  private explain(err: unknown, code: PlayerErrorCode): PlayerError {
+    const upstream = this.relay?.lastFailure;
+    const own = err instanceof PlayerError ? err : undefined;
+    if (own && (!upstream || own.code === 'invalid_uri' || own.code === 'invalid_state' || own.code === 'not_seekable')) return own;
+    const detail = [own?.detail ?? (err instanceof Error ? err.message : String(err)), upstream?.detail].filter(Boolean).join('; ');
+    const text = upstream?.message ?? (code === 'invalid_media' ? NOT_PLAYABLE : 'cannot read the media');
+    return new PlayerError(own?.code ?? code, text, detail || undefined);
+  }
+
+  /** A local file by its real path (symlinks resolved), which must be in an allowed folder. */
+  private async localFile(path: string): Promise<string> {
+    let real: string;
+    try {
+      real = await realpath(path);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new PlayerError('invalid_uri', code === 'ENOENT' || code === 'ENOTDIR' ? 'no such file' : 'cannot open the file', `${path}: ${code ?? (err as Error).message}`);
+    }
+    if (this.localRoots) {
+      const roots = await Promise.all(this.localRoots.map((r) => realpath(r).catch(() => resolve(r))));
+      if (!roots.some((r) => real === r || real.startsWith(r.endsWith(sep) ? r : r + sep))) {
+        throw new PlayerError('invalid_uri', 'file not allowed (outside the media folders)', real);
+      }
+    }
+    const st = await stat(real).catch((err: NodeJS.ErrnoException) => { throw new PlayerError('invalid_uri', 'cannot open the file', `${real}: ${err.code ?? err.message}`); });
+    if (!st.isFile()) throw new PlayerError('invalid_uri', 'not a file', real);
+    return real;
   }
 }

@@ -630,7 +630,7 @@ async function bindPair(host: string, range?: [number, number]): Promise<{ rtp: 
     if (!rtcp) { rtp.close(); continue; }
     return { rtp, rtcp, port: actual };
   }
-  throw new EngineError('failed', `no free RTP/RTCP port pair${range ? ` in ${range[0]}-${range[1]}` : ''}`);
+  throw new EngineError('no_resources', `no free RTP/RTCP port pair${range ? ` in ${range[0]}-${range[1]}` : ''}`);
 }
 
 function bindUdp(host: string, port: number): Promise<dgram.Socket | undefined> {

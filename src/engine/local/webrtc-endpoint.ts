@@ -14,6 +14,7 @@ import { continueStream, newContinuity, type Continuity } from './stream-continu
 import { PassThrough, type Element } from './element.js';
 import { forwardingPlane, type ForwardingPlane } from './forwarding-plane.js';
 import { PlaneAttachment, type PlaneHost } from './plane-attachment.js';
+import { PortRangeExhausted, bindFailures, describeBindFailure, onTransportSocketError } from './werift-patches.js';
 
 /**
  * NACKed packets are resent from this many of the last video packets sent per stream: about
@@ -47,6 +48,12 @@ interface WeriftIceConnection {
   send(data: Buffer): Promise<void>;
 }
 
+/** What a data channel message weighs against a max-message-size (bytes, as werift counts). */
+const messageBytes = (m: string | Buffer): number => (typeof m === 'string' ? Buffer.byteLength(m) : m.length);
+
+/** The start of the error an offer/answer fails with when ICE could bind no socket at all. */
+export const NO_ICE_PORT = 'no UDP port/descriptor available for ICE';
+
 const newOutStream = (): OutStream => ({
   ...newContinuity(),
   sent: new Array<Buffer | undefined>(RETRANSMIT_BUFFER), sentSeq: new Int32Array(RETRANSMIT_BUFFER).fill(-1), lastSrClock: 0,
@@ -71,6 +78,12 @@ export class WebRtcEndpoint extends MediaEndpoint {
   /** The native forwarding plane, when it carries this endpoint's socket (see plane-attachment.ts). */
   private readonly plane: ForwardingPlane | undefined = forwardingPlane();
   private attachment?: PlaneAttachment;
+  /** Data channel messages dropped for their size: from the client (over what we announced), to it (over its limit). */
+  readonly dataDropped = { in: 0, out: 0 };
+  /** Exceptions caught in our werift callbacks and sends (see guard). */
+  callbackErrors = 0;
+  /** What was already reported (an error event each, once per endpoint). */
+  private readonly reported = new Set<string>();
 
   constructor(
     id: string,
@@ -82,14 +95,16 @@ export class WebRtcEndpoint extends MediaEndpoint {
   ) {
     super(id, tag, emit);
     this.pc = new RTCPeerConnection(config);
-    this.pc.onIceCandidate.subscribe((c) => {
+    // Every callback we hand werift is guarded: an exception in our code is reported on this
+    // element and goes no further (into werift's receive path, or the event loop).
+    this.pc.onIceCandidate.subscribe(this.guard('ICE candidate', (c) => {
       if (!c) { this.onGatheringDone(); return; }
       for (const candidate of this.rewriteCandidate(c.candidate ?? '')) {
         this.onCandidate({ candidate, sdpMid: c.sdpMid ?? undefined, sdpMLineIndex: c.sdpMLineIndex ?? 0 });
       }
-    });
-    this.pc.iceGatheringStateChange.subscribe((s) => { if (s === 'complete') this.onGatheringDone(); });
-    this.pc.connectionStateChange.subscribe((s) => {
+    }));
+    this.pc.iceGatheringStateChange.subscribe(this.guard('ICE gathering state', (s) => { if (s === 'complete') this.onGatheringDone(); }));
+    this.pc.connectionStateChange.subscribe(this.guard('connection state', (s) => {
       this.state = s as ConnectionState;
       if (this.released) return;
       this.emit({ type: 'connection_state', elementId: this.id, tag: this.tag, state: this.state });
@@ -101,17 +116,43 @@ export class WebRtcEndpoint extends MediaEndpoint {
         // Video sent before our client was connected was dropped: ask for a fresh picture now.
         this.sources.get('video')?.requestKeyframe(true);
       }
-    });
-    this.pc.onTrack.subscribe((track) => {
+    }));
+    this.pc.onTrack.subscribe(this.guard('incoming track', (track) => {
       const transceiver = this.pc.getTransceivers().find((t) => t.receiver.tracks.includes(track));
       if (!transceiver) return;
       // werift announces one track per transceiver (its first); a simulcast transceiver has
       // one track per rid, all registered by then: each layer is read from its own track.
       for (const t of new Set([track, ...transceiver.receiver.tracks])) this.watchTrack(t, transceiver);
-    });
+    }));
     for (const t of this.pc.getTransceivers()) this.watchSender(t);
-    this.pc.onTransceiverAdded.subscribe((t) => this.watchSender(t));
-    this.pc.onDataChannel.subscribe((dc) => this.addDataChannel(dc));
+    this.pc.onTransceiverAdded.subscribe(this.guard('new transceiver', (t) => this.watchSender(t)));
+    this.pc.onDataChannel.subscribe(this.guard('new data channel', (dc) => this.addDataChannel(dc)));
+  }
+
+  /**
+   * Wraps a callback handed to werift: an exception is counted and reported (an `error` event
+   * with code `element_failed`, once per callback name) and goes no further.
+   */
+  private guard<A extends unknown[]>(what: string, fn: (...args: A) => void): (...args: A) => void {
+    return (...args: A) => {
+      try {
+        fn(...args);
+      } catch (err) {
+        this.failed(what, err);
+      }
+    };
+  }
+
+  private failed(what: string, err: unknown): void {
+    this.callbackErrors++;
+    this.reportOnce(`failed:${what}`, `${what}: ${(err as Error)?.message ?? String(err)}`, 'element_failed');
+  }
+
+  /** One error event per key and endpoint: a failure repeated per packet must not flood the session. */
+  private reportOnce(key: string, message: string, code: string): void {
+    if (this.reported.has(key)) return;
+    this.reported.add(key);
+    try { this.emitError(message, code); } catch { /* the engine's listeners are guarded; belt and braces */ }
   }
 
   get connectionState(): ConnectionState { return this.state; }
@@ -129,7 +170,7 @@ export class WebRtcEndpoint extends MediaEndpoint {
     const kind = track.kind === 'audio' ? 'audio' : 'video';
     const codecs = new Map<number, CodecInfo>();
     for (const c of transceiver.codecs) codecs.set(c.payloadType!, { mimeType: c.mimeType.toLowerCase(), clockRate: c.clockRate });
-    track.onReceiveRtp.subscribe((rtp) => {
+    track.onReceiveRtp.subscribe(this.guard('incoming RTP', (rtp) => {
       const codec = codecs.get(rtp.header.payloadType);
       if (!codec) return; // not a negotiated payload type (RTX and RED are undone by werift)
       this.count(this.inbound[kind], 'in', kind, rtp.serializeSize);
@@ -147,27 +188,27 @@ export class WebRtcEndpoint extends MediaEndpoint {
         kind, rtp, codec, origin: this.id,
         layer: { layer: rid, rank: this.layerRank.get(rid) ?? 0, layerCount: this.layerRank.size, keyframe: isKeyframe(codec.mimeType, rtp.payload) },
       });
-    });
+    }));
   }
 
   /** The client asks us for a keyframe: the request travels to where our video comes from. */
   private watchSender(t: RTCRtpTransceiver): void {
-    t.sender.onPictureLossIndication.subscribe(() => this.sources.get('video')?.requestKeyframe(false));
+    t.sender.onPictureLossIndication.subscribe(this.guard('keyframe request', () => this.sources.get('video')?.requestKeyframe(false)));
     // werift routes a PLI by its *sender* SSRC first: from a client that also sends video (a
     // browser: its PLIs carry its own video SSRC) it lands on our receiver of that video and
     // never reaches the sender above. Catch those by the SSRC they are about.
-    t.receiver.onRtcp.subscribe((p) => {
+    t.receiver.onRtcp.subscribe(this.guard('incoming RTCP', (p) => {
       if (p.type !== RtcpPayloadSpecificFeedback.type) return;
       const fb = (p as RtcpPayloadSpecificFeedback).feedback;
       if (!(fb instanceof PictureLossIndication)) return;
       if (this.pc.getTransceivers().some((x) => x.kind === 'video' && x.sender.ssrc === fb.mediaSsrc)) this.sources.get('video')?.requestKeyframe(false);
-    });
-    t.sender.onGenericNack.subscribe((nack) => this.retransmit(t.kind === 'audio' ? 'audio' : 'video', t.sender, nack));
-    t.sender.onRtcp.subscribe((p) => {
+    }));
+    t.sender.onGenericNack.subscribe(this.guard('NACK', (nack) => this.retransmit(t.kind === 'audio' ? 'audio' : 'video', t.sender, nack)));
+    t.sender.onRtcp.subscribe(this.guard('receiver report', (p) => {
       const reports = (p as { reports?: { ssrc: number; jitter: number }[] }).reports;
       const mine = reports?.find((r) => r.ssrc === t.sender.ssrc);
       if (mine) this.out[t.kind === 'audio' ? 'audio' : 'video'].remoteJitter = mine.jitter;
-    });
+    }));
   }
 
   /** Answers a client's NACK from the packets we sent (already encrypted: resent as they were). */
@@ -227,11 +268,45 @@ export class WebRtcEndpoint extends MediaEndpoint {
 
   private addDataChannel(dc: RTCDataChannel): void {
     this.dataChannels.add(dc);
-    dc.onMessage.subscribe((message) => {
-      this.count(this.inbound.data, 'in', 'data', typeof message === 'string' ? Buffer.byteLength(message) : message.length);
+    dc.onMessage.subscribe(this.guard('incoming data channel message', (message) => {
+      const bytes = messageBytes(message);
+      // werift reassembles a message of any size; over what we announced (a=max-message-size)
+      // it is dropped here, as the client was told it would not be taken.
+      const limit = dc.sctp.maxMessageSize;
+      if (limit > 0 && bytes > limit) {
+        this.dataDropped.in++;
+        this.reportOnce('data_too_large:in', `data channel message of ${bytes} bytes from the client dropped: larger than our max-message-size (${limit} bytes)`, 'data_too_large');
+        return;
+      }
+      this.count(this.inbound.data, 'in', 'data', bytes);
       this.forward({ kind: 'data', message, origin: this.id });
-    });
-    dc.stateChanged.subscribe((s) => { if (s === 'closed') this.dataChannels.delete(dc); });
+    }));
+    dc.stateChanged.subscribe(this.guard('data channel state', (s) => { if (s === 'closed') this.dataChannels.delete(dc); }));
+  }
+
+  /**
+   * A data channel message to our client. One larger than the client's a=max-message-size
+   * (64 KiB when its SDP says nothing, RFC 8841; 0 = no limit) would make werift throw: it is
+   * dropped, counted and reported once instead.
+   */
+  private sendData(message: string | Buffer): void {
+    const bytes = messageBytes(message);
+    for (const dc of this.dataChannels) {
+      if (dc.readyState !== 'open') continue;
+      const limit = dc.sctp.remoteMaxMessageSize;
+      if (limit > 0 && bytes > limit) {
+        this.dataDropped.out++;
+        this.reportOnce('data_too_large:out', `data channel message of ${bytes} bytes not sent: larger than the client's max-message-size (${limit} bytes)`, 'data_too_large');
+        continue;
+      }
+      try {
+        dc.send(message);
+      } catch (err) {
+        this.failed('sending data to the client', err); // one channel's failure is not the others'
+        continue;
+      }
+      this.count(this.outbound.data, 'out', 'data', bytes);
+    }
   }
 
   /** Orders the simulcast layers by the bitrate each carried since the last ranking. */
@@ -273,19 +348,53 @@ export class WebRtcEndpoint extends MediaEndpoint {
     // Every accepted m-line is sendrecv, so a later type switch needs no renegotiation.
     for (const t of this.pc.getTransceivers()) if (t.direction !== 'inactive') t.setDirection('sendrecv');
     this.dropStandInStun();
-    const answer = await this.pc.createAnswer();
-    await this.pc.setLocalDescription(answer);
-    return this.pc.localDescription!.sdp;
+    return this.localSdpAfter(async () => {
+      const answer = await this.pc.createAnswer();
+      await this.pc.setLocalDescription(answer);
+    });
   }
 
   async generateOffer(opts: OfferOptions): Promise<string> {
     if (opts.audio) this.pc.addTransceiver('audio', { direction: 'sendrecv' });
     if (opts.video) this.pc.addTransceiver('video', { direction: 'sendrecv' });
     if (opts.data) this.addDataChannel(this.pc.createDataChannel('nkmedia'));
-    const offer = await this.pc.createOffer();
-    this.dropStandInStun();
-    await this.pc.setLocalDescription(offer);
+    return this.localSdpAfter(async () => {
+      const offer = await this.pc.createOffer();
+      this.dropStandInStun();
+      await this.pc.setLocalDescription(offer);
+    });
+  }
+
+  /**
+   * Runs the step that gathers (werift binds its ICE sockets in setLocalDescription) and returns
+   * our SDP. Without a single local candidate (every bind failed: descriptor limit, ICE port
+   * range used up) the SDP would be useless: it fails instead, with what was bound released.
+   */
+  private async localSdpAfter(step: () => Promise<void>): Promise<string> {
+    const failures: Error[] = [];
+    await bindFailures.run(failures, step);
+    if (!this.hasLocalCandidate()) {
+      await this.pc.close().catch(() => undefined);
+      const cause = failures.find((e) => e instanceof PortRangeExhausted) ?? failures[0];
+      throw new EngineError('no_resources', `${NO_ICE_PORT} (${cause ? describeBindFailure(cause) : 'no local candidate gathered'})`);
+    }
+    this.watchSockets();
     return this.pc.localDescription!.sdp;
+  }
+
+  /** Whether every ICE transport (one, bundled) has a local candidate to offer. */
+  private hasLocalCandidate(): boolean {
+    return this.pc.iceTransports.every((t) => ((t.connection as unknown as { localCandidates?: unknown[] }).localCandidates?.length ?? 0) > 0);
+  }
+
+  /** Errors on our ICE sockets after binding (rare: send errors) are reported on this element. */
+  private watchSockets(): void {
+    for (const t of this.pc.iceTransports) {
+      const protocols = (t.connection as unknown as { protocols?: { transport?: object }[] }).protocols ?? [];
+      for (const p of protocols) {
+        if (p.transport) onTransportSocketError(p.transport, (err) => this.reportOnce(`socket:${(err as NodeJS.ErrnoException).code ?? 'other'}`, `ICE socket error: ${err.message}`, 'socket_error'));
+      }
+    }
   }
 
   async processAnswer(sdp: string): Promise<void> {
@@ -333,11 +442,13 @@ export class WebRtcEndpoint extends MediaEndpoint {
 
   accept(unit: MediaUnit): void {
     if (this.released || this.state !== 'connected') return;
-    if (unit.kind !== 'data') { this.sendMedia(unit); return; }
-    for (const dc of this.dataChannels) {
-      if (dc.readyState !== 'open') continue;
-      dc.send(unit.message);
-      this.count(this.outbound.data, 'out', 'data', typeof unit.message === 'string' ? Buffer.byteLength(unit.message) : unit.message.length);
+    // Called from another element's receive path (a werift callback): nothing may escape it,
+    // and the source's other sinks must still get the unit.
+    try {
+      if (unit.kind === 'data') this.sendData(unit.message);
+      else this.sendMedia(unit);
+    } catch (err) {
+      this.failed(unit.kind === 'data' ? 'sending data to the client' : `sending ${unit.kind} to the client`, err);
     }
   }
 
