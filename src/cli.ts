@@ -83,13 +83,25 @@ export async function main(argv: string[]): Promise<number> {
   try {
     const input = mergeConfig(configFile ? fileLayer(configFile) : {}, envLayer(process.env), flags);
     const server = await startServer(input);
+    const log = server.services.log;
+    // The backstop: nothing a peer sends is meant to reach here (every socket has an error
+    // listener, every engine callback is guarded), but should something slip through, one
+    // failed operation is logged and everyone else's calls go on instead of the process exiting.
+    process.on('uncaughtException', (err, origin) => log.error({ err, origin }, 'uncaught exception (server kept running)'));
+    process.on('unhandledRejection', (reason) => log.error({ err: reason }, 'unhandled rejection (server kept running)'));
+    let stopping = false;
     const stop = async (signal: string) => {
-      server.services.log.info({ signal }, 'shutting down');
+      if (stopping) {
+        log.warn({ signal }, 'second signal: exiting now');
+        process.exit(1);
+      }
+      stopping = true;
+      log.info({ signal }, 'shutting down');
       await server.close();
       process.exit(0);
     };
-    process.once('SIGINT', () => void stop('SIGINT'));
-    process.once('SIGTERM', () => void stop('SIGTERM'));
+    process.on('SIGINT', () => void stop('SIGINT'));
+    process.on('SIGTERM', () => void stop('SIGTERM'));
     process.stdout.write(`nkmedia-ts listening on ${server.url} (auth: ${server.config.auth.mode})\n`);
     // Media between WebRTC endpoints is forwarded natively when the addon is built.
     const noPlane = planeUnavailableReason();

@@ -3,9 +3,10 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { userNameProblem } from './sessions/principals.js';
 
 const userSchema = z.object({
-  user: z.string().min(1).max(128),
+  user: z.string().min(1).max(128).refine((u) => userNameProblem(u) === undefined, 'control characters are not allowed in user names'),
   /** `scrypt$<N>$<r>$<p>$<salt b64>$<hash b64>`, made by `nkmedia hash-password`. */
   password_hash: z.string().regex(/^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/, 'not a scrypt hash from `nkmedia hash-password`'),
   admin: z.boolean().default(false),
@@ -117,8 +118,8 @@ export const configSchema = z.object({
     max_sessions: z.union([z.literal('auto'), z.number().int().min(1).max(1_000_000)]).default('auto'),
     /** Media sessions at once charged to one user (their own, and the legs of calls they place). */
     max_sessions_per_user: z.number().int().min(1).max(1_000_000).default(2000),
-    /** Event subscriptions one connection may hold. */
-    max_subscriptions_per_connection: z.number().int().min(1).max(1_000_000).default(1000),
+    /** Event subscriptions one connection may hold (each session it creates gives it one). */
+    max_subscriptions_per_connection: z.number().int().min(1).max(1_000_000).default(2000),
     /** Bytes of replies and events waiting to be sent to one client before it is disconnected. */
     max_buffered_bytes: z.number().int().min(64 * 1024).max(1024 * 1024 * 1024).default(8 * 1024 * 1024),
     /** Failed logins one IP address may make per minute before its logins are refused for a while. */

@@ -7,12 +7,16 @@ import { LocalEngine } from './engine/local/engine.js';
 import { startApiServer, type RunningServer } from './api/server.js';
 import { createLogger } from './log.js';
 import { SipGateway } from './sip-gateway/gateway.js';
+import { raiseDescriptorLimit } from './util/descriptors.js';
+import { resolveLimits, type ResolvedLimits } from './limits.js';
 
 export interface Server extends RunningServer {
   config: Config;
   engine: LocalEngine;
   /** The SIP gateway, when SIP is configured (config.sip udp_port/tcp_port). */
   sip?: SipGateway;
+  /** The caps in force (derived from the configuration and the descriptor limit). */
+  limits: ResolvedLimits;
 }
 
 export function engineFor(config: Config): LocalEngine {
@@ -34,6 +38,12 @@ export function engineFor(config: Config): LocalEngine {
       videoCodecs: rtp.video_codecs,
       latching: rtp.latching,
     },
+    play: {
+      httpAllow: config.play_allow_http ? config.play_http_allow : false,
+      // The API confines each user to the media folders and their own recordings; the engine
+      // re-checks the real path against these right before opening.
+      localRoots: [...config.play_dirs, config.recordings_dir],
+    },
   });
 }
 
@@ -49,9 +59,19 @@ function firstIpv4(): string | undefined {
 export async function startServer(input: ConfigInput | Config, log?: Logger): Promise<Server> {
   const config = parseConfig(input);
   const logger = log ?? createLogger(config.log_level);
+  // Every port, connection and pipe is a descriptor: take all the process may have, then size
+  // the caps so that the limit is met by refused requests rather than by failing system calls.
+  const descriptors = raiseDescriptorLimit();
+  const limits = resolveLimits(config, descriptors);
+  if (descriptors.note) logger.warn({ descriptors: descriptors.soft, note: descriptors.note }, 'descriptor limit');
+  logger.info({
+    descriptors: descriptors.soft, raised_from: descriptors.raisedFrom, max_connections: limits.maxConnections,
+    session_descriptors: limits.sessionDescriptors, max_sessions: Number.isFinite(limits.maxSessions) ? limits.maxSessions : 'by descriptors',
+    descriptors_per_session: limits.weights,
+  }, 'limits');
   const engine = engineFor(config);
   try {
-    const api = await startApiServer(config, engine, logger);
+    const api = await startApiServer(config, engine, logger, limits);
     let sip: SipGateway | undefined;
     try {
       sip = await SipGateway.start(config.sip, api.services.sessions, api.services.calls, logger);
@@ -64,6 +84,7 @@ export async function startServer(input: ConfigInput | Config, log?: Logger): Pr
       config,
       engine,
       sip,
+      limits,
       async close() {
         // SIP first: its dialogs get their BYEs while the sessions still exist.
         await sip?.close();

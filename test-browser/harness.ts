@@ -166,21 +166,29 @@ export interface BrowserSuite {
 export async function startBrowserSuite(opts: SuiteOptions = {}): Promise<BrowserSuite> {
   assertInsideTestNamespace();
   const overrides = opts.server ?? {};
-  const server = await startServer({
-    host: '127.0.0.1',
-    port: 0,
-    log_level: (process.env.NKMEDIA_TEST_LOG as ConfigInput['log_level']) ?? 'silent',
-    ...overrides,
-    // Chromium ignores loopback candidates: the server must offer the namespace's address.
-    ice: { use_interfaces: true, include_loopback: false, ...(overrides.ice ?? {}) },
-  });
-  const cleanups: (() => Promise<unknown>)[] = [() => server.close()];
+  // The test page comes from a server of its own: an origin the API must be told to accept.
+  const page = await startPageServer();
+  const closePage = () => new Promise<void>((r) => { page.http.closeAllConnections(); page.http.close(() => r()); });
+  let server: Server;
+  try {
+    server = await startServer({
+      host: '127.0.0.1',
+      port: 0,
+      log_level: (process.env.NKMEDIA_TEST_LOG as ConfigInput['log_level']) ?? 'silent',
+      ...overrides,
+      http: { allowed_origins: [new URL(page.url).origin], ...(overrides.http ?? {}) },
+      // Chromium ignores loopback candidates: the server must offer the namespace's address.
+      ice: { use_interfaces: true, include_loopback: false, ...(overrides.ice ?? {}) },
+    });
+  } catch (err) {
+    await closePage();
+    throw err;
+  }
+  const cleanups: (() => Promise<unknown>)[] = [() => server.close(), closePage];
   const closeAll = async () => {
     for (const c of cleanups.reverse()) await c().catch((err) => console.error('browser suite cleanup:', err));
   };
   try {
-    const page = await startPageServer();
-    cleanups.push(() => new Promise<void>((r) => { page.http.closeAllConnections(); page.http.close(() => r()); }));
     const browser = await chromium.launch({
       executablePath: CHROMIUM,
       headless: true,

@@ -15,7 +15,7 @@ const create: Handler = async (ctx, data) => {
   const req = parse(ctx, 'create', callCreateSchema, data);
   const { calls, config } = ctx.services;
   if (ctx.conn.ownedSessions >= config.limits.max_sessions_per_connection) {
-    throw new ApiError('invalid_operation', `this connection already has ${ctx.conn.ownedSessions} sessions (limit ${config.limits.max_sessions_per_connection})`);
+    throw new ApiError('too_many_sessions', `this connection already has ${ctx.conn.ownedSessions} sessions (limit ${config.limits.max_sessions_per_connection} per connection)`);
   }
   if (req.wait_reply) ctx.conn.sendAck(ctx.tid);
   return calls.create(req, ctx.conn, ctx.caller);

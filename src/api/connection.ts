@@ -24,8 +24,8 @@ function own<T>(table: Record<string, T> | undefined, key: string): T | undefine
   return table !== undefined && Object.hasOwn(table, key) ? table[key] : undefined;
 }
 
-/** Past this much unsent data the client is not reading; it is disconnected, not buffered. */
-const MAX_BUFFERED_BYTES = 16 * 1024 * 1024;
+/** Largest frame read before login: a login (with a JWT) fits easily; a stalled huge frame does not. */
+export const PRE_LOGIN_MAX_PAYLOAD = 64 * 1024;
 
 /** A request this server sent to its client (e.g. a call invite), waiting for the reply. */
 interface ServerRequest { settle(err: Error | undefined, reply?: ClientReply): void }
@@ -37,19 +37,53 @@ export class ApiConnection implements ConnectionHandle, CallConnection {
   private idleTimer?: NodeJS.Timeout;
   private pingTimer?: NodeJS.Timeout;
   private failedLogins = 0;
+  /** The login being checked: one at a time per connection (a flood of parallel guesses waits). */
+  private loginInProgress?: Promise<unknown>;
+  private loginTimer?: NodeJS.Timeout;
   private closed = false;
   private nextServerTid = 1;
   private readonly serverRequests = new Map<Tid, ServerRequest>();
 
-  constructor(private readonly ws: WebSocket, private readonly services: Services, readonly remote: string) {
+  /**
+   * @param address the client's IP address (login failures are counted per address)
+   * @param remote address:port, for logs
+   * @param fullMaxPayload the frame size allowed once logged in (before, PRE_LOGIN_MAX_PAYLOAD)
+   */
+  constructor(private readonly ws: WebSocket, private readonly services: Services, readonly address: string, readonly remote: string, private readonly fullMaxPayload?: number) {
     const limits = services.config.limits;
+    this.whenClosed = new Promise((resolve) => ws.once('close', () => resolve()));
     ws.on('message', (data, isBinary) => this.onMessage(data, isBinary));
     ws.on('pong', () => this.touch());
     ws.on('close', () => void this.onClose());
     ws.on('error', (err) => services.log.debug({ conn: this.id, err: err.message }, 'websocket error'));
     this.pingTimer = setInterval(() => { if (ws.readyState === ws.OPEN) ws.ping(); }, limits.ping_interval * 1000);
+    // Unauthenticated connections cost a descriptor and memory: they get a short while to log in.
+    this.loginTimer = setTimeout(() => {
+      if (this.identity) return;
+      services.log.info({ conn: this.id, remote }, 'no login in time; closing');
+      this.closeHard(1008, 'login timeout');
+    }, limits.login_timeout * 1000);
+    this.setMaxPayload(PRE_LOGIN_MAX_PAYLOAD);
     this.touch();
   }
+
+  /**
+   * ws keeps the frame size limit per server; a connection's own receiver holds a copy, which is
+   * lowered until login (ws 8's Receiver field, checked to exist).
+   */
+  private setMaxPayload(bytes: number): void {
+    const receiver = (this.ws as unknown as { _receiver?: { _maxPayload?: number } })._receiver;
+    if (this.fullMaxPayload !== undefined && receiver && typeof receiver._maxPayload === 'number') receiver._maxPayload = bytes;
+  }
+
+  /** Sends a close frame, and drops the socket if the peer does not complete the close quickly. */
+  closeHard(code: number, reason: string): void {
+    this.close(code, reason);
+    setTimeout(() => this.ws.terminate(), 1000).unref();
+  }
+
+  /** Resolves once the socket is closed. */
+  readonly whenClosed: Promise<void>;
 
   get user(): string { return this.identity?.user ?? ''; }
   get admin(): boolean { return this.identity?.admin ?? false; }
@@ -57,6 +91,9 @@ export class ApiConnection implements ConnectionHandle, CallConnection {
 
   login(identity: Identity): void {
     this.identity = identity;
+    clearTimeout(this.loginTimer);
+    if (this.fullMaxPayload !== undefined) this.setMaxPayload(this.fullMaxPayload);
+    this.services.connections.add(identity.user);
     // As the original: a connection hears its user's and its own connection events.
     this.services.bus.subscribe(this, { class: 'core', subclass: 'user_event', type: '*', obj_id: identity.user });
     this.services.bus.subscribe(this, { class: 'core', subclass: 'session_event', type: '*', obj_id: this.id });
@@ -106,7 +143,7 @@ export class ApiConnection implements ConnectionHandle, CallConnection {
 
   private send(msg: unknown): void {
     if (this.closed || this.ws.readyState !== this.ws.OPEN) return;
-    if (this.ws.bufferedAmount > MAX_BUFFERED_BYTES) {
+    if (this.ws.bufferedAmount > this.services.config.limits.max_buffered_bytes) {
       this.services.log.warn({ conn: this.id }, 'client not reading; closing');
       this.ws.terminate();
       return;
@@ -118,7 +155,9 @@ export class ApiConnection implements ConnectionHandle, CallConnection {
     clearTimeout(this.idleTimer);
     this.idleTimer = setTimeout(() => {
       this.services.log.info({ conn: this.id }, 'idle timeout');
-      this.close(1001, 'idle timeout');
+      // Its sessions stop now, not when the silent client completes the close (ws waits 30 s).
+      this.closeHard(1001, 'idle timeout');
+      void this.onClose();
     }, this.services.config.limits.api_idle_timeout * 1000);
   }
 
@@ -177,11 +216,26 @@ export class ApiConnection implements ConnectionHandle, CallConnection {
   }
 
   private async doLogin(data: unknown): Promise<unknown> {
+    while (this.loginInProgress) await this.loginInProgress.catch(() => undefined);
     if (this.identity) throw new ApiError('already_authenticated');
+    const attempt = this.checkLogin(data);
+    this.loginInProgress = attempt;
+    try {
+      return await attempt;
+    } finally {
+      if (this.loginInProgress === attempt) this.loginInProgress = undefined;
+    }
+  }
+
+  private async checkLogin(data: unknown): Promise<unknown> {
     const { value } = parseData(loginSchema, data);
     try {
-      const identity = await this.services.auth.login({ user: value.user, password: value.password ?? value.pass, token: value.token });
+      const identity = await this.services.auth.loginFrom(this.address, { user: value.user, password: value.password ?? value.pass, token: value.token });
       if (this.identity) throw new ApiError('already_authenticated');
+      const limit = this.services.config.limits.max_connections_per_user;
+      if (this.services.connections.count(identity.user) >= limit) {
+        throw new ApiError('too_many_connections', `user ${identity.user} already has ${limit} connections`);
+      }
       this.login(identity);
       this.failedLogins = 0;
       this.services.log.info({ conn: this.id, user: identity.user, admin: identity.admin, remote: this.remote }, 'login');
@@ -199,7 +253,9 @@ export class ApiConnection implements ConnectionHandle, CallConnection {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.idleTimer);
+    clearTimeout(this.loginTimer);
     clearInterval(this.pingTimer);
+    if (this.identity) this.services.connections.remove(this.identity.user);
     this.services.bus.removeAll(this);
     for (const r of [...this.serverRequests.values()]) r.settle(new ApiError('process_not_found'));
     // Its calls end (or lose its leg) with a call reason before its sessions stop.

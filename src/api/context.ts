@@ -8,8 +8,20 @@ import type { RoomManager } from '../rooms/manager.js';
 import type { CallManager } from '../calls/manager.js';
 import type { Authenticator, Identity } from './auth.js';
 
+/** Logged-in API connections per user (for the per-user cap). */
+export class ConnectionCounter {
+  private readonly byUser = new Map<string, number>();
+  count(user: string): number { return this.byUser.get(user) ?? 0; }
+  add(user: string): void { this.byUser.set(user, this.count(user) + 1); }
+  remove(user: string): void {
+    const n = this.count(user) - 1;
+    if (n <= 0) this.byUser.delete(user); else this.byUser.set(user, n);
+  }
+}
+
 export interface Services {
   config: Config;
+  connections: ConnectionCounter;
   log: Logger;
   bus: EventBus;
   sessions: SessionManager;

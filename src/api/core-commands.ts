@@ -28,7 +28,10 @@ export const loginSchema = z.object({
 const subscribe: Handler = async (ctx, data) => {
   const { value } = parseData(subscriptionSchema, data);
   const key = { class: value.class, subclass: value.subclass ?? '*', type: value.type ?? '*', obj_id: value.obj_id ?? '*' };
-  ctx.services.bus.subscribe(ctx.conn, key, value.body);
+  const { bus, config } = ctx.services;
+  const limit = config.limits.max_subscriptions_per_connection;
+  if (bus.countOf(ctx.conn) >= limit) throw new ApiError('too_many_subscriptions', `this connection holds ${bus.countOf(ctx.conn)} subscriptions (limit ${limit}, counting the one each session gives its creator)`);
+  bus.subscribe(ctx.conn, key, value.body);
   return {};
 };
 

@@ -13,16 +13,20 @@ import { ApiError } from '../protocol/errors.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,250}\.(webm|mkv|mp4)$/;
 
-async function identify(req: IncomingMessage, auth: Authenticator): Promise<Identity | undefined> {
+/** The caller, undefined when not authenticated, or the refusal of a rate-limited address. */
+async function identify(req: IncomingMessage, auth: Authenticator): Promise<Identity | ApiError | undefined> {
   const h = req.headers.authorization ?? '';
+  // Counted with the API's logins: guessing passwords here is no cheaper than over the WebSocket.
+  const address = req.socket.remoteAddress ?? '';
   try {
-    if (h.startsWith('Bearer ')) return await auth.login({ token: h.slice(7).trim() });
+    if (h.startsWith('Bearer ')) return await auth.loginFrom(address, { token: h.slice(7).trim() });
     if (h.startsWith('Basic ')) {
       const [user, ...rest] = Buffer.from(h.slice(6).trim(), 'base64').toString('utf8').split(':');
-      return await auth.login({ user, password: rest.join(':') });
+      return await auth.loginFrom(address, { user, password: rest.join(':') });
     }
   } catch (err) {
     if (!(err instanceof ApiError)) throw err;
+    if (err.term === 'too_many_logins') return err;
   }
   return undefined;
 }
@@ -38,6 +42,10 @@ export async function handleRecordings(req: IncomingMessage, res: ServerResponse
   if (url.pathname !== '/recordings' && !url.pathname.startsWith('/recordings/')) return false;
   if (req.method !== 'GET' && req.method !== 'HEAD') { send(res, 405, { error: 'method not allowed' }, { allow: 'GET, HEAD' }); return true; }
   const who = await identify(req, auth);
+  if (who instanceof ApiError) {
+    send(res, 429, { error: who.message }, { 'retry-after': String(/in (\d+) s/.exec(who.message)?.[1] ?? 60) });
+    return true;
+  }
   if (!who) {
     // Slows down password guessing, as failed logins on the API are.
     await new Promise((r) => setTimeout(r, 250));
@@ -58,7 +66,13 @@ export async function handleRecordings(req: IncomingMessage, res: ServerResponse
     return true;
   }
 
-  const name = decodeURIComponent(url.pathname.slice('/recordings/'.length));
+  let name: string;
+  try {
+    name = decodeURIComponent(url.pathname.slice('/recordings/'.length));
+  } catch {
+    send(res, 400, { error: 'bad %-escape in the recording name' });
+    return true;
+  }
   if (!NAME.test(name)) { send(res, 404, { error: 'no such recording' }); return true; }
   const path = join(dir, name);
   const st = await stat(path).catch(() => undefined);

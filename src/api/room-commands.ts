@@ -3,6 +3,7 @@ import { roomCreateSchema, roomIdOnly } from '../protocol/room-schemas.js';
 import { parseCommand } from './parse.js';
 import type { CommandContext, Handler } from './context.js';
 import type { z } from 'zod';
+import { displayUser } from '../sessions/principals.js';
 
 const parse = <S extends z.ZodObject>(ctx: CommandContext, cmd: string, schema: S, data: unknown) => parseCommand(ctx, 'room', cmd, schema, data);
 
@@ -25,7 +26,7 @@ const getInfo: Handler = async (ctx, data) => {
 const getList: Handler = async (ctx) => {
   const mine = (roomId: string) => ctx.services.sessions.list(ctx.caller).some((s) => s.room?.id === roomId);
   // The original labelled the backend as `class` here (reference §7.3); this is the room class.
-  return ctx.services.rooms.list(ctx.caller, (r) => mine(r.id)).map((r) => ({ room_id: r.id, class: r.class, owner: r.owner }));
+  return ctx.services.rooms.list(ctx.caller, (r) => mine(r.id)).map((r) => ({ room_id: r.id, class: r.class, owner: displayUser(r.owner) }));
 };
 
 export const roomCommands: Record<string, Handler> = { create, destroy, get_info: getInfo, get_list: getList, info: getInfo, list: getList };

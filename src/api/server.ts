@@ -2,7 +2,7 @@
 import { createServer as createHttp, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttps } from 'node:https';
 import { readFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { WebSocketServer } from 'ws';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
@@ -16,7 +16,10 @@ import { Authenticator } from './auth.js';
 import { ApiConnection } from './connection.js';
 import { handleRecordings } from './recordings-http.js';
 import { handleDemo } from './demo-http.js';
-import type { Services } from './context.js';
+import { ConnectionCounter, type Services } from './context.js';
+import { Admission, refuseSocket, type Refusal } from './admission.js';
+import { SessionQuota, UNLIMITED } from '../sessions/quota.js';
+import type { ResolvedLimits } from '../limits.js';
 
 export interface RunningServer {
   url: string;
@@ -28,7 +31,7 @@ export interface RunningServer {
 
 export class StartupError extends Error {}
 
-export async function startApiServer(config: Config, engine: MediaEngine, log: Logger): Promise<RunningServer> {
+export async function startApiServer(config: Config, engine: MediaEngine, log: Logger, limits?: ResolvedLimits): Promise<RunningServer> {
   // Decided on what the name resolves to: `127.lan` may well be a public address.
   if (config.auth.mode === 'open' && !(await resolvesToLoopbackOnly(config.host))) {
     throw new StartupError(`refusing to listen on ${config.host} with open auth: use static users or JWT (auth.mode), or listen on 127.0.0.1`);
@@ -36,11 +39,32 @@ export async function startApiServer(config: Config, engine: MediaEngine, log: L
   const bus = new EventBus();
   const rooms = new RoomManager(bus);
   const paths = { recordingsDir: config.recordings_dir, playDirs: config.play_dirs, allowHttp: config.play_allow_http };
-  const sessions = new SessionManager(engine, bus, rooms, paths, log);
+  const quota = new SessionQuota(limits ? {
+    maxSessions: limits.maxSessions,
+    sessionDescriptors: limits.sessionDescriptors,
+    maxSessionsPerUser: config.limits.max_sessions_per_user,
+    weights: limits.weights,
+    portRanges: limits.portRanges,
+  } : { ...UNLIMITED, maxSessionsPerUser: config.limits.max_sessions_per_user });
+  const sessions = new SessionManager(engine, bus, rooms, paths, log, quota);
   const calls = new CallManager(sessions, bus, log);
-  const services: Services = { config, log, bus, sessions, rooms, calls, auth: new Authenticator(config.auth) };
+  const auth = new Authenticator(config.auth, { perAddress: config.limits.login_failures_per_address, perUser: config.limits.login_failures_per_user });
+  const services: Services = { config, log, bus, sessions, rooms, calls, auth, connections: new ConnectionCounter() };
+  const admission = new Admission({
+    openMode: config.auth.mode === 'open',
+    allowedOrigins: config.http.allowed_origins,
+    maxConnections: limits?.maxConnections ?? 10000,
+    maxPerAddress: config.limits.max_connections_per_address,
+  });
+  let closing = false;
 
+  const refuseHttp = (res: ServerResponse, r: Refusal) => {
+    res.writeHead(r.status, { 'content-type': 'text/plain; charset=utf-8', ...(r.retryAfter !== undefined ? { 'retry-after': String(r.retryAfter) } : {}) });
+    res.end(`${r.reason}\n`);
+  };
   const onHttp = (req: IncomingMessage, res: ServerResponse) => {
+    const refusal = admission.checkHost(req);
+    if (refusal) { refuseHttp(res, refusal); return; }
     handleRecordings(req, res, services.auth, paths).then(async (handled) => {
       if (!handled && !(await handleDemo(req, res))) onOtherHttp(req, res);
     }).catch((err: unknown) => {
@@ -58,19 +82,48 @@ export async function startApiServer(config: Config, engine: MediaEngine, log: L
     res.writeHead(404, { 'content-type': 'text/plain' });
     res.end('nkmedia-ts: connect a WebSocket to this address to use the API\n');
   };
+  // A connection that sends no complete request within the login timeout is dropped: silent
+  // sockets hold descriptors. (Checked every second rather than Node's default 30 s.)
+  const timeouts = {
+    headersTimeout: config.limits.login_timeout * 1000,
+    requestTimeout: Math.max(30_000, config.limits.login_timeout * 1000),
+    connectionsCheckingInterval: 1000,
+  };
   const http: Server = config.tls
-    ? createHttps({ cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) }, onHttp)
-    : createHttp(onHttp);
+    ? createHttps({ cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key), ...timeouts }, onHttp)
+    : createHttp(timeouts, onHttp);
+  // Every TCP connection counts against the caps from its first byte, HTTP and WebSocket alike.
+  http.on('connection', (socket: Socket) => {
+    if (admission.admitSocket(socket)) {
+      // Node times out requests that started, not sockets that never send a byte.
+      const silent = setTimeout(() => { if (socket.bytesRead === 0) socket.destroy(); }, config.limits.login_timeout * 1000);
+      socket.once('close', () => clearTimeout(silent));
+      return;
+    }
+    log.debug({ remote: socket.remoteAddress }, 'connection refused: too many connections');
+    if (config.tls) socket.destroy(); // no TLS handshake yet: nothing readable can be said
+    else refuseSocket(socket, { status: 503, reason: 'too many connections', retryAfter: 10 });
+  });
 
-  // Frames above the configured limit get an error reply; far above it the socket is closed
-  // by ws itself before anything is buffered (1009), so a hostile client cannot exhaust memory.
-  const hardLimit = Math.max(16 * 1024 * 1024, config.limits.max_frame_bytes * 4);
-  const wss = new WebSocketServer({ server: http, maxPayload: hardLimit, perMessageDeflate: false });
+  // Frames above the configured limit get an error reply; above twice that the socket is closed
+  // by ws itself before anything more is buffered (1009), so a stalled huge frame holds little.
+  const hardLimit = Math.max(16 * 1024, config.limits.max_frame_bytes * 2);
+  const wss = new WebSocketServer({ noServer: true, maxPayload: hardLimit, perMessageDeflate: false });
   const conns = new Set<ApiConnection>();
-  wss.on('connection', (ws, req) => {
-    const conn = new ApiConnection(ws, services, `${req.socket.remoteAddress}:${req.socket.remotePort}`);
-    conns.add(conn);
-    ws.on('close', () => conns.delete(conn));
+  http.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    const refusal: Refusal | undefined = closing
+      ? { status: 503, reason: 'server shutting down', retryAfter: 5 }
+      : admission.checkHost(req) ?? admission.checkOrigin(req);
+    if (refusal) {
+      log.info({ remote: socket.remoteAddress, origin: req.headers.origin, host: req.headers.host, reason: refusal.reason }, 'WebSocket upgrade refused');
+      refuseSocket(socket, refusal);
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      const conn = new ApiConnection(ws, services, req.socket.remoteAddress ?? '', `${req.socket.remoteAddress}:${req.socket.remotePort}`, hardLimit);
+      conns.add(conn);
+      ws.on('close', () => conns.delete(conn));
+    });
   });
 
   await new Promise<void>((resolve, reject) => {
@@ -88,10 +141,16 @@ export async function startApiServer(config: Config, engine: MediaEngine, log: L
     services,
     connections: () => conns.size,
     async close() {
-      for (const c of conns) c.close(1001, 'server shutting down');
+      closing = true;
+      // Everything stops while the clients are still connected: each creator hears its
+      // sessions' `destroyed` (api_stop) and each party its calls' `hangup` before the close.
       await calls.endAll('api_stop');
       await sessions.stopAll('api_stop');
       await rooms.destroyAll('api_stop');
+      const gone = [...conns].map((c) => c.whenClosed);
+      for (const c of conns) c.closeHard(1001, 'server shutting down');
+      // The close frames follow the last events out; a client that does not answer is cut at 1 s.
+      await Promise.all(gone);
       sessions.close();
       await new Promise<void>((resolve) => wss.close(() => resolve()));
       http.closeAllConnections?.();

@@ -7,6 +7,7 @@ import {
   sessionIdOnly, setAnswerSchema, setTypeSchema, updateMediaSchema,
 } from '../protocol/session-schemas.js';
 import { parseCommand } from './parse.js';
+import { displayUser } from '../sessions/principals.js';
 import type { CommandContext, Handler } from './context.js';
 
 const parse = <S extends z.ZodObject>(ctx: CommandContext, cmd: string, schema: S, data: unknown) => parseCommand(ctx, 'session', cmd, schema, data);
@@ -15,7 +16,7 @@ const create: Handler = async (ctx, data) => {
   const req = parse(ctx, 'create', createSchema, data);
   const { sessions, bus, config } = ctx.services;
   if (ctx.conn.ownedSessions >= config.limits.max_sessions_per_connection) {
-    throw new ApiError('invalid_operation', `this connection already has ${ctx.conn.ownedSessions} sessions (limit ${config.limits.max_sessions_per_connection})`);
+    throw new ApiError('too_many_sessions', `this connection already has ${ctx.conn.ownedSessions} sessions (limit ${config.limits.max_sessions_per_connection} per connection)`);
   }
   const id = req.session_id ?? sessions.newId();
   sessions.checkCreate(req, ctx.caller, id);
@@ -35,7 +36,7 @@ const destroy: Handler = async (ctx, data) => {
   const { session_id } = parse(ctx, 'destroy', sessionIdOnly, data);
   // As the original: destroying what does not exist (or is not yours) is not an error.
   const s = ctx.services.sessions.lookup(session_id);
-  if (s && (ctx.caller.admin || s.owner.user === ctx.caller.user)) await s.stop('user_stop');
+  if (s && s.visibleTo(ctx.caller)) await s.stop('user_stop');
   return {};
 };
 
@@ -121,7 +122,7 @@ const getStats: Handler = async (ctx, data) => {
   return { stats: await ctx.services.sessions.getFor(session_id, ctx.caller).stats() };
 };
 
-const getList: Handler = async (ctx) => ctx.services.sessions.list(ctx.caller).map((s) => ({ session_id: s.id, type: s.type, user_id: s.owner.user }));
+const getList: Handler = async (ctx) => ctx.services.sessions.list(ctx.caller).map((s) => ({ session_id: s.id, type: s.type, user_id: displayUser(s.owner.user) }));
 
 export const sessionCommands: Record<string, Handler> = {
   create,

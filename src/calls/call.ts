@@ -12,6 +12,10 @@ import type { EventBus, EventData, Subscriber, SubscriptionKey } from '../events
 import type { Caller, CreateResult, SessionManager } from '../sessions/manager.js';
 import type { Session } from '../sessions/session.js';
 import type { CallConnection, CallDestinationDriver, ClientReply, LegControl, OutgoingLeg, Reason } from './types.js';
+import { displayUser, systemUser } from '../sessions/principals.js';
+
+/** Owner of the legs rung on API connections: no login can claim it; the callee is a party. */
+export const CALL_LEG_OWNER = systemUser('call');
 
 export type CallState = 'ringing' | 'answered' | 'ended';
 
@@ -164,6 +168,8 @@ export class Call {
     this.watch(this.callerSessionId);
     const created = this.env.sessions.create(req, who, this.callerSessionId, { user: this.callerUser, connId: party.id, subscriber: party });
     this.callerSession = this.env.sessions.lookup(this.callerSessionId);
+    // Until a callee accepts, nobody but the call answers or wires the call's sessions.
+    this.callerSession?.lock(this, 'the call is ringing: its sessions are wired by the call until it is answered');
     try {
       await created;
     } catch (err) {
@@ -212,9 +218,12 @@ export class Call {
     this.legs.push(leg);
     const driver = leg.spec.driver;
     const sdpType = driver ? driver.sdpType : this.opts.sdpType;
+    // A leg belongs to no login: the callee acts on it as a party, and it counts against the
+    // caller's limits (whoever is rung, a call never uses up the callee's own allowance).
+    const charge = { user: this.callerUser, connId: this.party.id };
     const owner = driver
-      ? (driver.legOwner?.(leg.spec.target) ?? { user: this.callerUser, connId: this.party.id })
-      : { user: leg.spec.user, connId: leg.spec.conn!.id, subscriber: leg.spec.conn };
+      ? { ...(driver.legOwner?.(leg.spec.target) ?? { user: this.callerUser, connId: this.party.id }), charge }
+      : { user: CALL_LEG_OWNER, connId: `${this.id}/${leg.id}`, charge, parties: [leg.spec.user] };
     const req: CreateRequest = {
       type: 'park',
       sdp_type: sdpType,
@@ -231,6 +240,7 @@ export class Call {
     this.watch(leg.id);
     const created = this.env.sessions.create(req, who, leg.id, owner);
     leg.session = this.env.sessions.lookup(leg.id);
+    leg.session?.lock(this, 'the call has not been answered: accept it with the call\'s `accepted` command');
     void this.runLeg(leg, created);
   }
 
@@ -258,7 +268,7 @@ export class Call {
       session_id: leg.id,
       offer,
       caller: this.opts.callerInfo,
-      user_id: this.callerUser,
+      user_id: displayUser(this.callerUser),
     };
     const replied = conn.request('media', 'call', 'invite', data, { timeoutMs: this.env.inviteTimeoutMs, signal: leg.abort.signal });
     // Our candidates for this leg found before the invite went out follow it now.
@@ -346,7 +356,7 @@ export class Call {
     const remainingMs = this.ringDeadline - Date.now();
     clearTimeout(this.ringTimer);
     try {
-      await session.setAnswer(answer);
+      await session.setAnswer(answer, this);
     } catch (err) {
       // The answer was refused (the session is unharmed): the call rings on.
       if (!this.ended && this.answeredLeg === leg && leg.state === 'accepting') {
@@ -360,6 +370,9 @@ export class Call {
     for (const other of this.legs) {
       if (other !== leg && other.pending) this.cancelLeg(other, 'answered_elsewhere');
     }
+    // Answered: the parties may now switch their sessions (e.g. to echo and back).
+    session.unlock(this);
+    callerSession.unlock(this);
     try {
       await session.setType({ type: 'bridge', peer: callerSession });
     } catch (err) {
@@ -610,7 +623,7 @@ export class Call {
     const info: Record<string, unknown> = {
       call_id: this.id,
       state: this.state,
-      user_id: this.callerUser,
+      user_id: displayUser(this.callerUser),
       user_session: this.party.id,
       session_id: this.callerSessionId,
       callee: o.callee,

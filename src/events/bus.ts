@@ -41,6 +41,8 @@ export class EventBus {
   /** class → "subclass/type" → obj_id → subscriber id → entry */
   private readonly index = new Map<string, Map<string, Map<string, Map<string, Entry>>>>();
   private readonly bySubscriber = new Map<string, { sub: Subscriber; subs: Map<string, Subscription> }>();
+  /** obj_id → subscriber id → keys of its subscriptions naming that object (for removeForObject). */
+  private readonly byObject = new Map<string, Map<string, Set<string>>>();
 
   private static keyOf(k: SubscriptionKey): string { return `${k.class}\u0000${k.subclass}\u0000${k.type}\u0000${k.obj_id}`; }
 
@@ -50,14 +52,25 @@ export class EventBus {
     const byObj = getOrInit(byType, key.obj_id, () => new Map());
     byObj.set(sub.id, { sub, body });
     const mine = getOrInit(this.bySubscriber, sub.id, () => ({ sub, subs: new Map<string, Subscription>() }));
-    mine.subs.set(EventBus.keyOf(key), { ...key, ...(body ? { body } : {}) });
+    const k = EventBus.keyOf(key);
+    mine.subs.set(k, { ...key, ...(body ? { body } : {}) });
+    if (key.obj_id !== ANY) getOrInit(getOrInit(this.byObject, key.obj_id, () => new Map()), sub.id, () => new Set()).add(k);
   }
+
+  /** How many subscriptions a subscriber holds. */
+  countOf(sub: Subscriber): number { return this.bySubscriber.get(sub.id)?.subs.size ?? 0; }
 
   /** Removes a subscription matching exactly; returns whether one existed. */
   unsubscribe(sub: Subscriber, key: SubscriptionKey): boolean {
     const mine = this.bySubscriber.get(sub.id);
-    if (!mine?.subs.delete(EventBus.keyOf(key))) return false;
+    const k = EventBus.keyOf(key);
+    if (!mine?.subs.delete(k)) return false;
     if (mine.subs.size === 0) this.bySubscriber.delete(sub.id);
+    const objSubs = this.byObject.get(key.obj_id);
+    const keys = objSubs?.get(sub.id);
+    keys?.delete(k);
+    if (keys && keys.size === 0) objSubs!.delete(sub.id);
+    if (objSubs && objSubs.size === 0) this.byObject.delete(key.obj_id);
     const byClass = this.index.get(key.class);
     const byType = byClass?.get(`${key.subclass}/${key.type}`);
     const byObj = byType?.get(key.obj_id);
@@ -78,8 +91,16 @@ export class EventBus {
 
   /** Subscriptions whose obj_id is exactly this id (e.g. to drop them when the object ends). */
   removeForObject(objId: string): void {
-    for (const { sub, subs } of [...this.bySubscriber.values()]) {
-      for (const s of [...subs.values()]) if (s.obj_id === objId) this.unsubscribe(sub, s);
+    // Indexed: a session's end costs its own subscriptions, not a scan of everyone's.
+    const objSubs = this.byObject.get(objId);
+    if (!objSubs) return;
+    for (const [subId, keys] of [...objSubs]) {
+      const mine = this.bySubscriber.get(subId);
+      if (!mine) continue;
+      for (const k of [...keys]) {
+        const s = mine.subs.get(k);
+        if (s) this.unsubscribe(mine.sub, s);
+      }
     }
   }
 

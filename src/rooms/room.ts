@@ -3,6 +3,7 @@
 import { stopReason, type ErrorTerm } from '../protocol/errors.js';
 import type { EventBus } from '../events/bus.js';
 import type { RoomCreateRequest } from '../protocol/room-schemas.js';
+import { displayUser } from '../sessions/principals.js';
 
 export type MemberRole = 'publisher' | 'listener';
 
@@ -78,7 +79,7 @@ export class Room {
       room_id: this.id,
       class: this.class,
       backend: BACKEND,
-      owner: this.owner,
+      owner: displayUser(this.owner),
       timeout: this.timeoutSeconds,
       members,
       status: { publishers: this.publishers, members: this.members.size },

@@ -11,6 +11,7 @@ import { BACKEND, Session, type Owner, type SessionRegistry, type TypeTarget } f
 import type { RoomManager } from '../rooms/manager.js';
 import { playableUri, type MediaPaths } from './media-paths.js';
 import type { SessionType } from '../protocol/session-schemas.js';
+import { SessionQuota, UNLIMITED } from './quota.js';
 
 /** The fields of create/set_type that choose a type and what it points at. */
 export interface TypeFields { type: string; peer_id?: string; room_id?: string; publisher_id?: string; uri?: string; loops?: number }
@@ -36,6 +37,7 @@ export class SessionManager implements SessionRegistry {
     readonly rooms: RoomManager,
     readonly paths: MediaPaths,
     private readonly log: Logger,
+    readonly quota: SessionQuota = new SessionQuota(UNLIMITED),
   ) {
     this.unsubscribeEngine = engine.onEvent((ev) => this.byTag.get(ev.tag)?.onEngineEvent(ev));
   }
@@ -96,6 +98,9 @@ export class SessionManager implements SessionRegistry {
   async create(req: CreateRequest, caller: Caller, id: string, owner: Owner): Promise<CreateResult> {
     this.checkCreate(req, caller, id);
     const target = this.resolveType(req, caller);
+    const kind = (req.offer ? req.offer.sdp_type : req.sdp_type) ?? 'webrtc';
+    // Charged before anything is bound; released when the session is removed, however it ends.
+    this.quota.reserve(id, (owner.charge ?? owner).user, kind);
     const session = new Session({ engine: this.engine, bus: this.bus, registry: this, rooms: this.rooms, paths: this.paths, log: this.log }, id, ++this.seq, req, owner);
     this.sessions.set(id, session);
     this.byTag.set(session.tag, session);
@@ -119,24 +124,28 @@ export class SessionManager implements SessionRegistry {
   /** The session if this caller may see it; another user's session is "not found". */
   getFor(id: string, caller: Caller, notFound: ErrorTerm = 'session_not_found'): Session {
     const s = this.sessions.get(id);
-    if (!s || s.isStopped || (!caller.admin && s.owner.user !== caller.user)) throw new ApiError(notFound);
+    if (!s || s.isStopped || !s.visibleTo(caller)) throw new ApiError(notFound);
     return s;
   }
 
   lookup(id: string): Session | undefined { return this.sessions.get(id); }
 
   list(caller: Caller): Session[] {
-    return [...this.sessions.values()].filter((s) => caller.admin || s.owner.user === caller.user);
+    return [...this.sessions.values()].filter((s) => s.visibleTo(caller));
   }
 
   removed(session: Session): void {
-    if (this.sessions.get(session.id) === session) this.sessions.delete(session.id);
+    if (this.sessions.get(session.id) === session) {
+      this.sessions.delete(session.id);
+      this.quota.release(session.id);
+    }
     this.byTag.delete(session.tag);
   }
 
+  /** Sessions charged to a connection (its own, and the legs of the calls it placed). */
   countOwnedBy(connId: string): number {
     let n = 0;
-    for (const s of this.sessions.values()) if (s.owner.connId === connId) n++;
+    for (const s of this.sessions.values()) if ((s.owner.charge ?? s.owner).connId === connId) n++;
     return n;
   }
 

@@ -16,6 +16,7 @@ import { dirname } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { recordingTarget, type MediaPaths } from './media-paths.js';
 import { deferred, SerialQueue, withTimeout, type Deferred } from '../util/deferred.js';
+import { displayUser } from './principals.js';
 
 export const BACKEND = 'nkmedia_kms';
 /** How long get_offer/get_answer/wait_reply wait for an SDP that is not buffered (reference §2.6). */
@@ -26,6 +27,10 @@ export interface Owner {
   connId: string;
   /** The creating connection, for direct events (`session_events`). */
   subscriber?: Subscriber;
+  /** Who the session counts against for limits (default: the owner). A call leg: the caller. */
+  charge?: { user: string; connId: string };
+  /** Other users who may see and act on the session (a call leg's callee). */
+  parties?: readonly string[];
 }
 
 export interface SessionRegistry {
@@ -106,6 +111,9 @@ export class Session {
   private readonly queue = new SerialQueue();
   private connection: ConnectionState = 'new';
   private readonly mediaIn = new Map<MediaKind, 'up' | 'down'>();
+  /** While set, only the holder of this key may answer or wire the session (a ringing call). */
+  private lockKey?: object;
+  private lockReason = '';
   private readonly mediaOut = new Map<MediaKind, 'up' | 'down'>();
 
   constructor(
@@ -125,6 +133,11 @@ export class Session {
   }
 
   get isStopped(): boolean { return this.state === 'stopped'; }
+
+  /** Admins, the owner and the session's parties see it and act on it. */
+  visibleTo(who: { user: string; admin: boolean }): boolean {
+    return who.admin || this.owner.user === who.user || (this.owner.parties?.includes(who.user) ?? false);
+  }
   /** Resolves once the session has stopped (whatever stopped it). */
   get whenStopped(): Promise<void> { return this.stopped.promise; }
   /** Plain RTP (SIP) or WebRTC: fixed by the offer, or by `sdp_type` when we offer. */
@@ -207,6 +220,26 @@ export class Session {
     this.env.bus.removeForObject(this.id);
   }
 
+  // ---- locking -------------------------------------------------------------------------------
+
+  /**
+   * Reserves answering and wiring (set_answer, set_type, being a bridge peer) for the holder of
+   * `key`: a call locks its sessions while it rings, so that a rung callee cannot hear the caller
+   * before accepting. Everything else (get_info, stats, mutes, candidates) stays open.
+   */
+  lock(key: object, reason: string): void {
+    this.lockKey = key;
+    this.lockReason = reason;
+  }
+
+  unlock(key: object): void {
+    if (this.lockKey === key) this.lockKey = undefined;
+  }
+
+  private assertUnlocked(key?: object): void {
+    if (this.lockKey !== undefined && this.lockKey !== key) throw new ApiError('invalid_operation', this.lockReason);
+  }
+
   // ---- master / slave ------------------------------------------------------------------------
 
   linkMaster(master: Session): void {
@@ -223,9 +256,10 @@ export class Session {
   // ---- SDP sequencing ------------------------------------------------------------------------
 
   /** The client's answer to our offer (API `set_answer`, or a slave with set_master_answer). */
-  setAnswer(answer: SdpObject): Promise<void> {
+  setAnswer(answer: SdpObject, key?: object): Promise<void> {
     return this.queue.run(async () => {
       this.assertLive();
+      this.assertUnlocked(key);
       if (this.role !== 'offerer' || !this.offer) throw new ApiError('offer_not_set');
       if (this.answer || this.clientCollector) throw new ApiError('answer_already_set');
       // The answer is of the offer's kind; a client that says otherwise is mistaken.
@@ -431,11 +465,28 @@ export class Session {
         }
         break;
       case 'error':
-        this.env.log.warn({ session: this.id, code: ev.code, message: ev.message }, 'engine element error');
+        // Clients get the element's message (a fixed text); its detail (ffmpeg's, Node's words) stays in the log.
+        this.env.log.warn({ session: this.id, code: ev.code, message: ev.message, detail: 'detail' in ev ? ev.detail : undefined }, 'engine element error');
         if (ev.elementId === this.player) this.emit('player', { state: 'stopped', error: ev.message, ...(ev.code ? { code: ev.code } : {}) });
         else if (ev.elementId === this.recorder?.id) this.emit('recorder', { state: 'stopped', error: ev.message, uri: pathToFileURL(this.recorder.path).href });
+        else if (ev.elementId === this.endpoint) this.endpointError(ev.code, ev.message);
         break;
     }
+  }
+
+  /**
+   * Something went wrong at our endpoint. The client is told what it can act on (a data-channel
+   * message too large for the other side, a codec mismatch); an exception inside the endpoint's
+   * own code stops this session (isolated: every other session goes on).
+   */
+  private endpointError(code: string | undefined, message: string): void {
+    if (code === 'element_failed') {
+      // Not from inside the failing callback: the endpoint is released once werift unwinds.
+      setImmediate(() => void this.stop('session_failed', 'internal error in the media endpoint'));
+      return;
+    }
+    const text = code === 'data_too_large' || code === 'codec_mismatch' ? message : 'media endpoint error';
+    this.emit('info', { info: 'error', ...(code ? { code } : {}), error: text });
   }
 
   // ---- type and media ------------------------------------------------------------------------
@@ -551,12 +602,13 @@ export class Session {
   }
 
   /** Leaves the current type and enters the target's (bookkeeping only; see applyType). */
-  private async switchType(target: TypeTarget): Promise<void> {
+  private async switchType(target: TypeTarget, key?: object): Promise<void> {
     const { type } = target;
     if (type === 'bridge') {
       const peer = target.peer;
       if (!peer || peer.isStopped) throw new ApiError('unknown_peer');
       if (peer === this) throw new ApiError('invalid_value', 'peer_id: a session cannot bridge with itself');
+      peer.assertUnlocked(key);
       await this.assertVideoCompatible(peer);
       if (!(this.type === 'bridge' && this.typeExt.peer_id === peer.id)) this.leaveType();
       this.type = 'bridge';
@@ -612,10 +664,11 @@ export class Session {
   }
 
   /** `set_type`: tear the old wiring down, connect the new one; no SDP renegotiation. */
-  setType(target: TypeTarget): Promise<Record<string, unknown>> {
+  setType(target: TypeTarget, key?: object): Promise<Record<string, unknown>> {
     return this.queue.run(async () => {
       this.assertLive();
-      await this.switchType(target);
+      this.assertUnlocked(key);
+      await this.switchType(target, key);
       await this.applyType();
       return { ...this.typeExt };
     });
@@ -748,7 +801,7 @@ export class Session {
       type_ext: { ...this.typeExt },
       backend: BACKEND,
       backend_role: this.role,
-      user_id: this.owner.user,
+      user_id: displayUser(this.owner.user),
       user_session: this.owner.connId,
       status: this.status(),
       sdp_type: o.sdp_type ?? this.offer?.sdp_type ?? 'webrtc',
@@ -782,7 +835,7 @@ export class Session {
     const directTypes = this.opts.session_events;
     const direct = directTypes && this.owner.subscriber && directTypes.includes(type)
       ? { to: this.owner.subscriber, body: this.opts.session_events_body } : undefined;
-    this.env.bus.publish({ class: 'media', subclass: 'session', type, obj_id: this.id, body, owner: this.owner.user }, direct);
+    this.env.bus.publish({ class: 'media', subclass: 'session', type, obj_id: this.id, body, owner: this.owner.user, viewers: this.owner.parties }, direct);
   }
 
   private armTimer(seconds: number, which: 'wait' | 'ready'): void {
@@ -814,7 +867,9 @@ export class Session {
       if (err instanceof EngineError) {
         if (err.kind === 'invalid_sdp') throw new ApiError('invalid_sdp', err.message);
         if (err.kind === 'invalid_candidate') throw new ApiError('invalid_value', `candidate: ${err.message}`);
-        if (err.kind === 'invalid_uri') throw new ApiError('invalid_uri');
+        // The engine's words for a URI are fixed texts ("HTTP 404", "host not allowed..."): they say why.
+        if (err.kind === 'invalid_uri') throw new ApiError('invalid_uri', err.message);
+        if (err.kind === 'no_resources') throw new ApiError('out_of_resources', err.message);
         throw new ApiError('media_error', err.message);
       }
       throw err;

@@ -11,11 +11,15 @@ import type { CallManager } from '../calls/manager.js';
 import type { CallDestinationDriver, LegControl, OutgoingLeg } from '../calls/types.js';
 import type { EventData } from '../events/bus.js';
 import type { Config } from '../config.js';
+import { systemUser } from '../sessions/principals.js';
 
 type SipConfig = Config['sip'];
 
-/** Sessions created for SIP dialogs belong to this pseudo-user (admins see them). */
-export const SIP_USER = 'sip';
+/**
+ * Sessions created for SIP dialogs belong to this system principal: shown as `sip`, but no login
+ * (not even a user called "sip") can claim it; admins see them.
+ */
+export const SIP_USER = systemUser('sip');
 
 /** SIP response for a call that ended before it was answered, by the NkMEDIA reason code. */
 function failureResponse(code: number): { code: number; reason: string } {
@@ -53,6 +57,8 @@ export class SipGateway implements CallDestinationDriver {
       tcp: cfg.tcp_port !== undefined ? { host: cfg.host, port: cfg.tcp_port } : undefined,
       publicHost: cfg.public_host,
       t1Ms: cfg.t1_ms,
+      maxDialogs: cfg.max_dialogs,
+      maxDialogsPerAddress: cfg.max_dialogs_per_address,
       register: cfg.register,
       credentials: (realm) => {
         const c = cfg.credentials.find((x) => x.realm === undefined || x.realm === realm);
@@ -98,7 +104,9 @@ export class SipGateway implements CallDestinationDriver {
     } catch (err) {
       const e = toApiError(err);
       this.log.info({ sip_call: call.callId, err: e.message }, 'SIP INVITE refused');
-      call.reject(e.term === 'invalid_sdp' ? 488 : e.term === 'no_destination' || e.term === 'user_not_found' ? 404 : 500, e.message.slice(0, 120));
+      // Out of capacity is temporary: the phone may try again later (RFC 3261 §21.5.4).
+      if (e.term === 'too_many_sessions' || e.term === 'out_of_resources') call.reject(503, 'Too Many Calls', { 'Retry-After': '30' });
+      else call.reject(e.term === 'invalid_sdp' ? 488 : e.term === 'no_destination' || e.term === 'user_not_found' ? 404 : 500, e.message.slice(0, 120));
     }
   }
 

@@ -509,11 +509,11 @@ export class IncomingCall extends SipCall<IncomingCallEvents> {
   }
 
   /** Rejects the call with a final non-2xx response (default 486 Busy Here). */
-  reject(code = 486, reason?: string): void {
+  reject(code = 486, reason?: string, headers?: Record<string, string>): void {
     if (this.state !== 'incoming') return;
     if (code < 300 || code > 699) throw new RangeError('reject() needs a 3xx-6xx code');
     this.state = 'ended';
-    this.stx.reply(code, reason ?? REASONS[code], this.localTag);
+    this.stx.reply(code, reason ?? REASONS[code], this.localTag, headers);
     this.end({ by: 'local', code, ...(reason ? { reason } : {}) });
   }
 

@@ -37,7 +37,14 @@ export interface SipUserAgentOptions {
   logger?: SipLogger;
   /** Largest message accepted (default 64 KiB). */
   maxMessageBytes?: number;
+  /** Incoming dialogs at once (default unlimited); more INVITEs get 503 with Retry-After. */
+  maxDialogs?: number;
+  /** Incoming dialogs at once from one source address (default unlimited). */
+  maxDialogsPerAddress?: number;
 }
+
+/** Seconds a refused INVITE is told to wait (Retry-After of our 503s). */
+const RETRY_AFTER_S = 30;
 
 export interface InviteOptions {
   /** Our identity: a user part ('alice'), a URI ('sip:alice@example.com') or a name-addr. */
@@ -78,6 +85,9 @@ export class SipUserAgent implements CallHost {
   private transport!: SipTransport;
   private readonly tx: TransactionLayer;
   private readonly calls = new Map<string, IncomingCall | OutgoingCall>();
+  /** Incoming dialogs by call key → source address, and their count per address. */
+  private readonly incoming = new Map<string, string>();
+  private readonly incomingByAddress = new Map<string, number>();
   private readonly regs: Registration[] = [];
   private handler?: (call: IncomingCall) => void | Promise<void>;
   private host = '127.0.0.1';
@@ -305,6 +315,16 @@ export class SipUserAgent implements CallHost {
 
   callEnded(call: { readonly key: string }): void {
     this.calls.delete(call.key);
+    const host = this.incoming.get(call.key);
+    if (host === undefined) return;
+    this.incoming.delete(call.key);
+    const n = (this.incomingByAddress.get(host) ?? 1) - 1;
+    if (n <= 0) this.incomingByAddress.delete(host); else this.incomingByAddress.set(host, n);
+  }
+
+  /** Incoming dialogs now (total, or from one address). */
+  incomingDialogs(host?: string): number {
+    return host === undefined ? this.incoming.size : this.incomingByAddress.get(host) ?? 0;
   }
 
   private defaultTransport(uri: string, preferred?: TransportName): TransportName {
@@ -571,6 +591,15 @@ export class SipUserAgent implements CallHost {
       stx.reply(480, undefined, localTag);
       return;
     }
+    // Each dialog holds a media session and its ports: a flood of INVITEs meets a cap, not the
+    // descriptor limit.
+    const max = this.opts.maxDialogs ?? Infinity;
+    const maxHere = this.opts.maxDialogsPerAddress ?? Infinity;
+    if (this.incoming.size >= max || this.incomingDialogs(src.host) >= maxHere) {
+      this.logger.info({ src, dialogs: this.incoming.size, from_address: this.incomingDialogs(src.host) }, 'sip INVITE refused: too many dialogs');
+      stx.reply(503, 'Too Many Calls', localTag, { 'Retry-After': String(RETRY_AFTER_S) });
+      return;
+    }
     stx.reply(100);
     let call: IncomingCall;
     try {
@@ -580,6 +609,8 @@ export class SipUserAgent implements CallHost {
       return;
     }
     this.calls.set(call.key, call);
+    this.incoming.set(call.key, src.host);
+    this.incomingByAddress.set(src.host, this.incomingDialogs(src.host) + 1);
     const failed = (e: unknown): void => {
       this.logger.warn({ err: e instanceof Error ? e.message : String(e) }, 'sip invite handler threw');
       call.reject(500);

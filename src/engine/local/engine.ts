@@ -265,16 +265,20 @@ export class LocalEngine implements MediaEngine {
     const el = this.elements.get(id);
     if (!el) return;
     this.elements.delete(id);
-    // Cut it out of the graph both ways before it goes.
-    for (const k of MEDIA_KINDS) {
-      el.sources.get(k)?.sinks[k].delete(el);
-      for (const sink of el.sinks[k]) if (sink.sources.get(k) === el) sink.sources.delete(k);
-      el.sinks[k].clear();
+    try {
+      // Cut it out of the graph both ways before it goes.
+      for (const k of MEDIA_KINDS) {
+        el.sources.get(k)?.sinks[k].delete(el);
+        for (const sink of el.sinks[k]) if (sink.sources?.get(k) === el) sink.sources.delete(k);
+        el.sinks[k].clear();
+      }
+      el.sources.clear();
+      invalidateRoutes();
+      forgetOrigin(id); // any element (a player too) may have been an origin of forwarded media
+    } finally {
+      // Whatever went wrong above, the element's sockets, processes and files are let go.
+      await el.release();
     }
-    el.sources.clear();
-    invalidateRoutes();
-    forgetOrigin(id); // any element (a player too) may have been an origin of forwarded media
-    await el.release();
     if (![...this.elements.values()].some((e) => e instanceof MediaEndpoint)) {
       clearInterval(this.flowTimer);
       this.flowTimer = undefined;
