@@ -8,9 +8,8 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { RtpPacket } from 'werift';
 import { startTestServer, connectClient, eventually } from './helpers/server.js';
-import { connectParked } from './helpers/flows.js';
+import { connectParked, relay } from './helpers/flows.js';
 import { TestPeer } from './helpers/peer.js';
 import type { Server } from '../src/main.js';
 import { NkMediaError, type EventData, type NkMediaClient } from '../src/client/index.js';
@@ -145,22 +144,3 @@ describe('recording', () => {
   });
 });
 
-/** Sends everything `from` receives on to `to`'s server session, as its own media. */
-function relay(from: TestPeer, to: TestPeer): void {
-  const seen = new Set<unknown>();
-  const follow = (track: { kind: string; onReceiveRtp: { subscribe(f: (rtp: RtpPacket) => void): unknown } }) => {
-    if (seen.has(track)) return;
-    seen.add(track);
-    const t = track.kind === 'audio' ? to.audio : to.video;
-    track.onReceiveRtp.subscribe((rtp: RtpPacket) => {
-      const codec = t?.sender.codec;
-      if (!t || !codec) return;
-      const copy = rtp.clone();
-      copy.header.payloadType = codec.payloadType;
-      copy.header.ssrc = t.sender.ssrc;
-      void t.sender.sendRtp(copy).catch(() => undefined);
-    });
-  };
-  for (const tr of from.pc.getTransceivers()) for (const track of tr.receiver.tracks) follow(track);
-  from.pc.onTrack.subscribe((track) => follow(track));
-}

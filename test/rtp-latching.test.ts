@@ -39,6 +39,19 @@ async function dropped(ep: RtpEndpoint, since: number, n: number, leaked: () => 
 }
 
 /** Sends `count` packets of `byte` from `peer` (its RTP socket unless `from`) to `to`. */
+/** An echo session whose phone announces `address` but sends from 127.0.0.1: every packet is dropped, nothing echoed. */
+async function assertNeverLearned(c: NkMediaClient, srv: Server, address: string, peer: () => Promise<RtpPeer>): Promise<void> {
+  const phone = await peer();
+  const reply = await c.createSession({ type: 'echo', offer: { sdp: phone.sdp([PCMU], { address }), sdp_type: 'rtp' }, wait_reply: true });
+  const m = mediaOf(reply.answer!.sdp);
+  const ep = endpointAt(srv, m.port);
+  const dropped0 = ep.droppedPackets();
+  await burst(phone, m, PHONE, 30);
+  await dropped(ep, dropped0, 30, () => phone.rx.length > 0, 'all dropped');
+  assert.equal(phone.rx.length, 0, 'nothing echoed to the unannounced source');
+  await c.destroySession(reply.session_id);
+}
+
 function burst(peer: RtpPeer, to: { address: string; port: number }, byte: number, count: number, o: { ssrc?: number; from?: RtpPeer } = {}): Promise<void> {
   return peer.send(to, { pt: 0, count, samples: 160, payload: fill(byte), ssrc: o.ssrc, ...(o.from ? { from: o.from.rtp } : {}) });
 }
@@ -212,16 +225,8 @@ describe('plain RTP strict source (latching auto)', () => {
   });
 
   it('a public SDP address: another IP is never learned, not even during the window', async () => {
-    const phone = await peer();
     // The phone claims a public address (unreachable from a loopback-bound server) and sends from 127.0.0.1.
-    const reply = await client.createSession({ type: 'echo', offer: { sdp: phone.sdp([PCMU], { address: '1.2.3.4' }), sdp_type: 'rtp' }, wait_reply: true });
-    const m = mediaOf(reply.answer!.sdp);
-    const ep = endpointAt(server, m.port);
-    const dropped0 = ep.droppedPackets();
-    await burst(phone, m, PHONE, 30);
-    await dropped(ep, dropped0, 30, () => phone.rx.length > 0, 'all dropped');
-    assert.equal(phone.rx.length, 0, 'nothing echoed to the unannounced source');
-    await client.destroySession(reply.session_id);
+    await assertNeverLearned(client, server, '1.2.3.4', peer);
   });
 
   it('a re-offer with a new address re-learns; one with the same address keeps the lock', async () => {
@@ -312,15 +317,7 @@ describe('plain RTP strict source (latching off and always)', () => {
   });
 
   it('off: a phone behind NAT (private SDP address) is not learned', async () => {
-    const phone = await peer();
-    const reply = await offClient.createSession({ type: 'echo', offer: { sdp: phone.sdp([PCMU], { address: '10.0.0.5' }), sdp_type: 'rtp' }, wait_reply: true });
-    const m = mediaOf(reply.answer!.sdp);
-    const ep = endpointAt(off, m.port);
-    const dropped0 = ep.droppedPackets();
-    await burst(phone, m, PHONE, 30);
-    await dropped(ep, dropped0, 30, () => phone.rx.length > 0, 'all dropped');
-    assert.equal(phone.rx.length, 0, 'nothing echoed to the unannounced source');
-    await offClient.destroySession(reply.session_id);
+    await assertNeverLearned(offClient, off, '10.0.0.5', peer);
   });
 
   it('always: a source on another IP than a public SDP address is learned, then locked', async () => {

@@ -13,8 +13,9 @@ import { createInterface } from 'node:readline';
 import { Message } from 'werift';
 import { startTestServer, connectClient, eventually } from './helpers/server.js';
 import { TestPeer } from './helpers/peer.js';
+import { connectParked } from './helpers/flows.js';
 import type { Server } from '../src/main.js';
-import { NkMediaClient, type CandidateInit, type CreateSessionRequest, type EventData } from '../src/client/index.js';
+import { NkMediaClient, type CandidateInit, type EventData } from '../src/client/index.js';
 import { EngineError, type EngineEvent } from '../src/engine/types.js';
 import { WebRtcEndpoint } from '../src/engine/local/webrtc-endpoint.js';
 import { stunRequestsDropped } from '../src/engine/local/werift-patches.js';
@@ -29,36 +30,6 @@ const assertNoCrash = (): void => assert.deepEqual(crashes.map(String), [], 'not
 const NO_PORT_CODES = new Set([303001, 100054]);
 const NO_PORT = /no UDP port\/descriptor available for ICE/;
 
-/**
- * The client offers (trickle both ways) into a new session, its offer passed through `munge`
- * first, and waits for the connection. Returns the session id and the connected peer.
- */
-async function connectOffered(client: NkMediaClient, extra: Partial<CreateSessionRequest>, munge: (sdp: string) => string = (s) => s): Promise<{ id: string; peer: TestPeer }> {
-  const peer = new TestPeer();
-  const offer = await peer.makeOffer();
-  const pending: { obj_id?: string; c: CandidateInit }[] = [];
-  let id: string | undefined;
-  const off = client.onEvent((e) => {
-    if (e.type !== 'candidate' || !e.body) return;
-    if (id === undefined) pending.push({ obj_id: e.obj_id, c: e.body as CandidateInit });
-    else if (e.obj_id === id) void peer.addCandidate(e.body as CandidateInit).catch(() => undefined);
-  });
-  try {
-    const reply = await client.createSession({ type: 'park', offer: { sdp: munge(offer.sdp), trickle_ice: true }, wait_reply: true, ...extra });
-    id = reply.session_id;
-    await peer.takeAnswer(reply.answer!);
-    for (const p of pending) if (p.obj_id === id) await peer.addCandidate(p.c).catch(() => undefined);
-    for (const c of offer.candidates) await client.setCandidate(id, c);
-    await client.setCandidateEnd(id);
-    await peer.waitConnected();
-    return { id, peer };
-  } catch (err) {
-    await peer.close();
-    throw err;
-  } finally {
-    off();
-  }
-}
 
 /** The session's WebRTC endpoint inside the in-process engine. */
 function endpointOf(server: Server, sessionId: string): WebRtcEndpoint {
@@ -86,11 +57,11 @@ describe('data channel messages over the max-message-size', () => {
 
   it('are dropped both ways, reported once, and nothing else is disturbed', async () => {
     // The client says it takes messages of at most 1000 bytes; another session is left as is.
-    const small = await connectOffered(client, { type: 'echo' }, (sdp) => {
+    const small = await connectParked(client, { type: 'echo' }, (sdp) => {
       assert.match(sdp, /a=max-message-size:\d+/);
       return sdp.replace(/a=max-message-size:\d+/, 'a=max-message-size:1000');
     });
-    const other = await connectOffered(client, { type: 'echo' });
+    const other = await connectParked(client, { type: 'echo' });
     const clientEvents: EventData[] = [];
     const off = client.onEvent((e) => clientEvents.push(e));
     try {
@@ -145,8 +116,8 @@ describe('data channel messages over the max-message-size', () => {
   });
 
   it('an exception in our werift callbacks is reported on the element, stops that session only and goes no further', async () => {
-    const { id, peer } = await connectOffered(client, { type: 'echo' });
-    const other = await connectOffered(client, { type: 'echo' });
+    const { id, peer } = await connectParked(client, { type: 'echo' });
+    const other = await connectParked(client, { type: 'echo' });
     const events: EventData[] = [];
     const off = client.onEvent((e) => events.push(e));
     try {

@@ -1,12 +1,14 @@
 // Common session flows for tests and benchmarks.
+import type { RtpPacket } from 'werift';
 import type { CandidateInit, CreateSessionRequest, NkMediaClient } from '../../src/client/index.js';
 import { TestPeer } from './peer.js';
 
 /**
- * The client offers (trickle both ways) into a new session and waits for the WebRTC
- * connection to come up. Returns the session id and the connected peer.
+ * The client offers (trickle both ways) into a new session — its offer passed through `munge`
+ * first — and waits for the WebRTC connection to come up. Returns the session id and the
+ * connected peer.
  */
-export async function connectParked(client: NkMediaClient, extra: Partial<CreateSessionRequest> = {}): Promise<{ id: string; peer: TestPeer }> {
+export async function connectParked(client: NkMediaClient, extra: Partial<CreateSessionRequest> = {}, munge: (sdp: string) => string = (sdp) => sdp): Promise<{ id: string; peer: TestPeer }> {
   const peer = new TestPeer();
   const offer = await peer.makeOffer();
   const pending: { obj_id?: string; c: CandidateInit }[] = [];
@@ -17,7 +19,7 @@ export async function connectParked(client: NkMediaClient, extra: Partial<Create
     else if (e.obj_id === id) void peer.addCandidate(e.body as CandidateInit).catch(() => undefined);
   });
   try {
-    const reply = await client.createSession({ type: 'park', offer: { sdp: offer.sdp, trickle_ice: true }, wait_reply: true, ...extra });
+    const reply = await client.createSession({ type: 'park', offer: { sdp: munge(offer.sdp), trickle_ice: true }, wait_reply: true, ...extra });
     id = reply.session_id;
     await peer.takeAnswer(reply.answer!);
     for (const p of pending) if (p.obj_id === id) await peer.addCandidate(p.c).catch(() => undefined);
@@ -31,4 +33,24 @@ export async function connectParked(client: NkMediaClient, extra: Partial<Create
   } finally {
     off();
   }
+}
+
+/** Sends everything `from` receives on to `to`'s server session, as its own media. */
+export function relay(from: TestPeer, to: TestPeer): void {
+  const seen = new Set<unknown>();
+  const follow = (track: { kind: string; onReceiveRtp: { subscribe(f: (rtp: RtpPacket) => void): unknown } }) => {
+    if (seen.has(track)) return;
+    seen.add(track);
+    const t = track.kind === 'audio' ? to.audio : to.video;
+    track.onReceiveRtp.subscribe((rtp: RtpPacket) => {
+      const codec = t?.sender.codec;
+      if (!t || !codec) return;
+      const copy = rtp.clone();
+      copy.header.payloadType = codec.payloadType;
+      copy.header.ssrc = t.sender.ssrc;
+      void t.sender.sendRtp(copy).catch(() => undefined);
+    });
+  };
+  for (const tr of from.pc.getTransceivers()) for (const track of tr.receiver.tracks) follow(track);
+  from.pc.onTrack.subscribe((track) => follow(track));
 }
