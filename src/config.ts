@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { userNameProblem } from './sessions/principals.js';
+import { userNameProblem } from './util/principals.js';
 
 const userSchema = z.object({
   user: z.string().min(1).max(128).refine((u) => userNameProblem(u) === undefined, 'control characters are not allowed in user names'),

@@ -5,7 +5,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import { jwtVerify } from 'jose';
 import type { Config } from '../config.js';
 import { ApiError } from '../protocol/errors.js';
-import { userNameProblem } from '../sessions/principals.js';
+import { userNameProblem } from '../util/principals.js';
 import { LoginGuard, Serializer } from './login-guard.js';
 
 export interface Identity { user: string; admin: boolean }

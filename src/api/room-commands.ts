@@ -3,7 +3,7 @@ import { roomCreateSchema, roomIdOnly } from '../protocol/room-schemas.js';
 import { parseCommand } from './parse.js';
 import type { CommandContext, Handler } from './context.js';
 import type { z } from 'zod';
-import { displayUser } from '../sessions/principals.js';
+import { displayUser } from '../util/principals.js';
 
 const parse = <S extends z.ZodObject>(ctx: CommandContext, cmd: string, schema: S, data: unknown) => parseCommand(ctx, 'room', cmd, schema, data);
 

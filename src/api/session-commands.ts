@@ -7,7 +7,7 @@ import {
   sessionIdOnly, setAnswerSchema, setTypeSchema, updateMediaSchema,
 } from '../protocol/session-schemas.js';
 import { parseCommand } from './parse.js';
-import { displayUser } from '../sessions/principals.js';
+import { displayUser } from '../util/principals.js';
 import type { CommandContext, Handler } from './context.js';
 
 const parse = <S extends z.ZodObject>(ctx: CommandContext, cmd: string, schema: S, data: unknown) => parseCommand(ctx, 'session', cmd, schema, data);

@@ -12,7 +12,7 @@ import type { EventBus, EventData, Subscriber, SubscriptionKey } from '../events
 import type { Caller, CreateResult, SessionManager } from '../sessions/manager.js';
 import type { Session } from '../sessions/session.js';
 import type { CallConnection, CallDestinationDriver, ClientReply, LegControl, OutgoingLeg, Reason } from './types.js';
-import { displayUser, systemUser } from '../sessions/principals.js';
+import { displayUser, systemUser } from '../util/principals.js';
 
 /** Owner of the legs rung on API connections: no login can claim it; the callee is a party. */
 export const CALL_LEG_OWNER = systemUser('call');

@@ -3,7 +3,7 @@
 import { stopReason, type ErrorTerm } from '../protocol/errors.js';
 import type { EventBus } from '../events/bus.js';
 import type { RoomCreateRequest } from '../protocol/room-schemas.js';
-import { displayUser } from '../sessions/principals.js';
+import { displayUser } from '../util/principals.js';
 
 export type MemberRole = 'publisher' | 'listener';
 

@@ -16,7 +16,7 @@ import { dirname } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { recordingTarget, type MediaPaths } from './media-paths.js';
 import { deferred, SerialQueue, withTimeout, type Deferred } from '../util/deferred.js';
-import { displayUser } from './principals.js';
+import { displayUser } from '../util/principals.js';
 
 export const BACKEND = 'nkmedia_kms';
 /** How long get_offer/get_answer/wait_reply wait for an SDP that is not buffered (reference §2.6). */

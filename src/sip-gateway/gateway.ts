@@ -11,7 +11,7 @@ import type { CallManager } from '../calls/manager.js';
 import type { CallDestinationDriver, LegControl, OutgoingLeg } from '../calls/types.js';
 import type { EventData } from '../events/bus.js';
 import type { Config } from '../config.js';
-import { systemUser } from '../sessions/principals.js';
+import { systemUser } from '../util/principals.js';
 
 type SipConfig = Config['sip'];
 
