@@ -259,7 +259,7 @@ describe('ICE ports: one user holds at most half of a configured range', () => {
 
 describe('calls', () => {
   let server: Server;
-  before(async () => { server = await startTestServer({ limits: { max_sessions_per_connection: 3 } }); });
+  before(async () => { server = await startTestServer({ limits: { max_sessions_per_connection: 4 } }); });
   after(async () => { await server.close(); });
 
   it('a rung callee cannot wire itself to the caller, nor answer its leg, before accepting', async () => {
@@ -312,12 +312,12 @@ describe('calls', () => {
       }
       assert.equal(placed, 6);
       await eventually(() => server.services.calls.size === 6 && server.services.sessions.size === 12);
-      // Each attacker connection holds 2 caller sessions + 2 legs: its limit of 3 is reached.
+      // Each attacker connection holds 2 caller sessions + 2 legs: its limit of 4 is reached.
       const p = new TestPeer();
       peers.push(p);
       assert.equal(await codeOf(attackers[0]!.createCall({ callee: 'victim', offer: { sdp: (await p.makeOffer()).sdp } })), 100050);
       // The victim, rung six times, still creates its own sessions up to its limit.
-      for (let i = 0; i < 3; i++) await victim.createSession({ type: 'park' });
+      for (let i = 0; i < 4; i++) await victim.createSession({ type: 'park' });
     } finally {
       await Promise.all([...peers.map((p) => p.close()), ...attackers.map((a) => a.close()), victim.close()]);
     }

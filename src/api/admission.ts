@@ -40,8 +40,6 @@ export class Admission {
 
   constructor(private readonly opts: AdmissionOptions) {}
 
-  get connections(): number { return this.total; }
-
   /**
    * A new TCP connection: counted until it closes; refused (false) over the caps, in which case
    * the caller answers 503 and closes it.

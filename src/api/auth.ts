@@ -1,4 +1,4 @@
-// Login checks for the three auth modes (SPEC.md "Login and ownership"): open (loopback only),
+// Login checks for the three auth modes (docs/API.md §3): open (loopback only),
 // static users with scrypt password hashes, and signed JWTs (HMAC secret or public key).
 import { randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import { createPublicKey, type KeyObject } from 'node:crypto';
@@ -38,7 +38,7 @@ export class Authenticator {
   private readonly jwtKey?: Uint8Array | KeyObject;
   /** One scrypt at a time: it uses libuv's thread pool, which file I/O needs too. */
   private readonly hashing = new Serializer(1, MAX_WAITING_CHECKS);
-  readonly guard: LoginGuard;
+  private readonly guard: LoginGuard;
 
   constructor(private readonly cfg: Config['auth'], limits: { perAddress: number; perUser: number } = { perAddress: Infinity, perUser: Infinity }) {
     if (cfg.mode === 'jwt') {

@@ -1,4 +1,4 @@
-// `class:"media", subclass:"call"` commands (reference §5.5 (b), SPEC.md "calls").
+// `class:"media", subclass:"call"` commands (docs/API.md §10).
 import type { z } from 'zod';
 import { ApiError } from '../protocol/errors.js';
 import { checkCandidate } from '../protocol/sdp.js';
@@ -13,10 +13,7 @@ const parse = <S extends z.ZodObject>(ctx: CommandContext, cmd: string, schema: 
 
 const create: Handler = async (ctx, data) => {
   const req = parse(ctx, 'create', callCreateSchema, data);
-  const { calls, config } = ctx.services;
-  if (ctx.conn.ownedSessions >= config.limits.max_sessions_per_connection) {
-    throw new ApiError('too_many_sessions', `this connection already has ${ctx.conn.ownedSessions} sessions (limit ${config.limits.max_sessions_per_connection} per connection)`);
-  }
+  const { calls } = ctx.services;
   if (req.wait_reply) ctx.conn.sendAck(ctx.tid);
   return calls.create(req, ctx.conn, ctx.caller);
 };

@@ -49,7 +49,7 @@ export class ApiConnection implements ConnectionHandle, CallConnection {
    * @param remote address:port, for logs
    * @param fullMaxPayload the frame size allowed once logged in (before, PRE_LOGIN_MAX_PAYLOAD)
    */
-  constructor(private readonly ws: WebSocket, private readonly services: Services, readonly address: string, readonly remote: string, private readonly fullMaxPayload?: number) {
+  constructor(private readonly ws: WebSocket, private readonly services: Services, readonly address: string, readonly remote: string, private readonly fullMaxPayload: number) {
     const limits = services.config.limits;
     this.whenClosed = new Promise((resolve) => ws.once('close', () => resolve()));
     ws.on('message', (data, isBinary) => this.onMessage(data, isBinary));
@@ -73,7 +73,7 @@ export class ApiConnection implements ConnectionHandle, CallConnection {
    */
   private setMaxPayload(bytes: number): void {
     const receiver = (this.ws as unknown as { _receiver?: { _maxPayload?: number } })._receiver;
-    if (this.fullMaxPayload !== undefined && receiver && typeof receiver._maxPayload === 'number') receiver._maxPayload = bytes;
+    if (receiver && typeof receiver._maxPayload === 'number') receiver._maxPayload = bytes;
   }
 
   /** Sends a close frame, and drops the socket if the peer does not complete the close quickly. */
@@ -87,13 +87,11 @@ export class ApiConnection implements ConnectionHandle, CallConnection {
 
   get user(): string { return this.identity?.user ?? ''; }
   get admin(): boolean { return this.identity?.admin ?? false; }
-  get ownedSessions(): number { return this.services.sessions.countOwnedBy(this.id); }
 
   login(identity: Identity): void {
     this.identity = identity;
     clearTimeout(this.loginTimer);
-    if (this.fullMaxPayload !== undefined) this.setMaxPayload(this.fullMaxPayload);
-    this.services.connections.add(identity.user);
+    this.setMaxPayload(this.fullMaxPayload);
     // As the original: a connection hears its user's and its own connection events.
     this.services.bus.subscribe(this, { class: 'core', subclass: 'user_event', type: '*', obj_id: identity.user });
     this.services.bus.subscribe(this, { class: 'core', subclass: 'session_event', type: '*', obj_id: this.id });
@@ -233,7 +231,7 @@ export class ApiConnection implements ConnectionHandle, CallConnection {
       const identity = await this.services.auth.loginFrom(this.address, { user: value.user, password: value.password ?? value.pass, token: value.token });
       if (this.identity) throw new ApiError('already_authenticated');
       const limit = this.services.config.limits.max_connections_per_user;
-      if (this.services.connections.count(identity.user) >= limit) {
+      if (this.services.calls.connectionsOf(identity.user) >= limit) {
         throw new ApiError('too_many_connections', `user ${identity.user} already has ${limit} connections`);
       }
       this.login(identity);
@@ -255,7 +253,6 @@ export class ApiConnection implements ConnectionHandle, CallConnection {
     clearTimeout(this.idleTimer);
     clearTimeout(this.loginTimer);
     clearInterval(this.pingTimer);
-    if (this.identity) this.services.connections.remove(this.identity.user);
     this.services.bus.removeAll(this);
     for (const r of [...this.serverRequests.values()]) r.settle(new ApiError('process_not_found'));
     // Its calls end (or lose its leg) with a call reason before its sessions stop.

@@ -1,4 +1,4 @@
-// `class:"core"` commands: login and event subscriptions (reference §1.3, §1.5).
+// `class:"core"` commands: login and event subscriptions (docs/API.md §3, §4).
 import { z } from 'zod';
 import { ApiError } from '../protocol/errors.js';
 import { parseData } from '../protocol/validate.js';

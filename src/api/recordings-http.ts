@@ -1,4 +1,4 @@
-// Recordings over HTTP (SPEC.md difference 12): their owner lists and downloads them.
+// Recordings over HTTP (docs/API.md §5.6): their owner lists and downloads them.
 // GET /recordings            → [{name, size, modified, url}]   (an admin may add ?user=NAME)
 // GET /recordings/<name>     → the file (Range requests supported for seeking players)
 // Authentication: "Authorization: Bearer <JWT>" (jwt mode) or "Basic base64(user:password)"

@@ -1,4 +1,4 @@
-// `class:"media", subclass:"room"` commands (reference §5.1, SPEC.md "Rooms").
+// `class:"media", subclass:"room"` commands (docs/API.md §6).
 import { roomCreateSchema, roomIdOnly } from '../protocol/room-schemas.js';
 import { parseCommand } from './parse.js';
 import type { CommandContext, Handler } from './context.js';
@@ -25,7 +25,7 @@ const getInfo: Handler = async (ctx, data) => {
 
 const getList: Handler = async (ctx) => {
   const mine = (roomId: string) => ctx.services.sessions.list(ctx.caller).some((s) => s.room?.id === roomId);
-  // The original labelled the backend as `class` here (reference §7.3); this is the room class.
+  // The original labelled the backend as `class` here; this is the room class (docs/API.md §6).
   return ctx.services.rooms.list(ctx.caller, (r) => mine(r.id)).map((r) => ({ room_id: r.id, class: r.class, owner: displayUser(r.owner) }));
 };
 

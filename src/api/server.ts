@@ -16,9 +16,9 @@ import { Authenticator } from './auth.js';
 import { ApiConnection } from './connection.js';
 import { handleRecordings } from './recordings-http.js';
 import { handleDemo } from './demo-http.js';
-import { ConnectionCounter, type Services } from './context.js';
+import type { Services } from './context.js';
 import { Admission, refuseSocket, type Refusal } from './admission.js';
-import { SessionQuota, UNLIMITED } from '../sessions/quota.js';
+import { SessionQuota } from '../sessions/quota.js';
 import type { ResolvedLimits } from '../limits.js';
 
 export interface RunningServer {
@@ -31,7 +31,7 @@ export interface RunningServer {
 
 export class StartupError extends Error {}
 
-export async function startApiServer(config: Config, engine: MediaEngine, log: Logger, limits?: ResolvedLimits): Promise<RunningServer> {
+export async function startApiServer(config: Config, engine: MediaEngine, log: Logger, limits: ResolvedLimits): Promise<RunningServer> {
   // Decided on what the name resolves to: `127.lan` may well be a public address.
   if (config.auth.mode === 'open' && !(await resolvesToLoopbackOnly(config.host))) {
     throw new StartupError(`refusing to listen on ${config.host} with open auth: use static users or JWT (auth.mode), or listen on 127.0.0.1`);
@@ -39,21 +39,22 @@ export async function startApiServer(config: Config, engine: MediaEngine, log: L
   const bus = new EventBus();
   const rooms = new RoomManager(bus);
   const paths = { recordingsDir: config.recordings_dir, playDirs: config.play_dirs, allowHttp: config.play_allow_http };
-  const quota = new SessionQuota(limits ? {
+  const quota = new SessionQuota({
     maxSessions: limits.maxSessions,
     sessionDescriptors: limits.sessionDescriptors,
+    maxSessionsPerConnection: config.limits.max_sessions_per_connection,
     maxSessionsPerUser: config.limits.max_sessions_per_user,
     weights: limits.weights,
     portRanges: limits.portRanges,
-  } : { ...UNLIMITED, maxSessionsPerUser: config.limits.max_sessions_per_user });
+  });
   const sessions = new SessionManager(engine, bus, rooms, paths, log, quota);
   const calls = new CallManager(sessions, bus, log);
   const auth = new Authenticator(config.auth, { perAddress: config.limits.login_failures_per_address, perUser: config.limits.login_failures_per_user });
-  const services: Services = { config, log, bus, sessions, rooms, calls, auth, connections: new ConnectionCounter() };
+  const services: Services = { config, log, bus, sessions, rooms, calls, auth };
   const admission = new Admission({
     openMode: config.auth.mode === 'open',
     allowedOrigins: config.http.allowed_origins,
-    maxConnections: limits?.maxConnections ?? 10000,
+    maxConnections: limits.maxConnections,
     maxPerAddress: config.limits.max_connections_per_address,
   });
   let closing = false;

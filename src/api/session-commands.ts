@@ -1,4 +1,4 @@
-// `class:"media", subclass:"session"` commands (reference §2; SPEC.md "Media sessions").
+// `class:"media", subclass:"session"` commands (docs/API.md §5).
 import type { z } from 'zod';
 import { ApiError } from '../protocol/errors.js';
 import { checkCandidate } from '../protocol/sdp.js';
@@ -14,10 +14,7 @@ const parse = <S extends z.ZodObject>(ctx: CommandContext, cmd: string, schema: 
 
 const create: Handler = async (ctx, data) => {
   const req = parse(ctx, 'create', createSchema, data);
-  const { sessions, bus, config } = ctx.services;
-  if (ctx.conn.ownedSessions >= config.limits.max_sessions_per_connection) {
-    throw new ApiError('too_many_sessions', `this connection already has ${ctx.conn.ownedSessions} sessions (limit ${config.limits.max_sessions_per_connection} per connection)`);
-  }
+  const { sessions, bus } = ctx.services;
   const id = req.session_id ?? sessions.newId();
   sessions.checkCreate(req, ctx.caller, id);
   // Subscribed before the session exists, so the creator misses none of its events.
@@ -79,7 +76,7 @@ const recorderAction: Handler = async (ctx, data) => {
 const playerAction: Handler = async (ctx, data) => {
   const req = parse(ctx, 'player_action', playerActionSchema, data);
   const s = ctx.services.sessions.getFor(req.session_id, ctx.caller);
-  // `start` is set_type play (reference §2.10), with the current URI when none is given.
+  // `start` is set_type play (docs/API.md §5.7), with the current URI when none is given.
   const start = () => {
     const uri = req.uri ?? (s.type === 'play' ? String(s.typeExt.uri) : undefined);
     return s.setType(ctx.services.sessions.resolveType({ type: 'play', uri, loops: req.loops }, ctx.caller));

@@ -11,7 +11,7 @@ import { Call, type CallStartResult, type Leg, type LegSpec } from './call.js';
 import type { CallConnection, CallDestinationDriver } from './types.js';
 
 export const DEFAULT_RING_TIME = 30;
-/** How long a callee's connection has to reply to an invite (reference: "at once"). */
+/** How long a callee's connection has to reply to an invite (the original: "at once"). */
 export const INVITE_REPLY_TIMEOUT_MS = 10_000;
 
 /** Schemes that always mean "a URI for a driver", even before one is registered. */
@@ -45,6 +45,9 @@ export class CallManager {
     if (!set) this.byUser.set(conn.user, (set = new Set()));
     set.add(conn);
   }
+
+  /** Logged-in connections of a user (the directory counts every one, callable or not). */
+  connectionsOf(user: string): number { return this.byUser.get(user)?.size ?? 0; }
 
   /** A connection closed: the calls it placed end, the legs it was rung on leave their calls. */
   async connectionDown(conn: { id: string; user: string }): Promise<void> {

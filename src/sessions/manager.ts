@@ -78,7 +78,7 @@ export class SessionManager implements SessionRegistry {
       case 'listen': {
         if (!req.publisher_id) throw new ApiError('missing_field', 'publisher_id');
         const publisher = this.sessions.get(req.publisher_id);
-        // Listening leaves the target untouched whatever it is (SPEC.md difference 7).
+        // Listening leaves the target untouched whatever it is (docs/API.md §5.1).
         if (!publisher || publisher.isStopped || publisher.type !== 'publish' || !publisher.room) throw new ApiError('invalid_publisher');
         if (req.room_id !== undefined && req.room_id !== publisher.room.id) throw new ApiError('invalid_publisher', `it publishes in another room`);
         return { type, publisher };
@@ -93,14 +93,14 @@ export class SessionManager implements SessionRegistry {
 
   /**
    * Creates and starts a session. The caller has already subscribed its connection to the
-   * session's events under `id`, so it misses none (SPEC.md difference 1).
+   * session's events under `id`, so it misses none (docs/API.md §5, `subscribe`).
    */
   async create(req: CreateRequest, caller: Caller, id: string, owner: Owner): Promise<CreateResult> {
     this.checkCreate(req, caller, id);
     const target = this.resolveType(req, caller);
     const kind = (req.offer ? req.offer.sdp_type : req.sdp_type) ?? 'webrtc';
     // Charged before anything is bound; released when the session is removed, however it ends.
-    this.quota.reserve(id, (owner.charge ?? owner).user, kind);
+    this.quota.reserve(id, owner.charge ?? owner, kind);
     const session = new Session({ engine: this.engine, bus: this.bus, registry: this, rooms: this.rooms, paths: this.paths, log: this.log }, id, ++this.seq, req, owner);
     this.sessions.set(id, session);
     this.byTag.set(session.tag, session);
@@ -108,7 +108,7 @@ export class SessionManager implements SessionRegistry {
     this.log.info({ session: id, type: req.type, role: session.role, user: caller.user }, 'session created');
     await session.start(target);
     if (session.isStopped) throw session.stopError ?? new ApiError('session_failed');
-    // SPEC.md difference 3: publish and listen replies name their room.
+    // Publish and listen replies name their room (docs/API.md §5).
     const room = session.room ? { room_id: session.room.id } : {};
     if (!req.wait_reply) return { session_id: id, ...room };
     try {
@@ -142,14 +142,7 @@ export class SessionManager implements SessionRegistry {
     this.byTag.delete(session.tag);
   }
 
-  /** Sessions charged to a connection (its own, and the legs of the calls it placed). */
-  countOwnedBy(connId: string): number {
-    let n = 0;
-    for (const s of this.sessions.values()) if ((s.owner.charge ?? s.owner).connId === connId) n++;
-    return n;
-  }
-
-  /** Stops every session a connection created (reference §1.7: `registered_down`). */
+  /** Stops every session a connection created (`registered_down`, docs/API.md §8). */
   async stopOwnedBy(connId: string, term: ErrorTerm): Promise<void> {
     const owned = [...this.sessions.values()].filter((s) => s.owner.connId === connId);
     await Promise.all(owned.map((s) => s.stop(term)));

@@ -1,6 +1,7 @@
-// Admission of media sessions: a count cap and a descriptor budget for the whole server, and per
-// user a count cap and (with a configured port range) at most half of that range. Each session
-// is charged to a user — its owner, or for a call leg the user who placed the call — so ringing
+// Admission of media sessions: a count cap and a descriptor budget for the whole server, per
+// connection a count cap, and per user a count cap and (with a configured port range) at most
+// half of that range. Each session is charged to a user and a connection — its owner's, or for a
+// call leg the ones that placed the call — so ringing
 // someone never uses up the callee's own allowance. System principals (SIP) have their own caps
 // at the SIP layer and only meet the server-wide ones here.
 import { ApiError } from '../protocol/errors.js';
@@ -12,6 +13,7 @@ export interface QuotaLimits {
   maxSessions: number;
   /** Descriptors all sessions together may hold. */
   sessionDescriptors: number;
+  maxSessionsPerConnection: number;
   maxSessionsPerUser: number;
   /** Descriptors (UDP ports) one session of each kind holds. */
   weights: Record<SessionKind, number>;
@@ -19,32 +21,34 @@ export interface QuotaLimits {
   portRanges: Partial<Record<SessionKind, number>>;
 }
 
-interface Held { user: string; kind: SessionKind; weight: number }
+/** Who a session counts against. */
+export interface Charge { user: string; connId: string }
+
+interface Held extends Charge { kind: SessionKind; weight: number }
 interface UserUse { sessions: number; ports: Record<SessionKind, number> }
 
 export const UNLIMITED: QuotaLimits = {
-  maxSessions: Infinity, sessionDescriptors: Infinity, maxSessionsPerUser: Infinity,
+  maxSessions: Infinity, sessionDescriptors: Infinity, maxSessionsPerConnection: Infinity, maxSessionsPerUser: Infinity,
   weights: { webrtc: 1, rtp: 4 }, portRanges: {},
 };
 
 export class SessionQuota {
   private readonly held = new Map<string, Held>();
   private readonly users = new Map<string, UserUse>();
+  private readonly conns = new Map<string, number>();
   private descriptors = 0;
 
   constructor(readonly limits: QuotaLimits) {}
 
-  get sessions(): number { return this.held.size; }
-  get descriptorsHeld(): number { return this.descriptors; }
-
-  /** Sessions charged to a user now. */
-  sessionsOf(user: string): number { return this.users.get(user)?.sessions ?? 0; }
-
   /** Reserves room for session `id`; throws `too_many_sessions` naming the cap that is reached. */
-  reserve(id: string, user: string, kind: SessionKind): void {
+  reserve(id: string, { user, connId }: Charge, kind: SessionKind): void {
     if (this.held.has(id)) return;
     const l = this.limits;
     const weight = l.weights[kind];
+    const onConn = this.conns.get(connId) ?? 0;
+    if (onConn >= l.maxSessionsPerConnection) {
+      throw new ApiError('too_many_sessions', `this connection already has ${onConn} sessions (limit ${l.maxSessionsPerConnection} per connection)`);
+    }
     if (this.held.size >= l.maxSessions) {
       throw new ApiError('too_many_sessions', `the server holds its maximum of ${l.maxSessions} sessions`);
     }
@@ -64,7 +68,8 @@ export class SessionQuota {
     use.sessions++;
     use.ports[kind] += weight;
     this.users.set(user, use);
-    this.held.set(id, { user, kind, weight });
+    this.conns.set(connId, onConn + 1);
+    this.held.set(id, { user, connId, kind, weight });
     this.descriptors += weight;
   }
 
@@ -73,6 +78,8 @@ export class SessionQuota {
     if (!h) return;
     this.held.delete(id);
     this.descriptors -= h.weight;
+    const onConn = (this.conns.get(h.connId) ?? 1) - 1;
+    if (onConn <= 0) this.conns.delete(h.connId); else this.conns.set(h.connId, onConn);
     const use = this.users.get(h.user);
     if (!use) return;
     use.sessions--;

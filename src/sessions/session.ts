@@ -1,6 +1,6 @@
 // One media session: SDP sequencing for both roles, trickle ICE and server-side candidate
 // buffering, timers, master/slave links, the type's wiring and the session's events
-// (reference §2, §3, §4, §6.6; SPEC.md). It talks to media only through the engine interface.
+// (docs/API.md §5, §7, §8). It talks to media only through the engine interface.
 import type { Logger } from 'pino';
 import { ApiError, stopReason, type ErrorTerm } from '../protocol/errors.js';
 import { checkSdp, countCandidates, insertCandidates, stripCandidates, type CandidateInit } from '../protocol/sdp.js';
@@ -17,9 +17,10 @@ import { pathToFileURL } from 'node:url';
 import { recordingTarget, type MediaPaths } from './media-paths.js';
 import { deferred, SerialQueue, withTimeout, type Deferred } from '../util/deferred.js';
 import { displayUser } from '../util/principals.js';
+import type { Charge } from './quota.js';
 
 export const BACKEND = 'nkmedia_kms';
-/** How long get_offer/get_answer/wait_reply wait for an SDP that is not buffered (reference §2.6). */
+/** How long get_offer/get_answer/wait_reply wait for an SDP that is not buffered (docs/API.md §5). */
 export const SDP_WAIT_MS = 5000;
 
 export interface Owner {
@@ -28,7 +29,7 @@ export interface Owner {
   /** The creating connection, for direct events (`session_events`). */
   subscriber?: Subscriber;
   /** Who the session counts against for limits (default: the owner). A call leg: the caller. */
-  charge?: { user: string; connId: string };
+  charge?: Charge;
   /** Other users who may see and act on the session (a call leg's callee). */
   parties?: readonly string[];
 }
@@ -209,7 +210,7 @@ export class Session {
       if (peerId) void this.env.registry.lookup(peerId)?.peerStopped(this.id);
     }
     this.leaveType();
-    // A recording is finalised before anything goes (SPEC.md difference 9).
+    // A recording is finalised before anything goes (docs/API.md §5.6).
     await this.stopRecorder().catch((err) => this.env.log.warn({ session: this.id, err: String(err) }, 'recorder stop failed'));
     const elements = [this.endpoint, this.proxy, this.player].filter((e): e is string => e !== undefined);
     this.endpoint = undefined;
@@ -315,7 +316,7 @@ export class Session {
       const answerSdp = await this.engineCall(() => this.env.engine.processOffer(ep, sdp.sdp));
       this.remoteSet = true;
       await this.flushClientCandidates();
-      // The answer object echoes the client's offer object with our fields (reference §2.1).
+      // The answer object echoes the client's offer object with our fields (docs/API.md §5).
       if (this.sdpType === 'rtp') {
         await this.backendSdpReady('answer', { ...sdp, sdp: answerSdp, sdp_type: 'rtp', trickle_ice: false, backend: BACKEND });
         return;
@@ -492,7 +493,7 @@ export class Session {
   // ---- type and media ------------------------------------------------------------------------
 
   /**
-   * Wires the current type's downlink (reference §6.3, with SPEC.md's fixes): park and
+   * Wires the current type's downlink (docs/API.md §5.1): park and
    * publish hear nothing, echo hears itself, bridge its peer, listen its publisher. The uplink (endpoint → proxy) is always
    * connected for every media not muted, so muting is global and independent of the type.
    */
@@ -563,8 +564,7 @@ export class Session {
   get userId(): string { return this.owner.user; }
 
   /**
-   * Leaves the current type (SPEC.md difference 4: fully): a bridge peer is told (reference
-   * §4.2); a room loses this member, and a leaving publisher's listeners stop.
+   * Leaves the current type fully (docs/API.md §5.1): a bridge peer is told (§8); a room loses this member, and a leaving publisher's listeners stop.
    */
   private leaveType(): void {
     if (this.type === 'bridge') {
@@ -696,7 +696,7 @@ export class Session {
 
   static readonly RECORDER_ACTIONS = ['start', 'stop', 'pause', 'resume', 'get_actions'];
 
-  /** `recorder_action` (reference §2.9): records what this session's client sends, after mutes. */
+  /** `recorder_action` (docs/API.md §5.6): records what this session's client sends, after mutes. */
   recorderAction(action: string, uri?: string): Promise<Record<string, unknown>> {
     return this.queue.run(async () => {
       this.assertLive();
@@ -748,7 +748,7 @@ export class Session {
 
   static readonly PLAYER_ACTIONS = ['start', 'stop', 'pause', 'resume', 'get_info', 'get_position', 'set_position', 'get_actions'];
 
-  /** `player_action` (reference §2.10); `start` switches the session to `play`. */
+  /** `player_action` (docs/API.md §5.7); `start` switches the session to `play`. */
   async playerAction(action: string, req: { position?: number }, start: () => Promise<Record<string, unknown>>): Promise<Record<string, unknown>> {
     this.assertLive();
     if (action === 'get_actions') return { actions: Session.PLAYER_ACTIONS };
