@@ -1,4 +1,4 @@
-// One call (reference §5.5 (b) with the Kurento wiring): the caller's `park` session, answered
+// One call (docs/API.md §10, on the Kurento wiring): the caller's `park` session, answered
 // at once, and one independent `park` session per destination leg with our offer. The first leg
 // to accept gets `set_answer` and is switched to `bridge` with the caller's session; every other
 // leg is cancelled. The call ends when its caller or answering callee goes, hangs up, or when no
@@ -531,7 +531,7 @@ export class Call {
     leg.subscribed = true;
   }
 
-  /** `accepted` may change the callee's subscription (reference: subscribe, events_body). */
+  /** `accepted` may change the callee's subscription (its `subscribe` and `events_body`, docs/API.md §10). */
   updateSubscription(leg: Leg, subscribe?: boolean, eventsBody?: Record<string, unknown>): void {
     if (this.ended || !leg.spec.conn) return;
     if (subscribe === false) {

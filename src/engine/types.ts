@@ -1,4 +1,4 @@
-// The media engine interface (DESIGN.md "The engine model"). Everything crossing it is plain,
+// The media engine interface (docs/ARCHITECTURE.md "Engine model"). Everything crossing it is plain,
 // serialisable data and ids, and every call is async, so the same interface can later be served
 // by worker processes or a remote Kurento-protocol server.
 
@@ -84,7 +84,7 @@ export interface MediaEngine {
   /** Media of `kind` (all kinds when omitted) flows from source to sink; replaces the sink's source. */
   connect(source: ElementId, sink: ElementId, kind?: MediaKind): Promise<void>;
   disconnect(source: ElementId, sink: ElementId, kind?: MediaKind): Promise<void>;
-  /** Asks the media's origin for a video keyframe (merged per source, see DESIGN.md). */
+  /** Asks the media's origin for a video keyframe (merged per source: at most about one a second). */
   requestKeyframe(element: ElementId): Promise<void>;
   /** Limits what the endpoint's client sends to us (REMB toward it); null lifts the limit. */
   setMaxBitrate(endpoint: ElementId, bitsPerSecond: number | null): Promise<void>;

@@ -1,4 +1,4 @@
-// The event bus: subscriptions keyed as the original (reference §1.5), with two deliberate
+// The event bus: subscriptions keyed as the original (docs/API.md §4), with two deliberate
 // fixes: a subscriber gets each event once even when several of its subscriptions match, and
 // a non-admin subscriber only gets events about objects its user may see.
 

@@ -1,4 +1,4 @@
-// Wire schemas of the call commands (reference §5.5 (b), SPEC.md "calls").
+// Wire schemas of the call commands (docs/API.md §10).
 import { z } from 'zod';
 import { idSchema, sdpObjectSchema } from './session-schemas.js';
 

@@ -1,4 +1,4 @@
-// Error terms, codes and texts of the NkMEDIA API (reference §1.4). Codes are part of the
+// Error terms, codes and texts of the NkMEDIA API (docs/API.md §2 "Errors"). Codes are part of the
 // wire contract: clients match on them, so they keep the original numbers.
 
 const TABLE = {
@@ -67,7 +67,7 @@ const TABLE = {
   no_room_members: [304004, 'No remaining room members'],
   invalid_publisher: [304005, 'Invalid publisher'],
   publisher_stop: [304006, 'Publisher stopped'],
-  // Calls (reference §5.5 (b)). The original used call_not_found and already_answered
+  // Calls (docs/API.md §10). The original used call_not_found and already_answered
   // unmapped (999999); they and the call plugin's other terms get codes in its 305xxx range.
   call_not_found: [305001, 'Call not found'],
   already_answered: [305002, 'Already answered'],

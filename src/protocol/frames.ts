@@ -1,4 +1,4 @@
-// The JSON framing (SPEC.md "Transport and framing"): requests, replies, acks and events.
+// The JSON framing (docs/API.md §1, §2): requests, replies, acks and events.
 import { ApiError, type WireError } from './errors.js';
 
 export type Tid = string | number;

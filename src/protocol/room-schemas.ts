@@ -1,4 +1,4 @@
-// Wire schemas of the room commands (reference §5.1, SPEC.md "Rooms").
+// Wire schemas of the room commands (docs/API.md §6).
 import { z } from 'zod';
 import { idSchema } from './session-schemas.js';
 

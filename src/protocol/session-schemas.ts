@@ -1,4 +1,4 @@
-// Wire schemas of the media session commands (reference §2, SPEC.md "Media sessions").
+// Wire schemas of the media session commands (docs/API.md §5).
 import { z } from 'zod';
 
 /** Ids end up in log lines and file names (recordings), so they are kept to a safe alphabet. */

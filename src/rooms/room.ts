@@ -1,4 +1,4 @@
-// An SFU room (reference §5.1): members are publishing and listening sessions. The room holds
+// An SFU room (docs/API.md §6): members are publishing and listening sessions. The room holds
 // no media itself: listeners are wired to their publisher's proxy by the sessions.
 import { stopReason, type ErrorTerm } from '../protocol/errors.js';
 import type { EventBus } from '../events/bus.js';
@@ -46,7 +46,7 @@ export class Room {
     this.armTimer();
   }
 
-  /** A member left; a publisher's listeners stop with `publisher_stop` (reference §5.1). */
+  /** A member left; a publisher's listeners stop with `publisher_stop` (docs/API.md §6). */
   removeMember(member: RoomMember): void {
     const m = this.members.get(member.id);
     if (!m || m.member !== member) return;
