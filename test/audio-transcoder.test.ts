@@ -349,8 +349,13 @@ test('property: a realistic stream with loss, reordering and duplicates keeps on
   const sent = send('PCMU', tone(440, 8000, 2));
   fc.assert(fc.property(fc.array(fc.constantFrom('ok', 'ok', 'ok', 'lose', 'swap', 'dup'), { minLength: 100, maxLength: 100 }), (fate) => {
     const order: Rtp[] = [];
+    // Holes stay within what is filled (120 ms: six packets, counting one a swap delays); a
+    // longer one makes the output clock jump instead, by design (tested on its own above).
+    let lostRun = 0;
     for (let i = 0; i < sent.length; i++) {
-      const f = i === 0 ? 'ok' : fate[i];   // the stream starts with its first packet
+      let f = i === 0 ? 'ok' : fate[i];   // the stream starts with its first packet
+      if (f === 'lose' && lostRun >= 5) f = 'ok';
+      lostRun = f === 'lose' ? lostRun + 1 : 0;
       if (f === 'lose' && i > 0 && i < sent.length - 1) continue;
       if (f === 'swap' && i + 1 < sent.length && order.at(-1) !== sent[i + 1]) { order.push(sent[i + 1]!, sent[i]!); i++; continue; }
       order.push(sent[i]!);
