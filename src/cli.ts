@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import { SignJWT } from 'jose';
 import { ConfigError, envLayer, fileLayer, mergeConfig } from './config.js';
-import { hashPassword } from './api/auth.js';
+import { hashPassword } from './access/auth.js';
 import { StartupError } from './api/server.js';
 import { startServer } from './main.js';
 import { planeUnavailableReason } from './engine/local/forwarding-plane.js';

@@ -9,7 +9,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { SignJWT, importPKCS8 } from 'jose';
 import { WebSocket } from 'ws';
 import { startTestServer } from './helpers/server.js';
-import { hashPassword } from '../src/api/auth.js';
+import { hashPassword } from '../src/access/auth.js';
 import { envLayer, fileLayer, mergeConfig, parseConfig } from '../src/config.js';
 import { NkMediaClient, NkMediaError } from '../src/client/index.js';
 

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { startTestServer, connectClient, eventually } from './helpers/server.js';
 import { TestPeer } from './helpers/peer.js';
-import { hashPassword } from '../src/api/auth.js';
+import { hashPassword } from '../src/access/auth.js';
 import { NkMediaClient, NkMediaError, type CallInvite, type EventData } from '../src/client/index.js';
 import type { Server } from '../src/main.js';
 

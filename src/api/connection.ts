@@ -6,7 +6,7 @@ import { ApiError, toApiError } from '../protocol/errors.js';
 import { errorReply, FrameError, okReply, parseFrame, type Request, type Tid } from '../protocol/frames.js';
 import { parseData } from '../protocol/validate.js';
 import type { EventData } from '../events/bus.js';
-import type { Identity } from './auth.js';
+import type { Identity } from '../access/auth.js';
 import type { CommandContext, ConnectionHandle, Handler, Services } from './context.js';
 import { coreCommands, loginSchema } from './core-commands.js';
 import { sessionCommands } from './session-commands.js';

@@ -6,7 +6,7 @@ import type { Tid } from '../protocol/frames.js';
 import type { SessionManager, Caller } from '../sessions/manager.js';
 import type { RoomManager } from '../rooms/manager.js';
 import type { CallManager } from '../calls/manager.js';
-import type { Authenticator, Identity } from './auth.js';
+import type { Authenticator, Identity } from '../access/auth.js';
 
 export interface Services {
   config: Config;

@@ -7,7 +7,7 @@ import { createReadStream } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Authenticator, Identity } from './auth.js';
+import type { Authenticator, Identity } from '../access/auth.js';
 import { userRecordingsDir, type MediaPaths } from '../sessions/media-paths.js';
 import { ApiError } from '../protocol/errors.js';
 

@@ -12,12 +12,12 @@ import { SessionManager } from '../sessions/manager.js';
 import { RoomManager } from '../rooms/manager.js';
 import { CallManager } from '../calls/manager.js';
 import type { MediaEngine } from '../engine/types.js';
-import { Authenticator } from './auth.js';
+import { Authenticator } from '../access/auth.js';
 import { ApiConnection } from './connection.js';
 import { handleRecordings } from './recordings-http.js';
 import { handleDemo } from './demo-http.js';
 import type { Services } from './context.js';
-import { Admission, refuseSocket, type Refusal } from './admission.js';
+import { Admission, refuseSocket, type Refusal } from '../access/admission.js';
 import { SessionQuota } from '../sessions/quota.js';
 import type { ResolvedLimits } from '../limits.js';
 
