@@ -10,7 +10,11 @@ import { planeUnavailableReason } from './engine/local/forwarding-plane.js';
 const USAGE = `usage: nkmedia <command> [options]
 
 commands:
-  serve             start the server (default)
+  serve             start the server (default): the NkMEDIA API, and kurento-client
+                    applications on ws://HOST:PORT/kurento
+  media-server      run only the media engine behind the Kurento protocol, as a Kurento
+                    Media Server would (default ws://127.0.0.1:8888/kurento); takes the
+                    serve options below
   hash-password PW  print a password hash for a static user entry
   make-token        print a signed JWT (--user NAME --secret S [--admin] [--expires 1h])
 
@@ -62,7 +66,8 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${token}\n`);
     return 0;
   }
-  if (cmd !== 'serve') { process.stderr.write(USAGE); return 2; }
+  if (cmd !== 'serve' && cmd !== 'media-server') { process.stderr.write(USAGE); return 2; }
+  const mediaServer = cmd === 'media-server';
 
   const list = (v?: string) => v?.split(',').map((s) => s.trim()).filter(Boolean);
   const [portMin, portMax] = values['ice-ports']?.split('-').map(Number) ?? [];
@@ -81,8 +86,10 @@ export async function main(argv: string[]): Promise<number> {
   };
   const configFile = values.config ?? process.env.NKMEDIA_CONFIG;
   try {
-    const input = mergeConfig(configFile ? fileLayer(configFile) : {}, envLayer(process.env), flags);
-    const server = await startServer(input);
+    // The media server listens where KMS does unless told otherwise.
+    const defaults = mediaServer ? { port: 8888 } : {};
+    const input = mergeConfig(defaults, configFile ? fileLayer(configFile) : {}, envLayer(process.env), flags);
+    const server = await startServer(input, undefined, { mode: mediaServer ? 'media-server' : 'full' });
     const log = server.services.log;
     // The backstop: nothing a peer sends is meant to reach here (every socket has an error
     // listener, every engine callback is guarded), but should something slip through, one
@@ -102,7 +109,8 @@ export async function main(argv: string[]): Promise<number> {
     };
     process.on('SIGINT', () => void stop('SIGINT'));
     process.on('SIGTERM', () => void stop('SIGTERM'));
-    process.stdout.write(`nkmedia-ts listening on ${server.url} (auth: ${server.config.auth.mode})\n`);
+    if (mediaServer) process.stdout.write(`nkmedia-ts media server (Kurento protocol) listening on ${server.url}kurento (auth: ${server.config.auth.mode})\n`);
+    else process.stdout.write(`nkmedia-ts listening on ${server.url} (auth: ${server.config.auth.mode}); Kurento clients: ${server.url}kurento\n`);
     // Media between WebRTC endpoints is forwarded natively when the addon is built.
     const noPlane = planeUnavailableReason();
     if (noPlane) server.services.log.warn({ reason: noPlane }, 'native forwarding plane off: media is forwarded through JS (slower)');

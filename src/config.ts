@@ -136,6 +136,15 @@ export const configSchema = z.object({
      */
     allowed_origins: z.array(z.string().regex(/^https?:\/\/[^/\s]+$/, 'an origin: scheme://host[:port], no path')).default([]),
   }).prefault({}),
+  /** The Kurento protocol door (`/kurento` on the API port; `nkmedia media-server`). docs/KURENTO.md */
+  kurento: z.object({
+    /** Seconds a Kurento client session outlives its WebSocket, waiting for a `connect` back; then its objects are released. */
+    session_grace_seconds: z.number().int().min(1).max(86400).default(60),
+    /** Folders Kurento clients may record to and play from by file:// URI (default: recordings_dir and play_dirs). */
+    file_dirs: z.array(z.string()).default([]),
+    /** The user Kurento clients act as in open mode (objects, quota). */
+    open_user: z.string().min(1).max(128).default('kurento'),
+  }).prefault({}),
   recordings_dir: z.string().default('./recordings'),
   /** Folders whose files `play` may open (besides the user's own recordings). */
   play_dirs: z.array(z.string()).default(['./media']),
@@ -256,4 +265,9 @@ export function fileLayer(path: string): Record<string, unknown> {
   } catch (err) {
     throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`);
   }
+}
+
+/** Folders Kurento clients may name in file:// URIs: as configured, else the recordings and media folders. */
+export function kurentoFileDirs(c: Config): string[] {
+  return c.kurento.file_dirs.length > 0 ? [...c.kurento.file_dirs] : [c.recordings_dir, ...c.play_dirs];
 }

@@ -1,10 +1,11 @@
 // Composition: the local engine plus the API server, from one configuration.
 import type { Logger } from 'pino';
-import { parseConfig, type Config, type ConfigInput } from './config.js';
+import { kurentoFileDirs, parseConfig, type Config, type ConfigInput } from './config.js';
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { LocalEngine } from './engine/local/engine.js';
 import { startApiServer, type RunningServer } from './api/server.js';
+import { KurentoService } from './kurento/service.js';
 import { createLogger } from './log.js';
 import { SipGateway } from './sip-gateway/gateway.js';
 import { raiseDescriptorLimit } from './util/descriptors.js';
@@ -42,7 +43,7 @@ export function engineFor(config: Config): LocalEngine {
       httpAllow: config.play_allow_http ? config.play_http_allow : false,
       // The API confines each user to the media folders and their own recordings; the engine
       // re-checks the real path against these right before opening.
-      localRoots: [...config.play_dirs, config.recordings_dir],
+      localRoots: [...new Set([...config.play_dirs, config.recordings_dir, ...kurentoFileDirs(config)])],
     },
   });
 }
@@ -55,8 +56,17 @@ function firstIpv4(): string | undefined {
   return undefined;
 }
 
+export interface StartOptions {
+  /**
+   * `full`: the NkMEDIA API, demo pages, SIP and the Kurento door on one port. `media-server`:
+   * only the engine behind the Kurento door (`nkmedia media-server`), as a KMS would run.
+   */
+  mode?: 'full' | 'media-server';
+}
+
 /** Starts a server from a (partial) configuration; used by the CLI and by the tests. */
-export async function startServer(input: ConfigInput | Config, log?: Logger): Promise<Server> {
+export async function startServer(input: ConfigInput | Config, log?: Logger, opts: StartOptions = {}): Promise<Server> {
+  const mediaServer = opts.mode === 'media-server';
   const config = parseConfig(input);
   const logger = log ?? createLogger(config.log_level);
   // Every port, connection and pipe is a descriptor: take all the process may have, then size
@@ -71,10 +81,13 @@ export async function startServer(input: ConfigInput | Config, log?: Logger): Pr
   }, 'limits');
   const engine = engineFor(config);
   try {
-    const api = await startApiServer(config, engine, logger, limits);
+    const api = await startApiServer(config, engine, logger, limits, {
+      nkmedia: !mediaServer,
+      doors: [(services) => new KurentoService(config, engine, services.quota, services.auth, logger)],
+    });
     let sip: SipGateway | undefined;
     try {
-      sip = await SipGateway.start(config.sip, api.services.sessions, api.services.calls, logger);
+      if (!mediaServer) sip = await SipGateway.start(config.sip, api.services.sessions, api.services.calls, logger);
     } catch (err) {
       await api.close();
       throw err;

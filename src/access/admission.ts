@@ -88,11 +88,13 @@ function sameOrigin(origin: string, host: string | undefined): boolean {
   return u.host.toLowerCase() === host.trim().toLowerCase();
 }
 
+const STATUS_TEXT: Record<number, string> = { 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 503: 'Service Unavailable' };
+
 /** A raw HTTP error response on a socket that is not (or no longer) handled by the HTTP server. */
 export function refuseSocket(socket: Socket, r: Refusal): void {
   const body = `${r.reason}\n`;
   const head = [
-    `HTTP/1.1 ${r.status} ${r.status === 503 ? 'Service Unavailable' : 'Forbidden'}`,
+    `HTTP/1.1 ${r.status} ${STATUS_TEXT[r.status] ?? 'Error'}`,
     'Content-Type: text/plain; charset=utf-8',
     `Content-Length: ${Buffer.byteLength(body)}`,
     ...(r.retryAfter !== undefined ? [`Retry-After: ${r.retryAfter}`] : []),

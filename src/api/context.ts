@@ -1,5 +1,8 @@
 // What a command handler may use: the calling connection and the server's services.
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
+import type { SessionQuota } from '../sessions/quota.js';
 import type { Config } from '../config.js';
 import type { EventBus, Subscriber } from '../events/bus.js';
 import type { Tid } from '../protocol/frames.js';
@@ -16,6 +19,24 @@ export interface Services {
   rooms: RoomManager;
   calls: CallManager;
   auth: Authenticator;
+  quota: SessionQuota;
+  /** Pipelines made over the Kurento protocol (when that door is open), for the console. */
+  pipelines?: PipelineDirectory;
+}
+
+/** The Kurento door's pipelines as the NkMEDIA API shows them (see src/kurento/service.ts). */
+export interface PipelineDirectory {
+  list(identity: Identity): unknown[];
+  release(identity: Identity, id: string): Promise<boolean>;
+}
+
+/** Another protocol served on the API's port under its own path (the Kurento door). */
+export interface UpgradeDoor {
+  readonly path: string;
+  handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void;
+  connections(): number;
+  close(): Promise<void>;
+  directory?: PipelineDirectory;
 }
 
 export interface ConnectionHandle extends Subscriber {

@@ -16,7 +16,7 @@ import { Authenticator } from '../access/auth.js';
 import { ApiConnection } from './connection.js';
 import { handleRecordings } from './recordings-http.js';
 import { handleDemo } from './demo-http.js';
-import type { Services } from './context.js';
+import type { Services, UpgradeDoor } from './context.js';
 import { Admission, refuseSocket, type Refusal } from '../access/admission.js';
 import { SessionQuota } from '../sessions/quota.js';
 import type { ResolvedLimits } from '../limits.js';
@@ -31,7 +31,15 @@ export interface RunningServer {
 
 export class StartupError extends Error {}
 
-export async function startApiServer(config: Config, engine: MediaEngine, log: Logger, limits: ResolvedLimits): Promise<RunningServer> {
+export interface ApiServerOptions {
+  /** Serve the NkMEDIA API, demo pages and recordings (off for `nkmedia media-server`). */
+  nkmedia?: boolean;
+  /** Other protocols on this port, each under its path, made once the services exist. */
+  doors?: ((services: Services) => UpgradeDoor)[];
+}
+
+export async function startApiServer(config: Config, engine: MediaEngine, log: Logger, limits: ResolvedLimits, options: ApiServerOptions = {}): Promise<RunningServer> {
+  const nkmedia = options.nkmedia ?? true;
   // Decided on what the name resolves to: `127.lan` may well be a public address.
   if (config.auth.mode === 'open' && !(await resolvesToLoopbackOnly(config.host))) {
     throw new StartupError(`refusing to listen on ${config.host} with open auth: use static users or JWT (auth.mode), or listen on 127.0.0.1`);
@@ -50,7 +58,10 @@ export async function startApiServer(config: Config, engine: MediaEngine, log: L
   const sessions = new SessionManager(engine, bus, rooms, paths, log, quota);
   const calls = new CallManager(sessions, bus, log);
   const auth = new Authenticator(config.auth, { perAddress: config.limits.login_failures_per_address, perUser: config.limits.login_failures_per_user });
-  const services: Services = { config, log, bus, sessions, rooms, calls, auth };
+  const services: Services = { config, log, bus, sessions, rooms, calls, auth, quota };
+  const doors = (options.doors ?? []).map((make) => make(services));
+  const pipelines = doors.find((d) => d.directory)?.directory;
+  if (pipelines) services.pipelines = pipelines;
   const admission = new Admission({
     openMode: config.auth.mode === 'open',
     allowedOrigins: config.http.allowed_origins,
@@ -66,6 +77,7 @@ export async function startApiServer(config: Config, engine: MediaEngine, log: L
   const onHttp = (req: IncomingMessage, res: ServerResponse) => {
     const refusal = admission.checkHost(req);
     if (refusal) { refuseHttp(res, refusal); return; }
+    if (!nkmedia) { onOtherHttp(req, res); return; }
     handleRecordings(req, res, services.auth, paths).then(async (handled) => {
       if (!handled && !(await handleDemo(req, res))) onOtherHttp(req, res);
     }).catch((err: unknown) => {
@@ -77,11 +89,12 @@ export async function startApiServer(config: Config, engine: MediaEngine, log: L
   const onOtherHttp = (req: IncomingMessage, res: ServerResponse) => {
     if (req.url === '/health') {
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ status: 'ok', sessions: sessions.size, rooms: rooms.size, connections: conns.size }));
+      const doorConns = doors.reduce((n, d) => n + d.connections(), 0);
+      res.end(JSON.stringify({ status: 'ok', sessions: sessions.size, rooms: rooms.size, connections: conns.size + doorConns }));
       return;
     }
     res.writeHead(404, { 'content-type': 'text/plain' });
-    res.end('nkmedia-ts: connect a WebSocket to this address to use the API\n');
+    res.end(nkmedia ? 'nkmedia-ts: connect a WebSocket to this address to use the API\n' : `nkmedia-ts media server: connect a Kurento client to ${doors.map((d) => d.path).join(', ')}\n`);
   };
   // A connection that sends no complete request within the login timeout is dropped: silent
   // sockets hold descriptors. (Checked every second rather than Node's default 30 s.)
@@ -120,6 +133,10 @@ export async function startApiServer(config: Config, engine: MediaEngine, log: L
       refuseSocket(socket, refusal);
       return;
     }
+    const path = (req.url ?? '/').split('?')[0]!.replace(/\/+$/, '');
+    const door = doors.find((d) => path === d.path);
+    if (door) { door.handleUpgrade(req, socket, head); return; }
+    if (!nkmedia) { refuseSocket(socket, { status: 404, reason: `no such endpoint: use ${doors.map((d) => d.path).join(', ')}` }); return; }
     wss.handleUpgrade(req, socket, head, (ws) => {
       const conn = new ApiConnection(ws, services, req.socket.remoteAddress ?? '', `${req.socket.remoteAddress}:${req.socket.remotePort}`, hardLimit);
       conns.add(conn);
@@ -140,9 +157,10 @@ export async function startApiServer(config: Config, engine: MediaEngine, log: L
     url,
     port,
     services,
-    connections: () => conns.size,
+    connections: () => conns.size + doors.reduce((n, d) => n + d.connections(), 0),
     async close() {
       closing = true;
+      for (const d of doors) await d.close();
       // Everything stops while the clients are still connected: each creator hears its
       // sessions' `destroyed` (api_stop) and each party its calls' `hangup` before the close.
       await calls.endAll('api_stop');
