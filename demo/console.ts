@@ -1,4 +1,4 @@
-// Console page: the live list of sessions, rooms and calls. Events (a subscription to every
+// Console page: the live list of sessions, rooms, calls and Kurento pipelines. Events (a subscription to every
 // media event: an admin gets every user's) add, change and remove rows at once; a poll every
 // second (get_list, get_status, get_stats, room and call get_info) fills in states and bitrates
 // and catches what has no event (calls have no `created`). Each row can be destroyed.
@@ -66,6 +66,11 @@ const rooms = new KeyedTable($<HTMLTableElement>('rooms'), 5, $('room-count'),
 const calls = new KeyedTable($<HTMLTableElement>('calls'), 5, $('call-count'),
   (id) => destroyButton('Hang up', `Hang up ${id}`, async (c) => { await c.hangupCall(id, 'console'); calls.remove(id); }));
 
+const pipelines = new KeyedTable($<HTMLTableElement>('pipelines'), 4, $('pipeline-count'),
+  (id) => destroyButton('Release', `Release ${id}`, async (c) => { await c.request('media', 'kurento', 'destroy', { pipeline_id: id }); pipelines.remove(id); }));
+
+interface PipelineRow { id: string; user: string; elements: { type: string; media_state: string; flowing_in: string[] }[] }
+
 /** Sessions and rooms recently destroyed: a poll that started before the event must not bring them back. */
 const gone = new Map<string, number>();
 const isGone = (id: string) => (gone.get(id) ?? 0) > Date.now() - 10000;
@@ -90,6 +95,7 @@ setupLogin({
     sessions.clear();
     rooms.clear();
     calls.clear();
+    pipelines.clear();
   },
 });
 onRefresh(() => undefined);
@@ -139,11 +145,20 @@ async function poll(): Promise<void> {
   const c = demo.client;
   if (!c || c.closed) return;
   try {
-    const [sl, rl, cl] = await Promise.all([
+    const [sl, rl, cl, pl] = await Promise.all([
       c.listSessions(),
       c.request<{ room_id: string; class: string; owner: string }[]>('media', 'room', 'get_list'),
       c.listCalls(),
+      // Kurento-protocol pipelines share the engine with these sessions (absent: the door is off).
+      c.request<PipelineRow[]>('media', 'kurento', 'get_list').catch(() => [] as PipelineRow[]),
     ]);
+    const pIds = new Set(pl.map((p) => p.id));
+    for (const id of pipelines.ids()) if (!pIds.has(id)) pipelines.remove(id);
+    for (const p of pl) {
+      const types = p.elements.map((e) => e.type.replace(/Endpoint$/, '')).join(', ') || 'none';
+      const flowing = p.elements.filter((e) => e.flowing_in.length > 0).length;
+      pipelines.set(p.id, [p.user, types, `${flowing}/${p.elements.length} receiving`]);
+    }
     const sIds = new Set(sl.map((s) => s.session_id));
     for (const id of sessions.ids()) if (!sIds.has(id)) sessions.remove(id);
     await Promise.all(sl.filter((s) => !isGone(s.session_id)).slice(0, 100).map(async (s) => {
@@ -168,6 +183,6 @@ async function poll(): Promise<void> {
     if (!c.closed) showError(err, 'Refresh');
   } finally {
     if (demo.client === c && !c.closed) poller = setTimeout(() => void poll(), 1000);
-    else { sessions.clear(); rooms.clear(); calls.clear(); }
+    else { sessions.clear(); rooms.clear(); calls.clear(); pipelines.clear(); }
   }
 }

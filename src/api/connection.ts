@@ -12,11 +12,12 @@ import { coreCommands, loginSchema } from './core-commands.js';
 import { sessionCommands } from './session-commands.js';
 import { roomCommands } from './room-commands.js';
 import { callCommands } from './call-commands.js';
+import { kurentoCommands } from './kurento-commands.js';
 import type { CallConnection, ClientReply } from '../calls/types.js';
 
 const HANDLERS: Record<string, Record<string, Record<string, Handler>>> = {
   core: coreCommands,
-  media: { session: sessionCommands, room: roomCommands, call: callCommands },
+  media: { session: sessionCommands, room: roomCommands, call: callCommands, kurento: kurentoCommands },
 };
 
 /** A table entry by the client's name: own keys only (no `constructor`, `__proto__`...). */
