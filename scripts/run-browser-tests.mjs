@@ -50,6 +50,8 @@ if (files.length === 0) fail(`no test files under ${relative(root, dir)}${only.l
 // ---- dependencies and type check (before the namespace exists: nothing to clean up) -------------
 const deps = spawnSync(process.execPath, [join(root, 'scripts', 'ensure-deps.mjs')], { cwd: root, stdio: 'inherit' });
 if (deps.status !== 0) fail('installing dependencies failed');
+const peers = spawnSync(process.execPath, [join(root, 'scripts', 'ensure-test-peers.mjs')], { cwd: root, stdio: 'inherit' });
+if (peers.status !== 0) fail('installing the Kurento test peers (test/kurento-peer, examples/kurento-hello-world) failed');
 const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
 const check = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.check.json'], { cwd: root, stdio: 'inherit' });
 if (check.status !== 0) fail('type check failed');

@@ -3,10 +3,14 @@
 import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { ensureTestPeers } from './ensure-test-peers.mjs';
 
 const root = new URL('..', import.meta.url).pathname;
 const dir = join(root, process.argv[2] ?? 'test');
 const only = process.argv.slice(3);
+
+// The separately locked Kurento client packages (test/kurento-peer, examples/kurento-hello-world).
+try { ensureTestPeers(); } catch (err) { console.error(`installing the Kurento test peers failed: ${err.message}`); process.exit(1); }
 
 const check = spawnSync('npx', ['tsc', '-p', 'tsconfig.check.json'], { cwd: root, stdio: 'inherit' });
 if (check.status !== 0) { console.error('type check failed'); process.exit(1); }
@@ -14,7 +18,7 @@ if (check.status !== 0) { console.error('type check failed'); process.exit(1); }
 function find(d) {
   return readdirSync(d, { withFileTypes: true }).flatMap((e) => {
     const p = join(d, e.name);
-    if (e.isDirectory()) return find(p);
+    if (e.isDirectory()) return e.name === 'node_modules' ? [] : find(p);
     return e.name.endsWith('.test.ts') ? [p] : [];
   });
 }
