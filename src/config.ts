@@ -142,6 +142,8 @@ export const configSchema = z.object({
     session_grace_seconds: z.number().int().min(1).max(86400).default(60),
     /** Folders Kurento clients may record to and play from by file:// URI (default: recordings_dir and play_dirs). */
     file_dirs: z.array(z.string()).default([]),
+    /** Pipelines and elements one user may hold at once (endpoints also count against the session quota). */
+    max_objects_per_user: z.number().int().min(1).max(1_000_000).default(10_000),
     /** The user Kurento clients act as in open mode (objects, quota). */
     open_user: z.string().min(1).max(128).default('kurento'),
   }).prefault({}),

@@ -196,8 +196,8 @@ export class KurentoConnection implements EventSink {
         throw new KurentoError(KMS.MALFORMED_TRANSACTION, `transaction: operation ${i} is not a request`);
       }
       if (o.id !== undefined && o.id !== i) throw new KurentoError(KMS.MALFORMED_TRANSACTION, `Id of request '${i}' should be '${i}'`);
-      const opParams = { ...(injectRefs(o.params ?? {}, responses) as Params), sessionId: s.id };
       try {
+        const opParams = { ...(injectRefs(o.params ?? {}, responses) as Params), sessionId: s.id };
         responses.push({ jsonrpc: '2.0', id: i, result: await this.handle(o.method, opParams) });
       } catch (err) {
         responses.push({ jsonrpc: '2.0', id: i, error: (err instanceof KurentoError ? err : toKurentoError(err)).toJson() });

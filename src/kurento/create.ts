@@ -62,6 +62,7 @@ export function bareType(type: string): string {
 export async function createObject(ctx: KurentoContext, rawType: unknown, constructorParams: unknown): Promise<MediaObject> {
   if (typeof rawType !== 'string' || rawType.length === 0 || rawType.length > 128) throw illegalParam("create: 'type' must be a type name");
   const type = bareType(rawType);
+  ctx.set.checkRoom(ctx.principal.user);
   if (type === 'MediaPipeline') {
     const p = new Pipeline(`${randomUUID()}_kurento.MediaPipeline`, ctx.principal.user);
     ctx.set.add(p, ctx.session);

@@ -27,13 +27,15 @@ export interface ClientSession {
 
 interface Subscription { session: ClientSession; object: MediaObject; type: string }
 
-export interface MediaSetOptions { graceMs: number; log: Logger }
+export interface MediaSetOptions { graceMs: number; maxObjectsPerUser: number; log: Logger }
 
 export class MediaSet {
   private readonly objects = new Map<string, MediaObject>();
   private readonly byEngineId = new Map<string, Element>();
   private readonly sessions = new Map<string, ClientSession>();
   private readonly subscriptionsById = new Map<string, Subscription>();
+  /** Objects held per user, against kurento.max_objects_per_user. */
+  private readonly perUser = new Map<string, number>();
   readonly manager = new ServerManagerObject();
   private readonly unlisten: () => void;
 
@@ -58,9 +60,16 @@ export class MediaSet {
       }
       if (opts.mustExist) throw new KurentoError(KMS.INVALID_SESSION, 'Invalid session');
     }
-    const s: ClientSession = { id: id ?? randomUUID(), principal, sink, refs: new Set(), subscriptions: new Set() };
+    // Kept only once it holds a reference or a subscription (as KMS): requests that name no
+    // session must not each leave one behind.
+    return { id: id ?? randomUUID(), principal, sink, refs: new Set(), subscriptions: new Set() };
+  }
+
+  private remember(s: ClientSession): void {
+    const known = this.sessions.get(s.id);
+    if (known === s) return;
+    if (known) throw new KurentoError(KMS.INVALID_SESSION, 'Invalid session');
     this.sessions.set(s.id, s);
-    return s;
   }
 
   private attach(s: ClientSession, sink: EventSink): void {
@@ -71,9 +80,10 @@ export class MediaSet {
 
   /** The sink's WebSocket closed: its sessions wait the grace time for a `connect`. */
   detach(sink: EventSink): void {
-    for (const s of this.sessions.values()) {
+    for (const s of [...this.sessions.values()]) {
       if (s.sink !== sink) continue;
       s.sink = undefined;
+      if (s.refs.size === 0 && s.subscriptions.size === 0) { this.sessions.delete(s.id); continue; }
       clearTimeout(s.graceTimer);
       s.graceTimer = setTimeout(() => void this.expire(s), this.opts.graceMs);
       s.graceTimer.unref();
@@ -127,11 +137,13 @@ export class MediaSet {
       o.pipeline.elements.add(o);
     }
     this.ref(o, session);
-    this.emit(this.manager, 'ObjectCreated', { object: o.id });
+    this.perUser.set(o.owner, (this.perUser.get(o.owner) ?? 0) + 1);
+    this.emit(this.manager, 'ObjectCreated', { object: o.id }, o.owner);
   }
 
   ref(o: MediaObject, session: ClientSession): void {
     if (o === this.manager) return;
+    this.remember(session);
     o.refs.add(session.id);
     session.refs.add(o);
   }
@@ -177,13 +189,16 @@ export class MediaSet {
     for (const set of o.subscriptions.values()) for (const sub of set) this.dropSubscription(sub);
     for (const id of o.refs) this.sessions.get(id)?.refs.delete(o);
     o.refs.clear();
-    this.emit(this.manager, 'ObjectDestroyed', { objectId: o.id });
+    const left = (this.perUser.get(o.owner) ?? 1) - 1;
+    if (left <= 0) this.perUser.delete(o.owner); else this.perUser.set(o.owner, left);
+    this.emit(this.manager, 'ObjectDestroyed', { objectId: o.id }, o.owner);
   }
 
   // ---- events --------------------------------------------------------------------------------
 
   subscribe(session: ClientSession, o: MediaObject, type: string): string {
     if (!EVENTS[o.type].includes(type)) throw new KurentoError(KMS.MEDIA_OBJECT_EVENT_NOT_SUPPORTED, `${o.type} has no event '${type}'`);
+    this.remember(session);
     const id = randomUUID();
     this.subscriptionsById.set(id, { session, object: o, type });
     session.subscriptions.add(id);
@@ -208,12 +223,24 @@ export class MediaSet {
     sub.object.subscriptions.get(sub.type)?.delete(id);
   }
 
-  /** Sends `type` to every session subscribed to it on `o`. */
-  emit(o: MediaObject, type: string, data: Record<string, unknown>): void {
+  /**
+   * Sends `type` to every session subscribed to it on `o`; with `about`, only to sessions of
+   * that user and admins (the shared ServerManager's events name other users' objects).
+   */
+  emit(o: MediaObject, type: string, data: Record<string, unknown>, about?: string): void {
     const subs = o.subscriptions.get(type);
     if (!subs || subs.size === 0) return;
     const frame = eventFrame(o.id, type, data, o.sendTagsInEvents ? o.tagList() : []);
-    for (const id of subs) this.subscriptionsById.get(id)?.session.sink?.send(frame);
+    for (const id of subs) {
+      const s = this.subscriptionsById.get(id)?.session;
+      if (s && (about === undefined || s.principal.admin || s.principal.user === about)) s.sink?.send(frame);
+    }
+  }
+
+  /** Refuses a new object when its user already holds the most allowed (pipelines and elements together). */
+  checkRoom(user: string): void {
+    const n = this.perUser.get(user) ?? 0;
+    if (n >= this.opts.maxObjectsPerUser) throw new KurentoError(KMS.NOT_ENOUGH_RESOURCES, `user ${user} holds ${n} Kurento objects (limit ${this.opts.maxObjectsPerUser})`);
   }
 
   private onEngineEvent(ev: EngineEvent): void {

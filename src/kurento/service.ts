@@ -50,7 +50,7 @@ export class KurentoService {
   private closing = false;
 
   constructor(private readonly config: Config, private readonly engine: MediaEngine, quota: SessionQuota, private readonly auth: Authenticator, private readonly log: Logger) {
-    this.set = new MediaSet(engine, quota, { graceMs: config.kurento.session_grace_seconds * 1000, log });
+    this.set = new MediaSet(engine, quota, { graceMs: config.kurento.session_grace_seconds * 1000, maxObjectsPerUser: config.kurento.max_objects_per_user, log });
     const l = config.limits;
     this.limits = {
       maxFrameBytes: l.max_frame_bytes,

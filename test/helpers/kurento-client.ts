@@ -53,7 +53,18 @@ export function loadKurentoClient(): KurentoClientModule {
       return emitter;
     };
   }
-  client = require('kurento-client') as KurentoClientModule;
+  // TransactionsManager makes `Transaction` inherit node:domain's `Domain` the ES5 way
+  // (`Domain.call(this)`), which throws on Node 20 ("Class constructor Domain cannot be invoked
+  // without 'new'"); without `Domain` it uses its own EventEmitter-based one (its browser path).
+  // It reads `Domain` once, at load: hide it for that moment only.
+  const domain = require('node:domain') as { Domain: unknown };
+  const saved = domain.Domain;
+  domain.Domain = undefined;
+  try {
+    client = require('kurento-client') as KurentoClientModule;
+  } finally {
+    domain.Domain = saved;
+  }
   return client;
 }
 
