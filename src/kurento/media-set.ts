@@ -256,6 +256,7 @@ export class MediaSet {
       if (el.elementType !== 'RecorderEndpoint' || !el.recording?.stopOnEndOfStream || el.uriState === 'STOP') continue;
       if (![...el.sources.values()].some((l) => l.source === player)) continue;
       el.uriState = 'STOP';
+      el.finished = true;
       el.stopping = this.engine.recorderStop(el.engineId).catch((err: unknown) => this.opts.log.warn({ err, object: el.id }, 'recorder stop failed'));
     }
   }

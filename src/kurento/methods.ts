@@ -114,7 +114,7 @@ async function connect(ctx: KurentoContext, src: Element, p: z.output<typeof con
   if (sink.pipeline !== src.pipeline) throw illegalParam('connect: the elements are in different pipelines');
   if (sink.elementType === 'PlayerEndpoint') throw illegalParam('connect: a PlayerEndpoint is a source only; it cannot be a sink');
   if (src.elementType === 'RecorderEndpoint') throw illegalParam('connect: a RecorderEndpoint is a sink only; it has no output');
-  const kinds = kindsOf(p.mediaType).filter((k) => sink.acceptedKinds().includes(k));
+  const kinds = kindsOf(p.mediaType).filter((k) => sink.acceptedKinds().includes(k) && src.producedKinds().includes(k));
   for (const kind of kinds) {
     const old = sink.sources.get(kind);
     if (old?.source === src) continue;
@@ -346,6 +346,7 @@ const webRtcEndpoint = {
 async function stopRecorder(c: KurentoContext, el: Element): Promise<unknown> {
   if (el.stopping) return el.stopping;
   if (el.uriState === 'STOP') return undefined;
+  el.finished = true;
   el.stopping = c.engine.recorderStop(el.engineId).then((r) => { el.uriState = 'STOP'; return r; }, (err: unknown) => { throw toKurentoError(err); });
   try { return await el.stopping; } finally { el.stopping = undefined; }
 }
@@ -405,8 +406,10 @@ const player = {
 const recorder = {
   record: op(none, async (c, o) => {
     const el = element(o);
-    if (el.uriState === 'START') return;
     if (el.stopping) await el.stopping.catch(() => undefined);
+    // The file of a stopped recorder is final: a new recording needs a new RecorderEndpoint.
+    if (el.finished) throw new KurentoError(KMS.MEDIA_OBJECT_NOT_AVAILABLE, 'record: this recorder was stopped and its file finalised; create a new RecorderEndpoint to record again');
+    if (el.uriState === 'START') return;
     try {
       if (el.uriState === 'PAUSE') await c.engine.recorderResume(el.engineId);
       else await c.engine.recorderStart(el.engineId, el.recording!.path, el.recording!.format);

@@ -85,6 +85,8 @@ export class Element extends MediaObject {
   recording?: { path: string; format: 'webm' | 'mp4'; kinds: readonly MediaKind[]; stopOnEndOfStream: boolean };
   /** A recorder's `stop` in progress: `stopAndWait` and release wait for it. */
   stopping?: Promise<unknown>;
+  /** A recorder that was stopped: its file is final, it does not record again. */
+  finished = false;
 
   constructor(id: string, readonly elementType: ElementType, owner: string, readonly pipeline: Pipeline, readonly engineId: ElementId, readonly sessionKind?: 'webrtc' | 'rtp') {
     super(id, elementType, owner);
@@ -92,9 +94,15 @@ export class Element extends MediaObject {
 
   get isSdpEndpoint(): boolean { return this.elementType === 'WebRtcEndpoint' || this.elementType === 'RtpEndpoint'; }
 
-  /** The kinds this element passes on to the engine when something connects to it. */
+  /** The kinds this element takes when something connects to it (as KMS: only the pads it has). */
   acceptedKinds(): readonly MediaKind[] {
-    return this.recording?.kinds ?? ['audio', 'video', 'data'];
+    if (this.recording) return this.recording.kinds;
+    return this.elementType === 'RtpEndpoint' ? ['audio', 'video'] : ['audio', 'video', 'data'];
+  }
+
+  /** The kinds this element can send on. */
+  producedKinds(): readonly MediaKind[] {
+    return this.elementType === 'PlayerEndpoint' || this.elementType === 'RtpEndpoint' ? ['audio', 'video'] : ['audio', 'video', 'data'];
   }
 }
 
