@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { WebSocket, type RawData } from 'ws';
+import { WebSocket, type ClientOptions, type RawData } from 'ws';
 import { CipherContext, HashAlgorithm, NamedCurveAlgorithm, SignatureAlgorithm } from 'werift';
 import { eventually, startTestServer } from './helpers/server.js';
 import type { Server } from '../src/main.js';
@@ -14,7 +14,7 @@ import type { Server } from '../src/main.js';
 interface Reply { id: number | null; result?: { value?: unknown; sessionId?: string }; error?: { code: number; message: string } }
 
 /** A bare JSON-RPC client collecting every reply. */
-async function openRpc(url: string, opts: ConstructorParameters<typeof WebSocket>[1] = {}): Promise<{ ws: WebSocket; replies: Reply[]; send(frame: string | Buffer): void }> {
+async function openRpc(url: string, opts: ClientOptions = {}): Promise<{ ws: WebSocket; replies: Reply[]; send(frame: string | Buffer): void }> {
   const ws = new WebSocket(url, opts);
   const replies: Reply[] = [];
   ws.on('message', (d: RawData) => replies.push(JSON.parse(String(d)) as Reply));
