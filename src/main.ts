@@ -6,6 +6,7 @@ import { networkInterfaces } from 'node:os';
 import { LocalEngine } from './engine/local/engine.js';
 import { startApiServer, type RunningServer } from './api/server.js';
 import { KurentoService } from './kurento/service.js';
+import { MediaCore } from './core/core.js';
 import { createLogger } from './log.js';
 import { SipGateway } from './sip-gateway/gateway.js';
 import { raiseDescriptorLimit } from './util/descriptors.js';
@@ -14,6 +15,8 @@ import { resolveLimits, type ResolvedLimits } from './limits.js';
 export interface Server extends RunningServer {
   config: Config;
   engine: LocalEngine;
+  /** The domain: bus, sessions, rooms, calls (shared by the API, SIP and the Kurento door's quota). */
+  core: MediaCore;
   /** The SIP gateway, when SIP is configured (config.sip udp_port/tcp_port). */
   sip?: SipGateway;
   /** The caps in force (derived from the configuration and the descriptor limit). */
@@ -80,28 +83,48 @@ export async function startServer(input: ConfigInput | Config, log?: Logger, opt
     descriptors_per_session: limits.weights,
   }, 'limits');
   const engine = engineFor(config);
+  const core = new MediaCore({
+    engine,
+    log: logger,
+    paths: { recordingsDir: config.recordings_dir, playDirs: config.play_dirs, allowHttp: config.play_allow_http },
+    limits: {
+      maxSessions: limits.maxSessions,
+      sessionDescriptors: limits.sessionDescriptors,
+      maxSessionsPerConnection: config.limits.max_sessions_per_connection,
+      maxSessionsPerUser: config.limits.max_sessions_per_user,
+      weights: limits.weights,
+      portRanges: limits.portRanges,
+    },
+  });
   try {
-    const api = await startApiServer(config, engine, logger, limits, {
+    const api = await startApiServer(config, core, logger, limits, {
       nkmedia: !mediaServer,
-      doors: [(services) => new KurentoService(config, engine, services.quota, services.auth, logger)],
-    });
+      doors: [(services) => new KurentoService(config, engine, core.quota, services.auth, logger)],
+    }).catch((err: unknown) => { core.close(); throw err; });
     let sip: SipGateway | undefined;
     try {
-      if (!mediaServer) sip = await SipGateway.start(config.sip, api.services.sessions, api.services.calls, logger);
+      if (!mediaServer) sip = await SipGateway.start(config.sip, core.sessions, core.calls, logger);
     } catch (err) {
       await api.close();
+      core.close();
       throw err;
     }
     return {
       ...api,
       config,
       engine,
+      core,
       sip,
       limits,
       async close() {
+        api.drain();
         // SIP first: its dialogs get their BYEs while the sessions still exist.
         await sip?.close();
+        // Everything stops while the clients are still connected: each creator hears its
+        // sessions' `destroyed` (api_stop) and each party its calls' `hangup` before the close.
+        await core.stopAll('api_stop');
         await api.close();
+        core.close();
         await engine.close();
       },
     };

@@ -5,20 +5,15 @@ import { readFileSync } from 'node:fs';
 import type { AddressInfo, Socket } from 'node:net';
 import { WebSocketServer } from 'ws';
 import type { Logger } from 'pino';
+import type { MediaCore } from '../core/core.js';
 import type { Config } from '../config.js';
 import { resolvesToLoopbackOnly } from '../util/addresses.js';
-import { EventBus } from '../events/bus.js';
-import { SessionManager } from '../sessions/manager.js';
-import { RoomManager } from '../rooms/manager.js';
-import { CallManager } from '../calls/manager.js';
-import type { MediaEngine } from '../engine/types.js';
 import { Authenticator } from '../access/auth.js';
 import { ApiConnection } from './connection.js';
 import { handleRecordings } from './recordings-http.js';
 import { handleDemo } from './demo-http.js';
 import type { Services, UpgradeDoor } from './context.js';
 import { Admission, refuseSocket, type Refusal } from '../access/admission.js';
-import { SessionQuota } from '../sessions/quota.js';
 import type { ResolvedLimits } from '../limits.js';
 
 export interface RunningServer {
@@ -26,6 +21,9 @@ export interface RunningServer {
   port: number;
   services: Services;
   connections(): number;
+  /** Refuses new WebSocket upgrades (shutting down); connected clients stay until close. */
+  drain(): void;
+  /** Closes the doors and every connection (stop the core's sessions first: clients hear it). */
   close(): Promise<void>;
 }
 
@@ -38,25 +36,14 @@ export interface ApiServerOptions {
   doors?: ((services: Services) => UpgradeDoor)[];
 }
 
-export async function startApiServer(config: Config, engine: MediaEngine, log: Logger, limits: ResolvedLimits, options: ApiServerOptions = {}): Promise<RunningServer> {
+export async function startApiServer(config: Config, core: MediaCore, log: Logger, limits: ResolvedLimits, options: ApiServerOptions = {}): Promise<RunningServer> {
   const nkmedia = options.nkmedia ?? true;
   // Decided on what the name resolves to: `127.lan` may well be a public address.
   if (config.auth.mode === 'open' && !(await resolvesToLoopbackOnly(config.host))) {
     throw new StartupError(`refusing to listen on ${config.host} with open auth: use static users or JWT (auth.mode), or listen on 127.0.0.1`);
   }
-  const bus = new EventBus();
-  const rooms = new RoomManager(bus);
-  const paths = { recordingsDir: config.recordings_dir, playDirs: config.play_dirs, allowHttp: config.play_allow_http };
-  const quota = new SessionQuota({
-    maxSessions: limits.maxSessions,
-    sessionDescriptors: limits.sessionDescriptors,
-    maxSessionsPerConnection: config.limits.max_sessions_per_connection,
-    maxSessionsPerUser: config.limits.max_sessions_per_user,
-    weights: limits.weights,
-    portRanges: limits.portRanges,
-  });
-  const sessions = new SessionManager(engine, bus, rooms, paths, log, quota);
-  const calls = new CallManager(sessions, bus, log);
+  const { bus, rooms, sessions, calls, quota } = core;
+  const paths = sessions.paths;
   const auth = new Authenticator(config.auth, { perAddress: config.limits.login_failures_per_address, perUser: config.limits.login_failures_per_user });
   const services: Services = { config, log, bus, sessions, rooms, calls, auth, quota };
   const doors = (options.doors ?? []).map((make) => make(services));
@@ -158,19 +145,14 @@ export async function startApiServer(config: Config, engine: MediaEngine, log: L
     port,
     services,
     connections: () => conns.size + doors.reduce((n, d) => n + d.connections(), 0),
+    drain() { closing = true; },
     async close() {
       closing = true;
       for (const d of doors) await d.close();
-      // Everything stops while the clients are still connected: each creator hears its
-      // sessions' `destroyed` (api_stop) and each party its calls' `hangup` before the close.
-      await calls.endAll('api_stop');
-      await sessions.stopAll('api_stop');
-      await rooms.destroyAll('api_stop');
       const gone = [...conns].map((c) => c.whenClosed);
       for (const c of conns) c.closeHard(1001, 'server shutting down');
       // The close frames follow the last events out; a client that does not answer is cut at 1 s.
       await Promise.all(gone);
-      sessions.close();
       await new Promise<void>((resolve) => wss.close(() => resolve()));
       http.closeAllConnections?.();
       await new Promise<void>((resolve) => http.close(() => resolve()));

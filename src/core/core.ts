@@ -1,0 +1,54 @@
+// The domain core: the event bus, sessions, rooms and calls on one media engine, built in one
+// place (main.ts) and handed to every front door (the NkMEDIA API, the SIP gateway) and to the
+// tests. Nothing here knows WebSocket, SIP or any wire format beyond the event names the bus
+// carries.
+import type { Logger } from 'pino';
+import type { MediaEngine } from '../engine/types.js';
+import type { ErrorTerm } from '../protocol/errors.js';
+import { EventBus } from '../events/bus.js';
+import { RoomManager } from '../rooms/manager.js';
+import { SessionManager } from '../sessions/manager.js';
+import { CallManager } from '../calls/manager.js';
+import { SessionQuota, UNLIMITED, type QuotaLimits } from '../sessions/quota.js';
+import type { MediaPaths } from '../sessions/media-paths.js';
+
+export interface CoreOptions {
+  engine: MediaEngine;
+  log: Logger;
+  /** Where recordings go and which files `play` may open. */
+  paths: MediaPaths;
+  /** Session admission (default: unlimited, for tests of the domain alone). */
+  limits?: QuotaLimits;
+}
+
+export class MediaCore {
+  readonly engine: MediaEngine;
+  readonly bus = new EventBus();
+  readonly rooms: RoomManager;
+  readonly quota: SessionQuota;
+  readonly sessions: SessionManager;
+  readonly calls: CallManager;
+
+  constructor(opts: CoreOptions) {
+    this.engine = opts.engine;
+    this.rooms = new RoomManager(this.bus);
+    this.quota = new SessionQuota(opts.limits ?? UNLIMITED);
+    this.sessions = new SessionManager(opts.engine, this.bus, this.rooms, opts.paths, opts.log, this.quota);
+    this.calls = new CallManager(this.sessions, this.bus, opts.log);
+  }
+
+  /**
+   * Ends every call, session and room (`term` as their reason). Front doors still connected hear
+   * each `hangup` and `destroyed`, so run this before closing them.
+   */
+  async stopAll(term: ErrorTerm): Promise<void> {
+    await this.calls.endAll(term);
+    await this.sessions.stopAll(term);
+    await this.rooms.destroyAll(term);
+  }
+
+  /** Detaches from the engine (after stopAll; the engine is closed by whoever made it). */
+  close(): void {
+    this.sessions.close();
+  }
+}
