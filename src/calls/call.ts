@@ -108,7 +108,6 @@ export interface CallOptions {
 export interface CallStartResult { call_id: string; session_id: string; answer?: SdpObject }
 
 const callKey = (id: string): SubscriptionKey => ({ class: 'media', subclass: 'call', type: '*', obj_id: id });
-const sessionKey = (id: string): SubscriptionKey => ({ class: 'media', subclass: 'session', type: '*', obj_id: id });
 
 function asApiError(err: unknown, fallback: ErrorTerm = 'session_failed'): ApiError {
   return err instanceof ApiError ? err : new ApiError(fallback);
@@ -127,12 +126,11 @@ export class Call {
   private ringTimer?: NodeJS.Timeout;
   private ringDeadline = 0;
   private lastFailure?: ApiError;
-  /** Receives the events of the call's media sessions. */
-  private readonly tap: Subscriber;
+  /** Listeners on the call's media sessions' domain events, by session id (to detach them). */
+  private readonly watching = new Map<string, () => void>();
 
   constructor(private readonly env: CallEnv, readonly opts: CallOptions) {
     this.id = opts.id;
-    this.tap = { id: `call-tap:${opts.id}`, user: '', admin: true, deliver: (e) => this.onSessionEvent(e) };
   }
 
   get callerUser(): string { return this.opts.callerUser; }
@@ -165,8 +163,7 @@ export class Call {
       stop_after_peer: false,
       ...this.trickleOptions(offer.sdp_type ?? 'webrtc'),
     };
-    this.watch(this.callerSessionId);
-    const created = this.env.sessions.create(req, who, this.callerSessionId, { user: this.callerUser, connId: party.id, subscriber: party });
+    const created = this.env.sessions.create(req, who, this.callerSessionId, { user: this.callerUser, connId: party.id, subscriber: party }, { onSession: (s) => this.watch(s) });
     this.callerSession = this.env.sessions.lookup(this.callerSessionId);
     // Until a callee accepts, nobody but the call answers or wires the call's sessions.
     this.callerSession?.lock(this, 'the call is ringing: its sessions are wired by the call until it is answered');
@@ -237,8 +234,7 @@ export class Call {
     };
     // Internal path: the leg may name the caller's session (another user's) as its master.
     const who: Caller = { user: owner.user, admin: true, connId: owner.connId };
-    this.watch(leg.id);
-    const created = this.env.sessions.create(req, who, leg.id, owner);
+    const created = this.env.sessions.create(req, who, leg.id, owner, { onSession: (s) => this.watch(s) });
     leg.session = this.env.sessions.lookup(leg.id);
     leg.session?.lock(this, 'the call has not been answered: accept it with the call\'s `accepted` command');
     void this.runLeg(leg, created);
@@ -563,33 +559,51 @@ export class Call {
     return e;
   }
 
-  private watch(sessionId: string): void { this.env.bus.subscribe(this.tap, sessionKey(sessionId)); }
-  private unwatch(sessionId: string): void { this.env.bus.unsubscribe(this.tap, sessionKey(sessionId)); }
+  /** Follows a media session of the call through its domain events (from before it starts). */
+  private watch(session: Session): void {
+    const sid = session.id;
+    const onAnswer = (answer: SdpObject) => this.onSessionEvent(sid, 'answer', { answer });
+    const onCandidate = (c: Record<string, unknown>) => this.onSessionEvent(sid, 'candidate', c);
+    const onEnd = () => this.onSessionEvent(sid, 'candidate_end', {});
+    const onStopped = () => this.onSessionEvent(sid, 'destroyed', {});
+    session.events.on('answer', onAnswer).on('candidate', onCandidate).on('candidateEnd', onEnd).on('stopped', onStopped);
+    this.watching.set(sid, () => {
+      session.events.off('answer', onAnswer).off('candidate', onCandidate).off('candidateEnd', onEnd).off('stopped', onStopped);
+    });
+  }
 
-  /** Events of the call's sessions: SDPs and candidates go to their party, ends end legs or the call. */
-  private onSessionEvent(e: EventData): void {
-    const sid = e.obj_id;
+  private unwatch(sessionId: string): void {
+    this.watching.get(sessionId)?.();
+    this.watching.delete(sessionId);
+  }
+
+  /**
+   * Events of the call's sessions: SDPs and candidates go to their party (as call events, in the
+   * body the session's own event has), ends end legs or the call.
+   */
+  private onSessionEvent(sid: string, type: 'answer' | 'candidate' | 'candidate_end' | 'destroyed', sessionBody: Record<string, unknown>): void {
     if (sid === this.callerSessionId) {
-      const body = { ...(e.body ?? {}), session_id: sid };
-      switch (e.type) {
+      const body = { ...sessionBody, session_id: sid };
+      switch (type) {
         case 'answer': this.direct(this.party, this.opts.eventsBody, 'answer', body); break;
-        case 'candidate': case 'candidate_end': if (!this.ended) this.direct(this.party, this.opts.eventsBody, e.type, body); break;
+        case 'candidate': case 'candidate_end': if (!this.ended) this.direct(this.party, this.opts.eventsBody, type, body); break;
         case 'destroyed': this.callerSessionGone(); break;
       }
       return;
     }
     const leg = this.legs.find((l) => l.id === sid);
     if (!leg) return;
-    switch (e.type) {
+    switch (type) {
       case 'candidate': case 'candidate_end': {
         const conn = leg.spec.conn;
         if (!conn || !(leg.pending || leg.state === 'accepting' || leg.state === 'accepted')) break;
-        const ev = this.callEvent(e.type, { ...(leg.eventsBody ?? {}), ...(e.body ?? {}), session_id: leg.id });
+        const ev = this.callEvent(type, { ...(leg.eventsBody ?? {}), ...sessionBody, session_id: leg.id });
         if (leg.held) leg.held.push(ev);
         else conn.deliver(ev);
         break;
       }
       case 'destroyed': this.legSessionGone(leg); break;
+      case 'answer': break;
     }
   }
 

@@ -93,9 +93,10 @@ export class SessionManager implements SessionRegistry {
 
   /**
    * Creates and starts a session. The caller has already subscribed its connection to the
-   * session's events under `id`, so it misses none (docs/API.md §5, `subscribe`).
+   * session's events under `id`, so it misses none (docs/API.md §5, `subscribe`); `onSession`
+   * gets the session object before it starts, to listen to its domain events.
    */
-  async create(req: CreateRequest, caller: Caller, id: string, owner: Owner): Promise<CreateResult> {
+  async create(req: CreateRequest, caller: Caller, id: string, owner: Owner, hooks: { onSession?(s: Session): void } = {}): Promise<CreateResult> {
     this.checkCreate(req, caller, id);
     const target = this.resolveType(req, caller);
     const kind = (req.offer ? req.offer.sdp_type : req.sdp_type) ?? 'webrtc';
@@ -104,6 +105,8 @@ export class SessionManager implements SessionRegistry {
     const session = new Session({ engine: this.engine, bus: this.bus, registry: this, rooms: this.rooms, paths: this.paths, log: this.log }, id, ++this.seq, req, owner);
     this.sessions.set(id, session);
     this.byTag.set(session.tag, session);
+    // Before it starts: whoever acts on its events misses none.
+    hooks.onSession?.(session);
     if (req.master_id !== undefined) session.linkMaster(this.getFor(req.master_id, caller, 'unknown_peer'));
     this.log.info({ session: id, type: req.type, role: session.role, user: caller.user }, 'session created');
     await session.start(target);

@@ -1,6 +1,7 @@
 // One media session: SDP sequencing for both roles, trickle ICE and server-side candidate
 // buffering, timers, master/slave links, the type's wiring and the session's events
 // (docs/API.md §5, §7, §8). It talks to media only through the engine interface.
+import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { ApiError, stopReason, type ErrorTerm } from '../protocol/errors.js';
 import { checkSdp, countCandidates, insertCandidates, stripCandidates, type CandidateInit } from '../protocol/sdp.js';
@@ -67,6 +68,18 @@ type State = 'starting' | 'wait_answer' | 'ready' | 'stopped';
 
 interface MuteState { audio: boolean; video: boolean; data: boolean }
 
+/** Domain events of a session (its `events` emitter). */
+export interface SessionEvents {
+  /** Our answer to the client's offer, or the client's answer to ours, is set. */
+  answer: [answer: SdpObject];
+  /** A candidate of ours for the client (trickle ICE). */
+  candidate: [candidate: Required<Pick<CandidateInit, 'candidate' | 'sdpMLineIndex'>> & { sdpMid: string }];
+  /** Our candidates are complete. */
+  candidateEnd: [];
+  /** The session stopped, and why (its elements are released). */
+  stopped: [reason: { code: number; reason: string }];
+}
+
 export class Session {
   readonly id: string;
   readonly tag: string;
@@ -116,6 +129,11 @@ export class Session {
   private lockKey?: object;
   private lockReason = '';
   private readonly mediaOut = new Map<MediaKind, 'up' | 'down'>();
+  /**
+   * The session's domain events, for the layers that act on them (calls, the SIP gateway):
+   * typed, in the domain's terms. Front doors translate them to their own wire.
+   */
+  readonly events = new EventEmitter<SessionEvents>();
 
   constructor(
     private readonly env: SessionEnv,
@@ -218,6 +236,8 @@ export class Session {
     this.player = undefined;
     await Promise.all(elements.map((e) => this.env.engine.release(e).catch(() => undefined)));
     this.emit('destroyed', { ...this.stopReason });
+    this.events.emit('stopped', { ...this.stopReason });
+    this.events.removeAllListeners();
     this.env.bus.removeForObject(this.id);
   }
 
@@ -391,6 +411,7 @@ export class Session {
       master.setAnswer(answer).catch((err) => void master.failWith(err));
     } else {
       this.emit('answer', { answer });
+      this.events.emit('answer', answer);
     }
     await this.applyType();
   }
@@ -422,8 +443,13 @@ export class Session {
   }
 
   private emitBackendCandidate(c: CandidateInit | 'end'): void {
-    if (c === 'end') this.emit('candidate_end', {});
-    else this.emit('candidate', { sdpMid: c.sdpMid ?? '', sdpMLineIndex: c.sdpMLineIndex, candidate: c.candidate });
+    if (c === 'end') {
+      this.emit('candidate_end', {});
+      this.events.emit('candidateEnd');
+    } else {
+      this.emit('candidate', { sdpMid: c.sdpMid ?? '', sdpMLineIndex: c.sdpMLineIndex, candidate: c.candidate });
+      this.events.emit('candidate', { sdpMid: c.sdpMid ?? '', sdpMLineIndex: c.sdpMLineIndex, candidate: c.candidate });
+    }
   }
 
   // ---- engine events -------------------------------------------------------------------------
