@@ -3,6 +3,7 @@
 // to accept gets `set_answer` and is switched to `bridge` with the caller's session; every other
 // leg is cancelled. The call ends when its caller or answering callee goes, hangs up, or when no
 // leg can answer (all declined, ring time over); its sessions end with it.
+import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { ApiError, stopReason, type ErrorTerm } from '../protocol/errors.js';
 import { checkWebRtcSdp } from '../protocol/sdp.js';
@@ -113,6 +114,16 @@ function asApiError(err: unknown, fallback: ErrorTerm = 'session_failed'): ApiEr
   return err instanceof ApiError ? err : new ApiError(fallback);
 }
 
+/** Domain events of a call (its `events` emitter). */
+export interface CallEvents {
+  /** A callee is being alerted (its `callee` description, if it gave one). */
+  ringing: [callee: Record<string, unknown>];
+  /** A callee answered: the caller's session has the answer. */
+  accepted: [callee: Record<string, unknown>];
+  /** The call ended, and why. */
+  hangup: [reason: Reason];
+}
+
 export class Call {
   readonly id: string;
   state: CallState = 'ringing';
@@ -126,6 +137,8 @@ export class Call {
   private ringTimer?: NodeJS.Timeout;
   private ringDeadline = 0;
   private lastFailure?: ApiError;
+  /** The call's domain events, for layers that act on them (the SIP gateway for a phone's call). */
+  readonly events = new EventEmitter<CallEvents>();
   /** Listeners on the call's media sessions' domain events, by session id (to detach them). */
   private readonly watching = new Map<string, () => void>();
 
@@ -335,6 +348,7 @@ export class Call {
     leg.state = 'ringing';
     if (callee) leg.callee = callee;
     this.publish('ringing', this.calleeBody(leg));
+    this.events.emit('ringing', leg.callee ?? {});
   }
 
   /** The leg's callee answers: its session gets the answer and is bridged with the caller's. */
@@ -382,6 +396,7 @@ export class Call {
     this.answerTime = Date.now();
     this.env.log.info({ call: this.id, leg: leg.id, user: leg.spec.user || leg.spec.target }, 'call answered');
     this.publish('accepted', this.calleeBody(leg));
+    this.events.emit('accepted', leg.callee ?? {});
   }
 
   /** The leg's callee declines (or its invite was refused). */
@@ -438,6 +453,8 @@ export class Call {
       else if (leg.state === 'accepting' || leg.state === 'accepted') this.finishLeg(leg, 'ended', reason, { tell: !leg.subscribed, unsubscribe: false });
     }
     this.publish('hangup', { ...reason });
+    this.events.emit('hangup', { ...reason });
+    this.events.removeAllListeners();
     this.env.bus.removeForObject(this.id);
     // Legs first, so that they stop with the call's reason rather than their master's.
     const sessions = [...this.legs.map((l) => l.session), this.callerSession];

@@ -135,7 +135,8 @@ export class CallManager {
    * the caller's session is created with its offer, then every destination is rung. Resolves
    * with the call id and the caller's session id (and our answer, with `wait_reply`).
    */
-  async create(req: CallCreateRequest, party: Subscriber, who: Caller): Promise<CallStartResult> {
+  /** Places a call; `onCall` gets the Call before it starts ringing, to follow its domain events. */
+  async create(req: CallCreateRequest, party: Subscriber, who: Caller, hooks: { onCall?(call: Call): void } = {}): Promise<CallStartResult> {
     if (req.backend !== undefined && req.backend !== BACKEND) throw new ApiError('unknown_backend');
     const id = req.call_id ?? `call-${randomUUID()}`;
     if (this.calls.has(id)) throw new ApiError('call_already_exists');
@@ -163,6 +164,7 @@ export class CallManager {
       sdpType: req.sdp_type ?? 'webrtc',
     });
     this.calls.set(id, call);
+    hooks.onCall?.(call);
     return call.start(specs, req.offer, who, req.subscribe !== false, req.wait_reply === true);
   }
 

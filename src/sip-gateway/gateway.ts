@@ -8,8 +8,8 @@ import { ApiError, toApiError } from '../protocol/errors.js';
 import type { SessionManager } from '../sessions/manager.js';
 import type { Session } from '../sessions/session.js';
 import type { CallManager } from '../calls/manager.js';
+import type { Call } from '../calls/call.js';
 import type { CallDestinationDriver, LegControl, OutgoingLeg } from '../calls/types.js';
-import type { EventData } from '../events/bus.js';
 import type { Config } from '../config.js';
 import { systemUser } from '../util/principals.js';
 
@@ -117,8 +117,8 @@ export class SipGateway implements CallDestinationDriver {
     const caller = { user: SIP_USER, admin: false, connId: owner.connId };
     const base = { type, session_meta: { sip_call_id: call.callId, sip_from: call.from.uri } };
     const reply = call.offer !== undefined
-      ? await this.sessions.create({ ...base, offer: { sdp: call.offer, sdp_type: 'rtp' }, wait_reply: true } as never, caller, id, owner)
-      : await this.sessions.create({ ...base, sdp_type: 'rtp', wait_reply: true } as never, caller, id, owner);
+      ? await this.sessions.create({ ...base, offer: { sdp: call.offer, sdp_type: 'rtp' }, wait_reply: true }, caller, id, owner)
+      : await this.sessions.create({ ...base, sdp_type: 'rtp', wait_reply: true }, caller, id, owner);
     const session = this.sessions.lookup(reply.session_id)!;
     this.tie(call, session);
     const ourSdp = (reply.answer ?? reply.offer)!.sdp;
@@ -176,18 +176,17 @@ export class SipGateway implements CallDestinationDriver {
       if (answered) void call.bye().catch(() => undefined);
       else { const r = failureResponse(code); call.reject(r.code, r.reason); }
     };
-    const party = {
-      id: partyId,
-      user: SIP_USER,
-      admin: false,
-      deliver: (ev: EventData): void => {
-        if (ev.class !== 'media' || ev.subclass !== 'call' || ev.obj_id !== callId) return;
-        if (ev.type === 'ringing') call.ringing();
-        else if (ev.type === 'accepted' && answer && !answered && !finished) {
-          answered = true;
-          call.accept(answer).catch(() => { if (callId) void this.calls.hangup(callId, 'SIP: no ACK'); });
-        } else if (ev.type === 'hangup') finish(Number((ev.body as { code?: number } | undefined)?.code ?? 0));
-      },
+    // The phone is the call's party: it follows the call through its domain events, not as a
+    // connection receiving the API's wire events.
+    const party = { id: partyId, user: SIP_USER, admin: false, deliver: (): void => undefined };
+    const follow = (c: Call): void => {
+      c.events.on('ringing', () => call.ringing());
+      c.events.on('accepted', () => {
+        if (!answer || answered || finished) return;
+        answered = true;
+        call.accept(answer).catch(() => { if (callId) void this.calls.hangup(callId, 'SIP: no ACK'); });
+      });
+      c.events.on('hangup', (reason) => finish(reason.code));
     };
     call.once('cancel', () => { finished = true; if (callId) void this.calls.hangup(callId, 'SIP CANCEL'); });
     call.once('ended', () => { if (!finished && callId) { finished = true; void this.calls.hangup(callId, 'SIP BYE'); } });
@@ -203,7 +202,7 @@ export class SipGateway implements CallDestinationDriver {
       offer: { sdp: call.offer, sdp_type: 'rtp' },
       wait_reply: true,
       caller: { sip_from: call.from.uri, ...(call.from.display ? { display: call.from.display } : {}) },
-    } as never, party, { user: SIP_USER, admin: false, connId: partyId });
+    }, party, { user: SIP_USER, admin: false, connId: partyId }, { onCall: follow });
     callId = result.call_id;
     answer = result.answer?.sdp;
     call.ringing();
