@@ -148,28 +148,78 @@ describe('malformed frames', () => {
     await stillWorks(s);
   });
 
-  it('unknown class, subclass or cmd is unknown_command (100042) naming the command', async () => {
+  it('unknown class, subclass or cmd is an error naming the command (unknown_command or not_implemented)', async () => {
     const s = await open(server, 'alice');
-    const cases: [string, string | undefined, string, string][] = [
-      ['nope', 'session', 'create', 'nope/session/create'],
-      ['media', 'nope', 'create', 'media/nope/create'],
-      ['media', 'session', 'frobnicate', 'media/session/frobnicate'],
-      ['media', undefined, 'create', 'media/core/create'],
-      ['core', undefined, 'login', 'core/core/login'],
-      ['core', 'event', 'publish', 'core/event/publish'],
-      ['event', undefined, 'x', 'event/core/x'],
+    // not_implemented where the original answered so: anything under `media` but its session
+    // and call APIs (docs/API.md §2 "Errors").
+    const cases: [string, string | undefined, string, string, number][] = [
+      ['nope', 'session', 'create', 'nope/session/create', 100042],
+      ['media', 'nope', 'create', 'media/nope/create', 100006],
+      ['media', 'session', 'frobnicate', 'media/session/frobnicate', 100042],
+      ['media', undefined, 'create', 'media/core/create', 100006],
+      ['core', undefined, 'login', 'core/core/login', 100042],
+      ['core', 'event', 'publish', 'core/event/publish', 100042],
+      ['event', undefined, 'x', 'event/core/x', 100042],
       // Names every plain object inherits: never commands.
-      ['media', 'session', 'constructor', 'media/session/constructor'],
-      ['media', 'session', '__proto__', 'media/session/__proto__'],
-      ['core', 'constructor', 'keys', 'core/constructor/keys'],
-      ['media', 'constructor', 'assign', 'media/constructor/assign'],
-      ['constructor', 'prototype', 'constructor', 'constructor/prototype/constructor'],
-      ['__proto__', 'session', 'get_list', '__proto__/session/get_list'],
+      ['media', 'session', 'constructor', 'media/session/constructor', 100042],
+      ['media', 'session', '__proto__', 'media/session/__proto__', 100042],
+      ['core', 'constructor', 'keys', 'core/constructor/keys', 100042],
+      ['media', 'constructor', 'assign', 'media/constructor/assign', 100006],
+      ['constructor', 'prototype', 'constructor', 'constructor/prototype/constructor', 100042],
+      ['__proto__', 'session', 'get_list', '__proto__/session/get_list', 100042],
     ];
-    for (const [cls, subclass, cmd, name] of cases) {
+    for (const [cls, subclass, cmd, name, code] of cases) {
       const r = await s.request(cls, subclass, cmd, {});
-      assertError(r, 100042, `Unknown command '${name}'`);
+      assertError(r, code, code === 100042 ? `Unknown command '${name}'` : `Not implemented: ${name}`);
     }
+    await stillWorks(s);
+  });
+
+  it('unknown and retired commands get, per class and subclass, what the original answered', async () => {
+    const s = await open(server, 'alice');
+    const unknown = (name: string) => [100042, `Unknown command '${name}'`] as const;
+    const notImplemented = (text: string) => [100006, `Not implemented: ${text}`] as const;
+    const cases: [string, string, string, Record<string, unknown>, readonly [number, string]][] = [
+      // core: the original's core API named any command it lacked.
+      ['core', 'event', 'publish', {}, unknown('core/event/publish')],
+      ['core', 'user', 'frobnicate', {}, unknown('core/user/frobnicate')],
+      ['core', 'session', 'frobnicate', {}, unknown('core/session/frobnicate')],
+      // media/session: unknown and most retired names (Sept 2016 `start_record`, `media`, …) too…
+      ['media', 'session', 'frobnicate', {}, unknown('media/session/frobnicate')],
+      ['media', 'session', 'start_record', { session_id: 'x' }, unknown('media/session/start_record')],
+      ['media', 'session', 'media', { session_id: 'x' }, unknown('media/session/media')],
+      ['media', 'session', 'candidate', { session_id: 'x' }, unknown('media/session/candidate')],
+      // …but room_action and the retired pause_record / resume_record reached the backend,
+      // which did not implement them (for a session you have; else session_not_found).
+      ['media', 'session', 'pause_record', { session_id: 'nope' }, [100062, 'Session not found']],
+      ['media', 'session', 'resume_record', {}, [100045, 'Missing field: session_id']],
+      ['media', 'session', 'room_action', { session_id: 'nope' }, [100062, 'Session not found']],
+      // media/call: the call API named unknown commands, the retired 2016 names among them.
+      ['media', 'call', 'frobnicate', {}, unknown('media/call/frobnicate')],
+      ['media', 'call', 'start', { callee: 'bob' }, unknown('media/call/start')],
+      ['media', 'call', 'answered', { call_id: 'x' }, unknown('media/call/answered')],
+      // media/room: nothing claimed a command the room API lacked → not implemented
+      // (the original's message log among them).
+      ['media', 'room', 'frobnicate', {}, notImplemented('media/room/frobnicate')],
+      ['media', 'room', 'msglog_send', { room_id: 'x', msg: {} }, notImplemented('media/room/msglog_send')],
+      ['media', 'room', 'get_status', { room_id: 'x' }, notImplemented('media/room/get_status')],
+      // Any other media subclass, ours (kurento) included.
+      ['media', 'kurento', 'frobnicate', {}, notImplemented('media/kurento/frobnicate')],
+      ['media', 'conf', 'create', {}, notImplemented('media/conf/create')],
+    ];
+    for (const [cls, subclass, cmd, data, [code, text]] of cases) {
+      const r = await s.request(cls, subclass, cmd, data);
+      assertError(r, code, text);
+    }
+    // With a session of yours, the retired recorder commands are not implemented.
+    const created = await s.request('media', 'session', 'create', { type: 'park' });
+    assert.equal(created.result, 'ok', JSON.stringify(created));
+    const id = created.data.session_id as string;
+    for (const cmd of ['pause_record', 'resume_record']) {
+      assertError(await s.request('media', 'session', cmd, { session_id: id }), 100006, `Not implemented: ${cmd} (retired: use recorder_action)`);
+    }
+    assertError(await s.request('media', 'session', 'room_action', { session_id: id }), 100006, 'Not implemented: room_action');
+    assert.equal((await s.request('media', 'session', 'destroy', { session_id: id })).result, 'ok');
     await stillWorks(s);
   });
 

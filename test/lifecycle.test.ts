@@ -113,6 +113,29 @@ describe('timers and failures', () => {
     await peer.close();
   });
 
+  it('a creator whose wait_reply fails sees the whole life cycle: created ... destroyed with the reason', async () => {
+    // Its own connection, subscribed to nothing but what create subscribes it to.
+    const creator = await connectClient(server, 'alice');
+    const seen: EventData[] = [];
+    creator.onEvent((e) => seen.push(e));
+    const peer = new TestPeer();
+    try {
+      const offer = await peer.makeOffer();
+      const id = `failing-reply-${Date.now()}`;
+      await rejects(creator.createSession({ type: 'park', session_id: id, offer: { sdp: offer.sdp, trickle_ice: true }, no_offer_trickle_ice: true, trickle_ice_timeout: 200, wait_reply: true }), 300014);
+      const destroyed = await eventually(() => seen.find((e) => e.obj_id === id && e.type === 'destroyed'), 3000, 'destroyed for the creator');
+      assert.deepEqual(destroyed.body, { code: 300014, reason: 'No ICE candidates' });
+      const types = seen.filter((e) => e.obj_id === id).map((e) => e.type);
+      assert.equal(types[0], 'created');
+      assert.equal(types.at(-1), 'destroyed');
+      // The subscription create made went with the session.
+      assert.ok(!(await creator.request('core', 'event', 'get_subscriptions')).some((s: { obj_id?: string }) => s.obj_id === id));
+    } finally {
+      await peer.close();
+      await creator.close();
+    }
+  });
+
   it('get_offer waits for the SDP and fails with the stop reason when the session dies', async () => {
     const s = await alice.createSession({ type: 'park', wait_timeout: 1, no_offer_trickle_ice: true, trickle_ice_timeout: 5000 });
     const offer = await alice.getOffer(s.session_id);

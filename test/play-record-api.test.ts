@@ -83,6 +83,38 @@ describe('play', () => {
     await alice.destroySession(id);
     await peer.close();
   });
+
+  it('mute_audio / mute_video choose which of the file\'s media reach the client (at create and by update_media)', async () => {
+    const clip = join(media, 'clip.webm');
+    const { id, peer } = await connectParked(alice, { type: 'play', uri: clip, loops: 0, mute_video: true });
+    try {
+      await eventually(() => peer.received.audio > 30, 8000, 'audio from the player');
+      assert.equal(peer.received.video, 0, 'mute_video at create: no video');
+      await alice.updateMedia(id, { mute_video: false });
+      await eventually(() => peer.received.video > 20, 5000, 'video once unmuted');
+      await alice.updateMedia(id, { mute_audio: true });
+      await new Promise((r) => setTimeout(r, 300));
+      const a = peer.received.audio;
+      const v = peer.received.video;
+      await new Promise((r) => setTimeout(r, 700));
+      assert.ok(peer.received.audio - a <= 1, `mute_audio: no audio (${peer.received.audio - a} packets)`);
+      assert.ok(peer.received.video > v + 5, 'video goes on while audio is muted');
+      await alice.updateMedia(id, { mute_audio: false });
+      await eventually(() => peer.received.audio > a + 20, 5000, 'audio once unmuted');
+      // A new player (player_action start) keeps the session's mutes.
+      await alice.updateMedia(id, { mute_video: true });
+      await alice.session('player_action', { session_id: id, action: 'start', uri: clip });
+      await new Promise((r) => setTimeout(r, 300));
+      const v2 = peer.received.video;
+      const a2 = peer.received.audio;
+      await new Promise((r) => setTimeout(r, 700));
+      assert.ok(peer.received.video - v2 <= 1, `mute_video kept across a restart (${peer.received.video - v2} packets)`);
+      assert.ok(peer.received.audio > a2 + 10, 'audio from the new player');
+    } finally {
+      await alice.destroySession(id);
+      await peer.close();
+    }
+  });
 });
 
 describe('recording', () => {

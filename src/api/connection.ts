@@ -20,6 +20,17 @@ const HANDLERS: Record<string, Record<string, Record<string, Handler>>> = {
   media: { session: sessionCommands, room: roomCommands, call: callCommands, kurento: kurentoCommands },
 };
 
+/**
+ * The answer to a command this server does not have (docs/API.md §2 "Errors"), as the
+ * original's: its core, session and call APIs each named the command they did not know
+ * (`unknown_command`); anything else under `media` (a room command, another subclass) fell
+ * through to its last resort, `not_implemented`. A class unknown here is an unknown command.
+ */
+function missingCommand(cls: string, subclass: string, name: string): ApiError {
+  const named = cls !== 'media' || subclass === 'session' || subclass === 'call';
+  return new ApiError(named ? 'unknown_command' : 'not_implemented', name);
+}
+
 /** A table entry by the client's name: own keys only (no `constructor`, `__proto__`...). */
 function own<T>(table: Record<string, T> | undefined, key: string): T | undefined {
   return table !== undefined && Object.hasOwn(table, key) ? table[key] : undefined;
@@ -209,7 +220,7 @@ export class ApiConnection implements ConnectionHandle, CallConnection {
     if (req.class === 'core' && subclass === 'user' && req.cmd === 'login') return this.doLogin(req.data);
     const handler = own(own(own(HANDLERS, req.class), subclass), req.cmd);
     if (!this.identity) throw new ApiError('not_authenticated');
-    if (!handler) throw new ApiError('unknown_command', name);
+    if (!handler) throw missingCommand(req.class, subclass, name);
     const ctx: CommandContext = { conn: this, services: this.services, tid: req.tid, caller: { user: this.user, admin: this.admin, connId: this.id } };
     return handler(ctx, req.data);
   }

@@ -24,6 +24,8 @@ const create: Handler = async (ctx, data) => {
   try {
     return await sessions.create(req, ctx.caller, id, { user: ctx.caller.user, connId: ctx.conn.id, subscriber: ctx.conn });
   } catch (err) {
+    // A session that started has sent `destroyed` by now (SessionManager.create waits for it)
+    // and its stop dropped this subscription; one that never started leaves it to us.
     if (!sessions.lookup(id)) bus.unsubscribe(ctx.conn, key);
     throw err;
   }
@@ -133,6 +135,9 @@ export const sessionCommands: Record<string, Handler> = {
   player_action: playerAction,
   // MCU layouts belong to other backends; the Kurento backend never had them.
   room_action: notYet('room_action', roomActionSchema, 'room_action'),
+  // Retired (Sept 2016) names the original still passed to the backend, which lacked them.
+  pause_record: notYet('pause_record', sessionIdOnly, 'pause_record (retired: use recorder_action)'),
+  resume_record: notYet('resume_record', sessionIdOnly, 'resume_record (retired: use recorder_action)'),
   set_candidate: setCandidate,
   set_candidate_end: setCandidateEnd,
   get_info: getInfo,

@@ -110,7 +110,11 @@ export class SessionManager implements SessionRegistry {
     if (req.master_id !== undefined) session.linkMaster(this.getFor(req.master_id, caller, 'unknown_peer'));
     this.log.info({ session: id, type: req.type, role: session.role, user: caller.user }, 'session created');
     await session.start(target);
-    if (session.isStopped) throw session.stopError ?? new ApiError('session_failed');
+    if (session.isStopped) {
+      // Fails only once `destroyed` is out: the creator's subscription must outlive it.
+      await session.whenDestroyed;
+      throw session.stopError ?? new ApiError('session_failed');
+    }
     // Publish and listen replies name their room (docs/API.md §5).
     const room = session.room ? { room_id: session.room.id } : {};
     if (!req.wait_reply) return { session_id: id, ...room };
@@ -120,6 +124,9 @@ export class SessionManager implements SessionRegistry {
       // The original stops a session whose wait_reply failed, and fails the request with it.
       const e = err instanceof ApiError ? err : new ApiError('session_failed');
       await session.stop(e.term, e.detail);
+      // The session may have stopped itself (no_ice_candidates) and still be releasing: the
+      // creator's subscription is dropped after this throw, so it must have seen `destroyed`.
+      await session.whenDestroyed;
       throw e;
     }
   }

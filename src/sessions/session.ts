@@ -122,6 +122,7 @@ export class Session {
   private readonly offerReady: Deferred<SdpObject> = deferred();
   private readonly answerReady: Deferred<SdpObject> = deferred();
   private readonly stopped: Deferred<void> = deferred();
+  private readonly destroyed: Deferred<void> = deferred();
   private readonly queue = new SerialQueue();
   private connection: ConnectionState = 'new';
   private readonly mediaIn = new Map<MediaKind, 'up' | 'down'>();
@@ -159,6 +160,8 @@ export class Session {
   }
   /** Resolves once the session has stopped (whatever stopped it). */
   get whenStopped(): Promise<void> { return this.stopped.promise; }
+  /** Resolves once the stop is complete: elements released, `destroyed` sent to subscribers. */
+  get whenDestroyed(): Promise<void> { return this.destroyed.promise; }
   /** Plain RTP (SIP) or WebRTC: fixed by the offer, or by `sdp_type` when we offer. */
   get sdpType(): 'webrtc' | 'rtp' { return (this.role === 'offeree' ? this.opts.offer?.sdp_type : this.opts.sdp_type) ?? 'webrtc'; }
   get stopAfterPeer(): boolean { return this.opts.stop_after_peer ?? true; }
@@ -236,6 +239,7 @@ export class Session {
     this.player = undefined;
     await Promise.all(elements.map((e) => this.env.engine.release(e).catch(() => undefined)));
     this.emit('destroyed', { ...this.stopReason });
+    this.destroyed.resolve();
     this.events.emit('stopped', { ...this.stopReason });
     this.events.removeAllListeners();
     this.env.bus.removeForObject(this.id);
@@ -531,7 +535,7 @@ export class Session {
     else if (this.type === 'bridge') peer = this.env.registry.lookup(String(this.typeExt.peer_id));
     else if (this.type === 'listen') peer = this.env.registry.lookup(String(this.typeExt.publisher_id));
     else if (this.type === 'play') source = this.player;
-    let kinds: MediaKind[] = [...MEDIA_KINDS];
+    let kinds: MediaKind[] = this.type === 'play' ? this.playKinds() : [...MEDIA_KINDS];
     if (peer) {
       source = peer.proxy;
       // Known only now when the peer's answer came after the switch: say so, keep the audio.
@@ -545,10 +549,22 @@ export class Session {
     this.emit('type', { type: this.type, ...this.typeExt });
   }
 
+  /** What a player sends the client: its audio and video unless muted (as the original). */
+  private playKinds(): MediaKind[] {
+    return MEDIA_KINDS.filter((k) => k === 'data' || !this.mute[k]);
+  }
+
   private async setDownlink(source: ElementId | undefined, kinds: MediaKind[]): Promise<void> {
     const ep = this.endpoint;
     if (!ep) return;
     if (this.downSource === source && this.downKinds.join() === kinds.join()) return;
+    if (source && this.downSource === source) {
+      // Same source, other media (a play mute): only those change, the rest flows on.
+      for (const k of this.downKinds) if (!kinds.includes(k)) await this.env.engine.disconnect(source, ep, k);
+      for (const k of kinds) if (!this.downKinds.includes(k)) await this.env.engine.connect(source, ep, k);
+      this.downKinds = kinds;
+      return;
+    }
     if (this.downSource) await this.env.engine.disconnect(this.downSource, ep);
     this.downSource = source;
     this.downKinds = kinds;
@@ -707,6 +723,8 @@ export class Session {
       if (update.mute_video !== undefined) this.mute.video = update.mute_video;
       if (update.mute_data !== undefined) this.mute.data = update.mute_data;
       await this.applyUplink();
+      // A play session's mutes also choose which of the file's media reach the client.
+      if (this.type === 'play' && this.answer && this.player) await this.setDownlink(this.player, this.playKinds());
       if (update.bitrate !== undefined) {
         this.bitrate = update.bitrate;
         if (this.endpoint) await this.env.engine.setMaxBitrate(this.endpoint, update.bitrate === 0 ? null : update.bitrate);
