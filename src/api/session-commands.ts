@@ -80,7 +80,7 @@ const playerAction: Handler = async (ctx, data) => {
   const s = ctx.services.sessions.getFor(req.session_id, ctx.caller);
   // `start` is set_type play (docs/API.md §5.7), with the current URI when none is given.
   const start = () => {
-    const uri = req.uri ?? (s.type === 'play' ? String(s.typeExt.uri) : undefined);
+    const uri = req.uri ?? (s.typeState.type === 'play' ? s.typeState.uri : undefined);
     return s.setType(ctx.services.sessions.resolveType({ type: 'play', uri, loops: req.loops }, ctx.caller));
   };
   return s.playerAction(req.action ?? 'get_actions', req, start);

@@ -19,6 +19,7 @@ import { recordingTarget, type MediaPaths } from './media-paths.js';
 import { deferred, SerialQueue, withTimeout, type Deferred } from '../util/deferred.js';
 import { displayUser } from '../util/principals.js';
 import type { Charge } from './quota.js';
+import { typeExtOf, type TypeState } from './type-state.js';
 
 export const BACKEND = 'nkmedia_kms';
 /** How long get_offer/get_answer/wait_reply wait for an SDP that is not buffered (docs/API.md §5). */
@@ -85,8 +86,11 @@ export class Session {
   readonly tag: string;
   readonly role: Role;
   readonly owner: Owner;
-  type: SessionType = 'park';
-  typeExt: Record<string, unknown> = {};
+  /** What the session is (its type) and what that type points at: one of the shapes of TypeState. */
+  typeState: TypeState = { type: 'park' };
+  get type(): SessionType { return this.typeState.type; }
+  /** The type's fields as the wire names them (`type_ext`). */
+  get typeExt(): Record<string, unknown> { return typeExtOf(this.typeState); }
   state: State = 'starting';
   offer?: SdpObject;
   answer?: SdpObject;
@@ -491,7 +495,7 @@ export class Session {
       case 'player_loop':
         // As the original: a finite play announces the loops it has left as a type change.
         if (ev.elementId === this.player && ev.loops_left !== null) {
-          this.typeExt = { ...this.typeExt, loops: ev.loops_left };
+          if (this.typeState.type === 'play') this.typeState = { ...this.typeState, loops: ev.loops_left };
           this.emit('type', { type: this.type, ...this.typeExt });
         }
         break;
@@ -532,8 +536,8 @@ export class Session {
     let source: ElementId | undefined;
     let peer: Session | undefined;
     if (this.type === 'echo') source = this.proxy;
-    else if (this.type === 'bridge') peer = this.env.registry.lookup(String(this.typeExt.peer_id));
-    else if (this.type === 'listen') peer = this.env.registry.lookup(String(this.typeExt.publisher_id));
+    else if (this.typeState.type === 'bridge') peer = this.env.registry.lookup(this.typeState.peer);
+    else if (this.typeState.type === 'listen') peer = this.env.registry.lookup(this.typeState.publisher);
     else if (this.type === 'play') source = this.player;
     let kinds: MediaKind[] = this.type === 'play' ? this.playKinds() : [...MEDIA_KINDS];
     if (peer) {
@@ -599,8 +603,8 @@ export class Session {
 
   /** The room this session publishes or listens in, if any. */
   get room(): Room | undefined {
-    const id = this.typeExt.room_id;
-    return (this.type === 'publish' || this.type === 'listen') && typeof id === 'string' ? this.env.rooms.lookup(id) : undefined;
+    const t = this.typeState;
+    return t.type === 'publish' || t.type === 'listen' ? this.env.rooms.lookup(t.room) : undefined;
   }
 
   get userId(): string { return this.owner.user; }
@@ -609,18 +613,19 @@ export class Session {
    * Leaves the current type fully (docs/API.md §5.1): a bridge peer is told (§8); a room loses this member, and a leaving publisher's listeners stop.
    */
   private leaveType(): void {
-    if (this.type === 'bridge') {
-      const peer = this.env.registry.lookup(String(this.typeExt.peer_id));
-      this.typeExt = {};
+    const t = this.typeState;
+    if (t.type === 'bridge') {
+      const peer = this.env.registry.lookup(t.peer);
+      this.typeState = { type: 'park' };
       void peer?.bridgeStopped(this.id);
-    } else if (this.type === 'publish' || this.type === 'listen') {
+    } else if (t.type === 'publish' || t.type === 'listen') {
       const room = this.room;
-      this.typeExt = {};
+      this.typeState = { type: 'park' };
       room?.removeMember(this);
-    } else if (this.type === 'play' && this.player) {
+    } else if (t.type === 'play' && this.player) {
       const player = this.player;
       this.player = undefined;
-      this.typeExt = {};
+      this.typeState = { type: 'park' };
       void this.env.engine.release(player).catch(() => undefined);
     }
   }
@@ -628,18 +633,16 @@ export class Session {
   /** Another session bridges with this one: this one leaves its type and hears that one. */
   async enterBridge(other: Session): Promise<void> {
     if (this.isStopped) return;
-    if (!(this.type === 'bridge' && this.typeExt.peer_id === other.id)) this.leaveType();
-    this.type = 'bridge';
-    this.typeExt = { peer_id: other.id };
+    if (!this.bridgedWith(other.id)) this.leaveType();
+    this.typeState = { type: 'bridge', peer: other.id };
     await this.applyType();
   }
 
   /** Our bridge peer left: park (and say so), or stop with bridge_stop. */
   private async bridgeStopped(peerId: string): Promise<void> {
-    if (this.isStopped || this.type !== 'bridge' || this.typeExt.peer_id !== peerId) return;
+    if (this.isStopped || !this.bridgedWith(peerId)) return;
     if (this.stopAfterPeer) { await this.stop('bridge_stop'); return; }
-    this.type = 'park';
-    this.typeExt = {};
+    this.typeState = { type: 'park' };
     await this.applyType();
   }
 
@@ -652,9 +655,8 @@ export class Session {
       if (peer === this) throw new ApiError('invalid_value', 'peer_id: a session cannot bridge with itself');
       peer.assertUnlocked(key);
       await this.assertVideoCompatible(peer);
-      if (!(this.type === 'bridge' && this.typeExt.peer_id === peer.id)) this.leaveType();
-      this.type = 'bridge';
-      this.typeExt = { peer_id: peer.id };
+      if (!this.bridgedWith(peer.id)) this.leaveType();
+      this.typeState = { type: 'bridge', peer: peer.id };
       await peer.enterBridge(this);
       return;
     }
@@ -663,8 +665,7 @@ export class Session {
       const existing = target.roomId !== undefined ? this.env.rooms.get(target.roomId) : undefined;
       this.leaveType();
       const room = existing ?? this.env.rooms.create({ class: 'sfu' }, this.owner.user);
-      this.type = 'publish';
-      this.typeExt = { room_id: room.id };
+      this.typeState = { type: 'publish', room: room.id };
       room.addMember(this, 'publisher');
       const roomBitrate = room.opts.bitrate;
       if (this.bitrate === undefined && roomBitrate && this.endpoint) await this.env.engine.setMaxBitrate(this.endpoint, roomBitrate);
@@ -677,8 +678,7 @@ export class Session {
       if (publisher === this) throw new ApiError('invalid_publisher');
       await this.assertVideoCompatible(publisher);
       this.leaveType();
-      this.type = 'listen';
-      this.typeExt = { room_id: room.id, publisher_id: publisher.id };
+      this.typeState = { type: 'listen', room: room.id, publisher: publisher.id };
       room.addMember(this, 'listener', publisher.id);
       return;
     }
@@ -695,14 +695,17 @@ export class Session {
       }
       this.leaveType();
       this.player = player;
-      this.type = 'play';
-      this.typeExt = { uri, loops };
+      this.typeState = { type: 'play', uri, loops };
       return;
     }
     if (type !== 'park' && type !== 'echo') throw new ApiError('not_implemented', `type "${type}"`);
     this.leaveType();
-    this.type = type;
-    this.typeExt = {};
+    this.typeState = { type };
+  }
+
+  /** Whether this session is bridged with `peerId`. */
+  private bridgedWith(peerId: string): boolean {
+    return this.typeState.type === 'bridge' && this.typeState.peer === peerId;
   }
 
   /** `set_type`: tear the old wiring down, connect the new one; no SDP renegotiation. */
