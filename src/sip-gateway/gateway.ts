@@ -160,7 +160,7 @@ export class SipGateway implements CallDestinationDriver {
   }
 
   /**
-   * A call to a user's API connections (issue 7): the phone is the caller. It hears ringing
+   * A call to a user's API connections (docs/API.md §12): the phone is the caller. It hears ringing
    * while they ring, gets its 200 when one accepts, a failure response otherwise.
    */
   private async toUser(call: IncomingCall, user: string): Promise<void> {
