@@ -146,7 +146,7 @@ describe('offeree: the client offers, we answer', () => {
     assert.equal(tc.engine.liveCount, 0);
   });
 
-  it('no_resources when the endpoint is created is out_of_resources too', { todo: 'Session.start wraps create*Endpoint in own(), not engineCall(): an engine that refuses at creation (a remote one) gives session_failed' }, async () => {
+  it('no_resources when the endpoint is created is out_of_resources too', async () => {
     const tc = core();
     tc.engine.failNext('createWebRtcEndpoint', new EngineError('no_resources', 'no UDP port left'));
     await assert.rejects(tc.offeree(tc.conn('alice')), term('out_of_resources'));

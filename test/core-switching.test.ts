@@ -338,9 +338,7 @@ describe('recording (§5.6)', () => {
 });
 
 describe('recording races', () => {
-  it('a recorder start racing the session\'s stop fails with the stop, not an engine error', {
-    todo: 'Session.recorderAction connects this.proxy! after awaits without checking isStopped: once the stop cleared the proxy, connect(undefined, …) rejects with a raw EngineError not_found, which the API turns into internal_error',
-  }, async () => {
+  it('a recorder start racing the session\'s stop fails with the stop, not an engine error', async () => {
     const tc = core();
     const s = await tc.offeree(tc.conn('alice'));
     const release = tc.engine.holdNext('connect');
@@ -369,7 +367,6 @@ describe('playing (§5.7)', () => {
     await s.playerAction('resume', {}, noStart);
     await s.playerAction('stop', {}, noStart);
     assert.equal(s.type, 'play', 'stop keeps the type');
-    // (The `playing` of the start itself is not among them: see the todo below.)
     assert.deepEqual(alice.of(s.id, 'player').map((e) => e.body!.state).slice(-3), ['paused', 'playing', 'stopped']);
     tc.engine.emitPlayerLoop(player, 1, 2);
     assert.deepEqual(alice.of(s.id, 'type').at(-1)!.body, { type: 'play', uri: URI1, loops: 2 });
@@ -384,9 +381,7 @@ describe('playing (§5.7)', () => {
     await assert.rejects(s.playerAction('fly', {}, noStart), term('invalid_action'));
   });
 
-  it('a new player\'s `playing` (sent by the engine during playerStart) reaches the client', {
-    todo: 'Session.switchType sets this.player only after playerStart resolves, and onEngineEvent drops player events of any other element: the local engine emits `playing` inside start(), so it is lost',
-  }, async () => {
+  it('a new player\'s `playing` (sent by the engine during playerStart) reaches the client', async () => {
     const tc = core();
     const alice = tc.conn('alice');
     const s = await tc.offeree(alice, { type: 'play', uri: URI1 });

@@ -632,7 +632,9 @@ export class Call {
 
   private legSessionGone(leg: Leg): void {
     if (this.ended) return;
-    const e = leg.session?.stopError ?? new ApiError('session_stopped');
+    // A leg is a slave of the caller's session: when that one stopped first, its reason ends the call.
+    const caller = this.callerSession?.isStopped ? this.callerSession.stopError : undefined;
+    const e = caller ?? leg.session?.stopError ?? new ApiError('session_stopped');
     if (leg === this.answeredLeg) void this.end(e.term, e.detail);
     else if (leg.pending) this.legFailed(leg, e);
   }

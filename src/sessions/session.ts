@@ -116,6 +116,8 @@ export class Session {
   private recordings = 0;
   /** The player of a `play` session. */
   private player?: ElementId;
+  /** A player being started by a switch to `play` (not yet `player`). */
+  private startingPlayer?: ElementId;
   private remoteSet = false;
   private readonly pendingClientCandidates: CandidateInit[] = [];
   private clientCollector?: CandidateCollector;
@@ -490,7 +492,7 @@ export class Session {
         this.emit('recorder', { state: ev.state, uri: pathToFileURL(ev.uri).href });
         break;
       case 'player_state':
-        if (ev.elementId === this.player) this.emit('player', { state: ev.state, position: Math.round(ev.position) });
+        if (ev.elementId === this.player || ev.elementId === this.startingPlayer) this.emit('player', { state: ev.state, position: Math.round(ev.position) });
         break;
       case 'player_loop':
         // As the original: a finite play announces the loops it has left as a type change.
@@ -687,11 +689,15 @@ export class Session {
       const uri = target.uri!;
       const loops = target.loops ?? 0;
       const player = await this.own(this.env.engine.createPlayerEndpoint({ tag: this.tag }));
+      // Its first `playing` comes while it starts, before it is this session's player.
+      this.startingPlayer = player;
       try {
         await this.engineCall(() => this.env.engine.playerStart(player, uri, loops));
       } catch (err) {
         await this.env.engine.release(player).catch(() => undefined);
         throw err;
+      } finally {
+        this.startingPlayer = undefined;
       }
       this.leaveType();
       this.player = player;
@@ -756,10 +762,15 @@ export class Session {
         const rec = await this.own(this.env.engine.createRecorderEndpoint({ tag: this.tag }));
         try {
           await this.engineCall(() => this.env.engine.recorderStart(rec, target.path, target.format));
-          await this.env.engine.connect(this.proxy!, rec, 'audio');
-          await this.env.engine.connect(this.proxy!, rec, 'video');
+          // The session may have stopped during those awaits (its proxy is then gone).
+          const proxy = this.proxy;
+          if (this.isStopped || !proxy) throw new ApiError('session_stopped');
+          await this.env.engine.connect(proxy, rec, 'audio');
+          await this.env.engine.connect(proxy, rec, 'video');
         } catch (err) {
           await this.env.engine.release(rec).catch(() => undefined);
+          // A stop that came meanwhile is the reason, not what the engine said about its gone elements.
+          if (this.isStopped) throw this.stopError ?? new ApiError('session_stopped');
           throw err;
         }
         this.recorder = { id: rec, ...target };
@@ -897,7 +908,14 @@ export class Session {
 
   /** Keeps an element created by the engine, or releases it if the session stopped meanwhile. */
   private async own(p: Promise<ElementId>): Promise<ElementId> {
-    const id = await p;
+    let id: ElementId;
+    try {
+      id = await p;
+    } catch (err) {
+      // An engine that refuses at creation (a remote one at its limit) means the same as one refusing later.
+      if (err instanceof EngineError && err.kind === 'no_resources') throw new ApiError('out_of_resources', err.message);
+      throw err;
+    }
     if (this.isStopped) {
       await this.env.engine.release(id).catch(() => undefined);
       throw new ApiError('session_stopped');
