@@ -6,6 +6,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { WebSocketServer } from 'ws';
 import type { Logger } from 'pino';
 import type { MediaCore } from '../core/core.js';
+import { publishSessionEvents } from './session-events.js';
 import type { Config } from '../config.js';
 import { resolvesToLoopbackOnly } from '../util/addresses.js';
 import { Authenticator } from '../access/auth.js';
@@ -43,6 +44,8 @@ export async function startApiServer(config: Config, core: MediaCore, log: Logge
     throw new StartupError(`refusing to listen on ${config.host} with open auth: use static users or JWT (auth.mode), or listen on 127.0.0.1`);
   }
   const { bus, rooms, sessions, calls, quota } = core;
+  // Sessions speak domain events; the API's subscribers hear them as NkMEDIA events.
+  publishSessionEvents(sessions, bus);
   const paths = sessions.paths;
   const auth = new Authenticator(config.auth, { perAddress: config.limits.login_failures_per_address, perUser: config.limits.login_failures_per_user });
   const services: Services = { config, log, bus, sessions, rooms, calls, auth, quota };

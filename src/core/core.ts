@@ -33,7 +33,7 @@ export class MediaCore {
     this.engine = opts.engine;
     this.rooms = new RoomManager(this.bus);
     this.quota = new SessionQuota(opts.limits ?? UNLIMITED);
-    this.sessions = new SessionManager(opts.engine, this.bus, this.rooms, opts.paths, opts.log, this.quota);
+    this.sessions = new SessionManager(opts.engine, this.rooms, opts.paths, opts.log, this.quota);
     this.calls = new CallManager(this.sessions, this.bus, opts.log);
   }
 

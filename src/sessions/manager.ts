@@ -1,12 +1,12 @@
 // The set of live media sessions: creation (ids, duplicates, visibility of peers), lookup with
 // ownership, and the routing of engine events to their session.
 import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { ApiError, type ErrorTerm } from '../protocol/errors.js';
 import { checkSdp } from '../protocol/sdp.js';
 import { FOREIGN_TYPES, type CreateRequest, type SdpObject } from '../protocol/session-schemas.js';
 import type { MediaEngine } from '../engine/types.js';
-import type { EventBus } from '../events/bus.js';
 import { BACKEND, Session, type Owner, type SessionRegistry, type TypeTarget } from './session.js';
 import type { RoomManager } from '../rooms/manager.js';
 import { playableUri, type MediaPaths } from './media-paths.js';
@@ -25,7 +25,14 @@ export interface Caller {
 
 export interface CreateResult { session_id: string; room_id?: string; offer?: SdpObject; answer?: SdpObject }
 
+export interface SessionManagerEvents {
+  /** A session was made and is about to start (listen to its events from here). */
+  session: [session: Session];
+}
+
 export class SessionManager implements SessionRegistry {
+  /** Announces each new session before it starts (the API publishes their events from here). */
+  readonly events = new EventEmitter<SessionManagerEvents>();
   private readonly sessions = new Map<string, Session>();
   private readonly byTag = new Map<string, Session>();
   private seq = 0;
@@ -33,7 +40,6 @@ export class SessionManager implements SessionRegistry {
 
   constructor(
     private readonly engine: MediaEngine,
-    private readonly bus: EventBus,
     readonly rooms: RoomManager,
     readonly paths: MediaPaths,
     private readonly log: Logger,
@@ -102,10 +108,11 @@ export class SessionManager implements SessionRegistry {
     const kind = (req.offer ? req.offer.sdp_type : req.sdp_type) ?? 'webrtc';
     // Charged before anything is bound; released when the session is removed, however it ends.
     this.quota.reserve(id, owner.charge ?? owner, kind);
-    const session = new Session({ engine: this.engine, bus: this.bus, registry: this, rooms: this.rooms, paths: this.paths, log: this.log }, id, ++this.seq, req, owner);
+    const session = new Session({ engine: this.engine, registry: this, rooms: this.rooms, paths: this.paths, log: this.log }, id, ++this.seq, req, owner);
     this.sessions.set(id, session);
     this.byTag.set(session.tag, session);
     // Before it starts: whoever acts on its events misses none.
+    this.events.emit('session', session);
     hooks.onSession?.(session);
     if (req.master_id !== undefined) session.linkMaster(this.getFor(req.master_id, caller, 'unknown_peer'));
     this.log.info({ session: id, type: req.type, role: session.role, user: caller.user }, 'session created');

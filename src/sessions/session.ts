@@ -8,7 +8,7 @@ import { checkSdp, countCandidates, insertCandidates, stripCandidates, type Cand
 import type { CreateRequest, SdpObject, SessionType } from '../protocol/session-schemas.js';
 import type { ConnectionState, ElementId, EngineEvent, MediaEngine, MediaKind } from '../engine/types.js';
 import { EngineError, MEDIA_KINDS } from '../engine/types.js';
-import type { EventBus, Subscriber } from '../events/bus.js';
+import type { Subscriber } from '../events/bus.js';
 import { CandidateCollector } from './candidate-collector.js';
 import type { RoomManager } from '../rooms/manager.js';
 import type { Room } from '../rooms/room.js';
@@ -43,7 +43,6 @@ export interface SessionRegistry {
 
 export interface SessionEnv {
   engine: MediaEngine;
-  bus: EventBus;
   registry: SessionRegistry;
   rooms: RoomManager;
   paths: MediaPaths;
@@ -71,6 +70,22 @@ interface MuteState { audio: boolean; video: boolean; data: boolean }
 
 /** Domain events of a session (its `events` emitter). */
 export interface SessionEvents {
+  /** The session exists and is starting (its info is readable). */
+  created: [];
+  /** The transport to the client (ICE/DTLS, or RTP) came up or went down. */
+  connection: [status: 'up' | 'down'];
+  /** Media of one kind started or stopped flowing from (`in`) or to (`out`) the client. */
+  mediaFlow: [flow: { direction: 'in' | 'out'; media: MediaKind; state: 'up' | 'down' }];
+  /** The recording's state; `error` when it stopped because of one. */
+  recorder: [rec: { state: 'recording' | 'paused' | 'stopped'; path: string; error?: string }];
+  /** The player's state (position in ms); `error` (and its code) when it stopped because of one. */
+  player: [play: { state: 'playing' | 'paused' | 'stopped' | 'eos'; position?: number; error?: string; code?: string }];
+  /** The type or what it points at changed (read `typeState`). */
+  typeChanged: [];
+  /** Something at the endpoint the client can act on (a data message too large, a codec mismatch). */
+  problem: [p: { code?: string; text: string }];
+  /** Video is not forwarded between two peers that negotiated different codecs (audio is). */
+  codecMismatch: [m: { media: 'video'; detail: string }];
   /** Our answer to the client's offer, or the client's answer to ours, is set. */
   answer: [answer: SdpObject];
   /** A candidate of ours for the client (trickle ICE). */
@@ -183,7 +198,7 @@ export class Session {
 
   /** Starts the session; resolves once the first SDP step is under way (errors stop it). */
   start(target: TypeTarget): Promise<void> {
-    this.emit('created', this.info());
+    this.events.emit('created');
     this.armTimer(this.opts.wait_timeout ?? 60, 'wait');
     return this.queue.run(async () => {
       try {
@@ -244,11 +259,9 @@ export class Session {
     this.proxy = undefined;
     this.player = undefined;
     await Promise.all(elements.map((e) => this.env.engine.release(e).catch(() => undefined)));
-    this.emit('destroyed', { ...this.stopReason });
-    this.destroyed.resolve();
     this.events.emit('stopped', { ...this.stopReason });
     this.events.removeAllListeners();
-    this.env.bus.removeForObject(this.id);
+    this.destroyed.resolve();
   }
 
   // ---- locking -------------------------------------------------------------------------------
@@ -420,7 +433,6 @@ export class Session {
     if (this.opts.set_master_answer && master) {
       master.setAnswer(answer).catch((err) => void master.failWith(err));
     } else {
-      this.emit('answer', { answer });
       this.events.emit('answer', answer);
     }
     await this.applyType();
@@ -453,13 +465,8 @@ export class Session {
   }
 
   private emitBackendCandidate(c: CandidateInit | 'end'): void {
-    if (c === 'end') {
-      this.emit('candidate_end', {});
-      this.events.emit('candidateEnd');
-    } else {
-      this.emit('candidate', { sdpMid: c.sdpMid ?? '', sdpMLineIndex: c.sdpMLineIndex, candidate: c.candidate });
-      this.events.emit('candidate', { sdpMid: c.sdpMid ?? '', sdpMLineIndex: c.sdpMLineIndex, candidate: c.candidate });
-    }
+    if (c === 'end') this.events.emit('candidateEnd');
+    else this.events.emit('candidate', { sdpMid: c.sdpMid ?? '', sdpMLineIndex: c.sdpMLineIndex, candidate: c.candidate });
   }
 
   // ---- engine events -------------------------------------------------------------------------
@@ -481,31 +488,31 @@ export class Session {
         const wasUp = this.connection === 'connected';
         this.connection = ev.state;
         const up = ev.state === 'connected';
-        if (up !== wasUp) this.emit('info', { info: this.sdpType, status: up ? 'up' : 'down' });
+        if (up !== wasUp) this.events.emit('connection', up ? 'up' : 'down');
         break;
       }
       case 'media_flow':
         (ev.direction === 'in' ? this.mediaIn : this.mediaOut).set(ev.media, ev.state);
-        this.emit('info', { info: 'media', direction: ev.direction, media: ev.media, status: ev.state });
+        this.events.emit('mediaFlow', { direction: ev.direction, media: ev.media, state: ev.state });
         break;
       case 'recorder_state':
-        this.emit('recorder', { state: ev.state, uri: pathToFileURL(ev.uri).href });
+        this.events.emit('recorder', { state: ev.state, path: ev.uri });
         break;
       case 'player_state':
-        if (ev.elementId === this.player || ev.elementId === this.startingPlayer) this.emit('player', { state: ev.state, position: Math.round(ev.position) });
+        if (ev.elementId === this.player || ev.elementId === this.startingPlayer) this.events.emit('player', { state: ev.state, position: Math.round(ev.position) });
         break;
       case 'player_loop':
         // As the original: a finite play announces the loops it has left as a type change.
         if (ev.elementId === this.player && ev.loops_left !== null) {
           if (this.typeState.type === 'play') this.typeState = { ...this.typeState, loops: ev.loops_left };
-          this.emit('type', { type: this.type, ...this.typeExt });
+          this.events.emit('typeChanged');
         }
         break;
       case 'error':
         // Clients get the element's message (a fixed text); its detail (ffmpeg's, Node's words) stays in the log.
         this.env.log.warn({ session: this.id, code: ev.code, message: ev.message, detail: 'detail' in ev ? ev.detail : undefined }, 'engine element error');
-        if (ev.elementId === this.player) this.emit('player', { state: 'stopped', error: ev.message, ...(ev.code ? { code: ev.code } : {}) });
-        else if (ev.elementId === this.recorder?.id) this.emit('recorder', { state: 'stopped', error: ev.message, uri: pathToFileURL(this.recorder.path).href });
+        if (ev.elementId === this.player) this.events.emit('player', { state: 'stopped', error: ev.message, ...(ev.code ? { code: ev.code } : {}) });
+        else if (ev.elementId === this.recorder?.id) this.events.emit('recorder', { state: 'stopped', path: this.recorder.path, error: ev.message });
         else if (ev.elementId === this.endpoint) this.endpointError(ev.code, ev.message);
         break;
     }
@@ -523,7 +530,7 @@ export class Session {
       return;
     }
     const text = code === 'data_too_large' || code === 'codec_mismatch' ? message : 'media endpoint error';
-    this.emit('info', { info: 'error', ...(code ? { code } : {}), error: text });
+    this.events.emit('problem', { ...(code ? { code } : {}), text });
   }
 
   // ---- type and media ------------------------------------------------------------------------
@@ -548,11 +555,11 @@ export class Session {
       const mismatch = await this.videoMismatch(peer);
       if (mismatch) {
         kinds = kinds.filter((k) => k !== 'video');
-        this.emit('info', { info: 'codec_mismatch', media: 'video', detail: mismatch });
+        this.events.emit('codecMismatch', { media: 'video', detail: mismatch });
       }
     }
     await this.setDownlink(source, kinds);
-    this.emit('type', { type: this.type, ...this.typeExt });
+    this.events.emit('typeChanged');
   }
 
   /** What a player sends the client: its audio and video unless muted (as the original). */
@@ -888,13 +895,6 @@ export class Session {
   }
 
   // ---- helpers -------------------------------------------------------------------------------
-
-  private emit(type: string, body: Record<string, unknown>): void {
-    const directTypes = this.opts.session_events;
-    const direct = directTypes && this.owner.subscriber && directTypes.includes(type)
-      ? { to: this.owner.subscriber, body: this.opts.session_events_body } : undefined;
-    this.env.bus.publish({ class: 'media', subclass: 'session', type, obj_id: this.id, body, owner: this.owner.user, viewers: this.owner.parties }, direct);
-  }
 
   private armTimer(seconds: number, which: 'wait' | 'ready'): void {
     clearTimeout(this.timer);

@@ -3,6 +3,7 @@
 // that calls ring). No sockets, no werift, no timers beyond setImmediate: what the domain asks
 // of the engine is recorded, the media graph can be inspected, and engine events can be
 // injected.
+import { publishSessionEvents } from '../../src/api/session-events.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -760,6 +761,8 @@ export class TestCore {
       paths: { recordingsDir: join(this.dir, 'recordings'), playDirs: [join(this.dir, 'media')], allowHttp: true },
       ...(opts.limits ? { limits: opts.limits } : {}),
     });
+    // The tests read sessions' events as the API's subscribers get them.
+    publishSessionEvents(this.core.sessions, this.core.bus);
   }
 
   get sessions() { return this.core.sessions; }
