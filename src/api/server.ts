@@ -7,6 +7,7 @@ import { WebSocketServer } from 'ws';
 import type { Logger } from 'pino';
 import type { MediaCore } from '../core/core.js';
 import { publishSessionEvents } from './session-events.js';
+import { publishRoomEvents } from './room-events.js';
 import type { Config } from '../config.js';
 import { resolvesToLoopbackOnly } from '../util/addresses.js';
 import { Authenticator } from '../access/auth.js';
@@ -46,6 +47,7 @@ export async function startApiServer(config: Config, core: MediaCore, log: Logge
   const { bus, rooms, sessions, calls, quota } = core;
   // Sessions speak domain events; the API's subscribers hear them as NkMEDIA events.
   publishSessionEvents(sessions, bus);
+  publishRoomEvents(rooms, bus);
   const paths = sessions.paths;
   const auth = new Authenticator(config.auth, { perAddress: config.limits.login_failures_per_address, perUser: config.limits.login_failures_per_user });
   const services: Services = { config, log, bus, sessions, rooms, calls, auth, quota };

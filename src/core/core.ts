@@ -31,7 +31,7 @@ export class MediaCore {
 
   constructor(opts: CoreOptions) {
     this.engine = opts.engine;
-    this.rooms = new RoomManager(this.bus);
+    this.rooms = new RoomManager();
     this.quota = new SessionQuota(opts.limits ?? UNLIMITED);
     this.sessions = new SessionManager(opts.engine, this.rooms, opts.paths, opts.log, this.quota);
     this.calls = new CallManager(this.sessions, this.bus, opts.log);

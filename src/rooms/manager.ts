@@ -2,15 +2,15 @@
 import { randomUUID } from 'node:crypto';
 import { ApiError, type ErrorTerm } from '../protocol/errors.js';
 import type { RoomCreateRequest } from '../protocol/room-schemas.js';
-import type { EventBus } from '../events/bus.js';
+import { EventEmitter } from 'node:events';
 import { BACKEND, Room } from './room.js';
 
 export interface RoomCaller { user: string; admin: boolean }
 
 export class RoomManager {
   private readonly rooms = new Map<string, Room>();
-
-  constructor(private readonly bus: EventBus) {}
+  /** Announces each new room before its `created` (the API publishes room events from here). */
+  readonly events = new EventEmitter<{ room: [room: Room] }>();
 
   get size(): number { return this.rooms.size; }
 
@@ -19,8 +19,9 @@ export class RoomManager {
     if (req.class !== 'sfu') throw new ApiError('not_implemented', `room class "${req.class}" (the Kurento backend has SFU rooms only)`);
     const id = req.room_id ?? `room-${randomUUID()}`;
     if (this.rooms.has(id)) throw new ApiError('room_already_exists');
-    const room = new Room(id, owner, req, this.bus, (r) => { if (this.rooms.get(r.id) === r) this.rooms.delete(r.id); });
+    const room = new Room(id, owner, req, (r) => { if (this.rooms.get(r.id) === r) this.rooms.delete(r.id); });
     this.rooms.set(id, room);
+    this.events.emit('room', room);
     room.emitCreated();
     return room;
   }

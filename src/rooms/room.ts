@@ -1,7 +1,7 @@
 // An SFU room (docs/API.md §6): members are publishing and listening sessions. The room holds
 // no media itself: listeners are wired to their publisher's proxy by the sessions.
 import { stopReason, type ErrorTerm } from '../protocol/errors.js';
-import type { EventBus } from '../events/bus.js';
+import { EventEmitter } from 'node:events';
 import type { RoomCreateRequest } from '../protocol/room-schemas.js';
 import { displayUser } from '../util/principals.js';
 
@@ -14,7 +14,15 @@ export interface RoomMember {
   stop(term: ErrorTerm): Promise<void>;
 }
 
-interface Membership { member: RoomMember; role: MemberRole; peerId?: string }
+export interface Membership { member: RoomMember; role: MemberRole; peerId?: string }
+
+/** Domain events of a room (its `events` emitter); the API publishes them as room events. */
+export interface RoomEvents {
+  created: [];
+  memberStarted: [m: Membership];
+  memberStopped: [m: Membership];
+  destroyed: [reason: { code: number; reason: string }];
+}
 
 export const DEFAULT_ROOM_TIMEOUT_S = 300;
 export const BACKEND = 'nkmedia_kms';
@@ -25,12 +33,12 @@ export class Room {
   private timer?: NodeJS.Timeout;
   destroyed = false;
   readonly createdAt = Date.now();
+  readonly events = new EventEmitter<RoomEvents>();
 
   constructor(
     readonly id: string,
     readonly owner: string,
     readonly opts: RoomCreateRequest,
-    private readonly bus: EventBus,
     private readonly onDestroyed: (room: Room) => void,
   ) {
     this.armTimer();
@@ -41,8 +49,9 @@ export class Room {
   get size(): number { return this.members.size; }
 
   addMember(member: RoomMember, role: MemberRole, peerId?: string): void {
-    this.members.set(member.id, { member, role, peerId });
-    this.emit('started_member', memberBody(member, role, peerId));
+    const m = { member, role, peerId };
+    this.members.set(member.id, m);
+    this.events.emit('memberStarted', m);
     this.armTimer();
   }
 
@@ -51,7 +60,7 @@ export class Room {
     const m = this.members.get(member.id);
     if (!m || m.member !== member) return;
     this.members.delete(member.id);
-    this.emit('stopped_member', memberBody(member, m.role, m.peerId));
+    this.events.emit('memberStopped', m);
     if (m.role === 'publisher') {
       for (const other of [...this.members.values()]) {
         if (other.role === 'listener' && other.peerId === member.id) void other.member.stop('publisher_stop');
@@ -67,7 +76,8 @@ export class Room {
     const members = [...this.members.values()];
     await Promise.all(members.map((m) => m.member.stop('room_destroyed')));
     this.members.clear();
-    this.emit('destroyed', { ...stopReason(term) });
+    this.events.emit('destroyed', { ...stopReason(term) });
+    this.events.removeAllListeners();
     this.onDestroyed(this);
   }
 
@@ -90,7 +100,7 @@ export class Room {
     };
   }
 
-  emitCreated(): void { this.emit('created', this.info()); }
+  emitCreated(): void { this.events.emit('created'); }
 
   /** A room without publishers lives `timeout` seconds; any member change starts it again. */
   private armTimer(): void {
@@ -101,13 +111,4 @@ export class Room {
       else this.armTimer();
     }, this.timeoutSeconds * 1000);
   }
-
-  private emit(type: string, body: Record<string, unknown>): void {
-    // Rooms are shared spaces: their events reach every subscriber (no owner filter).
-    this.bus.publish({ class: 'media', subclass: 'room', type, obj_id: this.id, body });
-  }
-}
-
-function memberBody(member: RoomMember, role: MemberRole, peerId?: string): Record<string, unknown> {
-  return { session_id: member.id, role, user_id: member.userId, ...(peerId ? { peer_id: peerId } : {}) };
 }

@@ -4,6 +4,7 @@
 // of the engine is recorded, the media graph can be inspected, and engine events can be
 // injected.
 import { publishSessionEvents } from '../../src/api/session-events.js';
+import { publishRoomEvents } from '../../src/api/room-events.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -763,6 +764,7 @@ export class TestCore {
     });
     // The tests read sessions' events as the API's subscribers get them.
     publishSessionEvents(this.core.sessions, this.core.bus);
+    publishRoomEvents(this.core.rooms, this.core.bus);
   }
 
   get sessions() { return this.core.sessions; }

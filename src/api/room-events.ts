@@ -1,0 +1,22 @@
+// Rooms' domain events in the NkMEDIA API's words: `class:"media", subclass:"room"` events
+// (docs/API.md §6). Rooms are shared spaces: their events reach every subscriber (no owner filter).
+import type { EventBus } from '../events/bus.js';
+import type { Membership, Room } from '../rooms/room.js';
+import type { RoomManager } from '../rooms/manager.js';
+
+/** Publishes every room's events from its creation on (call once per core, before any room). */
+export function publishRoomEvents(rooms: RoomManager, bus: EventBus): void {
+  rooms.events.on('room', (room) => follow(room, bus));
+}
+
+function follow(room: Room, bus: EventBus): void {
+  const publish = (type: string, body: Record<string, unknown>) => bus.publish({ class: 'media', subclass: 'room', type, obj_id: room.id, body });
+  room.events.on('created', () => publish('created', room.info()));
+  room.events.on('memberStarted', (m) => publish('started_member', memberBody(m)));
+  room.events.on('memberStopped', (m) => publish('stopped_member', memberBody(m)));
+  room.events.on('destroyed', (reason) => publish('destroyed', { ...reason }));
+}
+
+function memberBody(m: Membership): Record<string, unknown> {
+  return { session_id: m.member.id, role: m.role, user_id: m.member.userId, ...(m.peerId ? { peer_id: m.peerId } : {}) };
+}
