@@ -10,7 +10,7 @@
 import { NkMediaClient } from '../src/client/index.js';
 import { connectParked } from '../test/helpers/flows.js';
 import type { TestPeer } from '../test/helpers/peer.js';
-import { accelerate } from '../src/engine/local/native-srtp.js';
+import { accelerate } from '../src/engine/local/accel/native-srtp.js';
 import { cpus } from 'node:os';
 import { cpuSplitOf, fmt, pin, quantile, spawnServer, threadCpuOf } from './lib.js';
 

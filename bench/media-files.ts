@@ -15,9 +15,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { RTCPeerConnection } from 'werift';
 import { LocalEngine } from '../src/engine/local/engine.js';
-import { Element, type CodecInfo, type MediaUnit } from '../src/engine/local/element.js';
-import { PlayerEndpoint, runningTranscoders } from '../src/engine/local/player.js';
-import { RecorderEndpoint } from '../src/engine/local/recorder.js';
+import { Element, type CodecInfo, type MediaUnit } from '../src/engine/local/graph/element.js';
+import { PlayerEndpoint, runningTranscoders } from '../src/engine/local/files/player.js';
+import { RecorderEndpoint } from '../src/engine/local/files/recorder.js';
 import { PEER_CONFIG, splitCandidates } from '../test/helpers/peer.js';
 import { cpuOf, fmt } from './lib.js';
 

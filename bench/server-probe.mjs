@@ -49,7 +49,7 @@ if (file) {
   let elu = performance.eventLoopUtilization();
   // The native forwarding plane's counters, when the server runs it (same module instance).
   let plane;
-  import(new URL('../dist/engine/local/forwarding-plane.js', import.meta.url).href).then((m) => { plane = m; }, () => undefined);
+  import(new URL('../dist/engine/local/accel/forwarding-plane.js', import.meta.url).href).then((m) => { plane = m; }, () => undefined);
   const timer = setInterval(() => {
     const now = performance.eventLoopUtilization();
     const m = process.memoryUsage();

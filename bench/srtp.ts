@@ -5,7 +5,7 @@
 //   node --import tsx bench/srtp.ts        (ROUNDS=7 BATCH=2000 by default)
 import { randomBytes } from 'node:crypto';
 import { ProtectionProfileAeadAes128Gcm, ProtectionProfileAes128CmHmacSha1_80, RtpHeader, SrtpSession } from 'werift';
-import { accelerate, available, loadError, native, NativeSrtpContext } from '../src/engine/local/native-srtp.js';
+import { accelerate, available, loadError, native, NativeSrtpContext } from '../src/engine/local/accel/native-srtp.js';
 
 const ROUNDS = Number(process.env.ROUNDS ?? 7);
 const BATCH = Number(process.env.BATCH ?? 2000);

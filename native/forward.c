@@ -37,6 +37,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "forward.h"
+#include "rtp.h"
 #include "srtp.h"
 
 #define RECV_BATCH 32
@@ -47,6 +49,17 @@
 #define RING 256
 #define MAX_ROUNDS 4       /* recvmmsg rounds per socket per drain, so one socket cannot starve the rest */
 #define MAX_LOSS_REPORT 150 /* as werift's NACK handler keeps at most 150 lost packets */
+
+/* Sockets and outputs live in slots that are reused once released. What JS holds (and what
+ * routes hold) is a handle: (generation << 16) | slot, the slot's generation changing each time
+ * it is taken. A handle kept past its socket's or output's release (a route decided before, a
+ * JS object not yet told) then names no live slot and is refused on every use, instead of
+ * reaching whatever took the slot next. Generations run 1..0x7fff, so handles are positive
+ * int32s (routes come as an Int32Array) and never 0 or -1. */
+#define SLOT_BITS 16
+#define SLOT_MASK ((1 << SLOT_BITS) - 1)
+#define MAX_SLOTS (1 << SLOT_BITS)
+#define GEN_LIMIT 0x7fff
 
 /* werift's constants (rtp/src/srtp/context/context.ts). */
 #define MAX_ROC_DISORDER 100
@@ -77,7 +90,7 @@ typedef struct {
   int routed;
   uint8_t pt;
   uint32_t origin, route_clock;
-  int *outs;
+  int32_t *outs; /* output handles */
   int nouts;
   double fwd_packets, fwd_bytes;
   /* for our reception reports: counts at the previous one (fraction lost) */
@@ -89,6 +102,7 @@ typedef struct {
 
 typedef struct {
   int used, closing;
+  int32_t handle; /* its own (slot and generation) */
   int fd;
   srtp_ctx *ctx;
   napi_ref ctx_ref;
@@ -102,7 +116,8 @@ typedef struct {
 
 typedef struct {
   int used, closing;
-  int sock;
+  int32_t handle; /* its own */
+  int32_t sock;   /* its socket's handle */
   struct sockaddr_in dest;
   int has_dest;
   srtp_ctx *ctx;
@@ -156,8 +171,10 @@ static struct {
   uint64_t batch_ms;
   int in_drain;
   sock_t **socks;
+  uint16_t *sock_gen; /* per slot: the generation of its current (or last) socket */
   int nsocks;
   out_t **outs;
+  uint16_t *out_gen;
   int nouts;
   pending_t pend[SEND_BATCH];
   uint8_t pend_buf[SEND_BATCH][SEND_BUF];
@@ -216,6 +233,25 @@ static int uint16_gt(uint16_t a, uint16_t b) {
   return (a > b && a - b < 0x8000) || (a < b && b - a > 0x8000);
 }
 
+/* ---------- handles ---------- */
+
+/* The slot a handle names if it is still that slot's generation, else -1. */
+static int slot_of(int32_t h, void *const *arr, const uint16_t *gen, int n) {
+  if (h <= 0) return -1;
+  int i = h & SLOT_MASK;
+  uint16_t g = (uint16_t)((uint32_t)h >> SLOT_BITS);
+  return i < n && arr[i] && gen[i] == g ? i : -1;
+}
+/* A live socket or output by handle (NULL if released, being released, or stale). */
+static sock_t *sock_at(int32_t h) {
+  int i = slot_of(h, (void *const *)P.socks, P.sock_gen, P.nsocks);
+  return i >= 0 && !P.socks[i]->closing ? P.socks[i] : NULL;
+}
+static out_t *out_at(int32_t h) {
+  int i = slot_of(h, (void *const *)P.outs, P.out_gen, P.nouts);
+  return i >= 0 && !P.outs[i]->closing ? P.outs[i] : NULL;
+}
+
 /* ---------- sending ---------- */
 
 static void flush_sends(void) {
@@ -259,8 +295,8 @@ static long emit_to(out_t *o, uint32_t origin, uint32_t ssrc_in, uint16_t seq_in
                     int marker, const uint8_t *csrcs, int cc, const uint8_t *payload, size_t plen,
                     uint32_t clock, double now) {
   if (!o->used || o->closing || !o->has_dest) return -1;
-  sock_t *s = o->sock >= 0 && o->sock < P.nsocks ? P.socks[o->sock] : NULL;
-  if (!s || !s->used || s->closing) return -1;
+  sock_t *s = sock_at(o->sock);
+  if (!s || !s->used) return -1;
   size_t hlen = 12 + 4 * (size_t)cc;
   if (hlen + plen + srtp_tag_len(o->ctx) > SEND_BUF) return -1;
   /* continuity: stream-continuity.ts's continueStream */
@@ -340,7 +376,7 @@ static napi_value make_u32(napi_env env, double v) {
 
 /* Hands something to JS: kind 0 a datagram as received, 1 a decrypted RTP packet, 2 a loss
  * (a = ssrc, b = first lost seq, c = count), 3 a late packet (a = ssrc, b = its seq). */
-static void call_js(int kind, int sock, const uint8_t *data, size_t len,
+static void call_js(int kind, int32_t sock, const uint8_t *data, size_t len,
                     const struct sockaddr_in *from, double a, double b, double c) {
   napi_env env = P.env;
   flush_sends(); /* the callback may detach sockets: nothing may wait on their descriptors */
@@ -395,7 +431,7 @@ static in_t *find_in(sock_t *s, uint32_t ssrc, int create) {
  * send every second or so) is read here: its report blocks about our outputs and its sender
  * info about our inputs are kept for JS to copy into werift at the next sync. Returns 0 for
  * anything else (feedback, BYE, failures), which then goes to werift as received. */
-static int read_reports(int si, sock_t *s, const uint8_t *p, size_t len, double now) {
+static int read_reports(sock_t *s, const uint8_t *p, size_t len, double now) {
   (void)now;
   long n = srtp_rtcp_unprotect(s->rtcp_ctx, p, len, P.plain);
   if (n < 8) return 0;
@@ -437,7 +473,7 @@ static int read_reports(int si, sock_t *s, const uint8_t *p, size_t len, double 
       uint32_t ssrc = be32(r);
       for (int i = 0; i < P.nouts; i++) {
         out_t *o = P.outs[i];
-        if (!o || o->closing || o->sock != si || o->ssrc != ssrc) continue;
+        if (!o || o->closing || o->sock != s->handle || o->ssrc != ssrc) continue;
         o->rr_fraction = r[4];
         int32_t lost = (int32_t)((uint32_t)r[5] << 16 | (uint32_t)r[6] << 8 | r[7]);
         if (lost & 0x800000) lost -= 0x1000000;
@@ -470,12 +506,12 @@ static double real_precise(void) {
  * SDES CNAME chunks; encrypted with the first output's SRTCP index. The blocks go in an RR of
  * their own rather than inside the SR: RFC 3550 allows both, and some stacks (werift's router)
  * only read report blocks from RRs. */
-static void send_reports(int si, sock_t *s) {
+static void send_reports(sock_t *s) {
   out_t *outs[4];
   int no = 0;
   for (int i = 0; i < P.nouts && no < 4; i++) {
     out_t *o = P.outs[i];
-    if (o && !o->closing && o->sock == si && o->has_dest) outs[no++] = o;
+    if (o && !o->closing && o->sock == s->handle && o->has_dest) outs[no++] = o;
   }
   if (!no) return;
   uint8_t pkt[1024], enc[1024 + 64];
@@ -594,23 +630,25 @@ static void on_rtcp_timer(uv_timer_t *t) {
     sock_t *s = P.socks[i];
     if (!s || s->closing || !s->rtcp_out || now < s->rtcp_next) continue;
     s->rtcp_next = now + 500 + (double)(rand() % 1000);
-    send_reports(i, s);
+    send_reports(s);
   }
 }
 
 static void handle(int si, uint8_t *p, size_t len, const struct sockaddr_in *from, double now) {
   sock_t *s = P.socks[si];
-  /* werift's isMedia and isRtcp: RTP is what is media and not RTCP. Anything else (STUN, DTLS,
-   * SRTCP) is werift's business. */
+  /* RTP or RTCP by the first byte (werift's isMedia), then RTCP by the second (rtp.h, RFC 5761).
+   * Anything else (STUN, DTLS, SRTCP other than plain reports) is werift's business, as
+   * received. werift's own isRtcp stops at 208: what reaches it with 209-223 it tries as SRTP,
+   * which only RTP with payload types 64-95 would pass, and RFC 5761 rules those out. */
   int media = len >= 12 && p[0] > 127 && p[0] < 192;
-  int rtp = media && !(p[1] >= 192 && p[1] <= 208);
-  if (media && !rtp && s->rtcp_ctx && read_reports(si, s, p, len, now)) return;
-  if (!rtp) { call_js(0, si, p, len, from, 0, 0, 0); return; }
+  int rtp = media && !RTCP_MUX_IS_RTCP(p[1]);
+  if (media && !rtp && s->rtcp_ctx && read_reports(s, p, len, now)) return;
+  if (!rtp) { call_js(0, s->handle, p, len, from, 0, 0, 0); return; }
   /* An SSRC gets a slot only once one of its packets authenticates, so forged packets cannot
    * fill the table. With the table full, an SSRC stays werift's (as received). */
   in_t *in = find_in(s, be32(p + 8), 0);
   int fresh = in == NULL;
-  if (fresh && !find_free(s)) { call_js(0, si, p, len, from, 0, 0, 0); return; }
+  if (fresh && !find_free(s)) { call_js(0, s->handle, p, len, from, 0, 0, 0); return; }
   uint16_t seq = be16(p + 2);
   roc_t guess = fresh ? (roc_t){0, 0, 0} : in->roc;
   update_roc(&guess, seq);
@@ -664,7 +702,7 @@ static void handle(int si, uint8_t *p, size_t len, const struct sockaddr_in *fro
           int lost = d - 1, first = (uint16_t)(in->est + 1);
           if (lost > MAX_LOSS_REPORT) { first = (uint16_t)(seq - MAX_LOSS_REPORT); lost = MAX_LOSS_REPORT; }
           in->est = seq;
-          call_js(2, si, NULL, 0, NULL, in->ssrc, first, lost);
+          call_js(2, s->handle, NULL, 0, NULL, in->ssrc, first, lost);
           if (!P.socks[si] || P.socks[si]->closing) return;
         }
         in->est = seq;
@@ -674,7 +712,7 @@ static void handle(int si, uint8_t *p, size_t len, const struct sockaddr_in *fro
     }
   }
   if (late) {
-    call_js(3, si, NULL, 0, NULL, in->ssrc, seq, 0);
+    call_js(3, s->handle, NULL, 0, NULL, in->ssrc, seq, 0);
     if (!P.socks[si] || P.socks[si]->closing) return;
   }
 
@@ -682,8 +720,7 @@ static void handle(int si, uint8_t *p, size_t len, const struct sockaddr_in *fro
     int cc = q[0] & 0x0f;
     int marker = (q[1] & 0x80) != 0;
     for (int i = 0; i < in->nouts; i++) {
-      int oi = in->outs[i];
-      out_t *o = oi >= 0 && oi < P.nouts ? P.outs[oi] : NULL;
+      out_t *o = out_at(in->outs[i]); /* a stale handle (output gone, slot reused) is skipped */
       if (o && emit_to(o, in->origin, in->ssrc, seq, ts, marker, q + 12, cc, q + hlen, plen, in->route_clock, now) > 0)
         P.forwarded++;
     }
@@ -692,7 +729,7 @@ static void handle(int si, uint8_t *p, size_t len, const struct sockaddr_in *fro
     in->fwd_bytes += (double)(hlen + plen);
     return;
   }
-  call_js(1, si, q, (size_t)n, from, 0, 0, 0);
+  call_js(1, s->handle, q, (size_t)n, from, 0, 0, 0);
 }
 
 static void free_sock(int i);
@@ -713,9 +750,10 @@ static int drain(void) {
   int n = epoll_wait(P.epfd, ev, 64, 0);
   double now = mono_ms();
   for (int e = 0; e < n; e++) {
-    int si = (int)ev[e].data.u32;
+    int si = slot_of((int32_t)ev[e].data.u32, (void *const *)P.socks, P.sock_gen, P.nsocks);
+    if (si < 0) continue;
     for (int round = 0; round < MAX_ROUNDS; round++) {
-      sock_t *s = si < P.nsocks ? P.socks[si] : NULL;
+      sock_t *s = P.socks[si];
       if (!s || s->closing) break;
       int r = recvmmsg(s->fd, P.rmsg, RECV_BATCH, MSG_DONTWAIT, NULL);
       if (r <= 0) break;
@@ -802,17 +840,27 @@ static void free_out(int i) {
   P.outs[i] = NULL;
 }
 
-static int slot_in(void ***arr, int *n, void *item) {
-  for (int i = 0; i < *n; i++)
-    if (!(*arr)[i]) { (*arr)[i] = item; return i; }
-  int old = *n, cap = old ? old * 2 : 16;
-  void **a = realloc(*arr, sizeof(void *) * (size_t)cap);
-  if (!a) return -1;
-  for (int i = old; i < cap; i++) a[i] = NULL;
-  a[old] = item;
-  *arr = a;
-  *n = cap;
-  return old;
+/* Puts `item` in the first free slot (growing the table), takes that slot's next generation
+ * and returns the item's handle, or -1 (out of memory, or every slot taken). */
+static int32_t slot_in(void ***arr, uint16_t **gen, int *n, void *item) {
+  int i = 0;
+  while (i < *n && (*arr)[i]) i++;
+  if (i == *n) {
+    if (*n >= MAX_SLOTS) return -1;
+    int old = *n, cap = old ? old * 2 : 16;
+    if (cap > MAX_SLOTS) cap = MAX_SLOTS;
+    void **a = realloc(*arr, sizeof(void *) * (size_t)cap);
+    if (!a) return -1;
+    *arr = a;
+    uint16_t *g = realloc(*gen, sizeof(uint16_t) * (size_t)cap);
+    if (!g) return -1; /* the larger table is kept; *n still says how much of it is in use */
+    *gen = g;
+    for (int k = old; k < cap; k++) { a[k] = NULL; g[k] = 0; }
+    *n = cap;
+  }
+  (*gen)[i] = (uint16_t)((*gen)[i] % GEN_LIMIT + 1);
+  (*arr)[i] = item;
+  return (int32_t)(((uint32_t)(*gen)[i] << SLOT_BITS) | (uint32_t)i);
 }
 
 /* ---------- N-API plumbing ---------- */
@@ -851,16 +899,14 @@ static int arg_buf(napi_env env, napi_value v, uint8_t **p, size_t *len) {
   return 1;
 }
 
-static sock_t *get_sock(napi_env env, napi_value v, int *idx) {
-  int i;
-  if (!arg_int(env, v, &i) || i < 0 || i >= P.nsocks || !P.socks[i] || P.socks[i]->closing) return NULL;
-  if (idx) *idx = i;
-  return P.socks[i];
+/* The socket or output a JS argument names (NULL if it is not a live handle). */
+static sock_t *get_sock(napi_env env, napi_value v) {
+  int h;
+  return arg_int(env, v, &h) ? sock_at(h) : NULL;
 }
 static out_t *get_out(napi_env env, napi_value v) {
-  int i;
-  if (!arg_int(env, v, &i) || i < 0 || i >= P.nouts || !P.outs[i] || P.outs[i]->closing) return NULL;
-  return P.outs[i];
+  int h;
+  return arg_int(env, v, &h) ? out_at(h) : NULL;
 }
 
 #define ARGS(n)                                                              \
@@ -958,36 +1004,37 @@ static napi_value plane_attach(napi_env env, napi_callback_info info) {
   napi_create_reference(env, argv[1], 1, &s->ctx_ref);
   s->rtcp_ctx = srtp_ctx_from_value(env, argv[2]);
   if (s->rtcp_ctx) napi_create_reference(env, argv[2], 1, &s->rtcp_ref);
-  int idx = slot_in((void ***)&P.socks, &P.nsocks, s);
-  if (idx < 0) {
+  int32_t h = slot_in((void ***)&P.socks, &P.sock_gen, &P.nsocks, s);
+  if (h < 0) {
     napi_delete_reference(env, s->ctx_ref);
     if (s->rtcp_ref) napi_delete_reference(env, s->rtcp_ref);
     free(s);
-    return throw_msg(env, "out of memory");
+    return throw_msg(env, "out of memory or sockets");
   }
-  struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)idx};
+  s->handle = h;
+  /* The event names the handle: one for a socket released meanwhile is recognised as stale. */
+  struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)h};
   if (epoll_ctl(P.epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-    P.socks[idx] = NULL;
+    P.socks[h & SLOT_MASK] = NULL;
     napi_delete_reference(env, s->ctx_ref);
     if (s->rtcp_ref) napi_delete_reference(env, s->rtcp_ref);
     free(s);
     return throw_msg(env, "epoll_ctl failed");
   }
-  return num(env, idx);
+  return num(env, h);
 }
 
 /* planeDetach(sock): stops reading it (what is queued stays for whoever reads next). */
 static napi_value plane_detach(napi_env env, napi_callback_info info) {
   ARGS(1);
-  int i;
-  sock_t *s = get_sock(env, argv[0], &i);
+  sock_t *s = get_sock(env, argv[0]);
   if (!s) return undefined(env);
   epoll_ctl(P.epfd, EPOLL_CTL_DEL, s->fd, NULL);
   if (P.in_drain) {
     flush_sends();
     s->closing = 1;
   } else {
-    free_sock(i);
+    free_sock(s->handle & SLOT_MASK);
   }
   return undefined(env);
 }
@@ -996,7 +1043,7 @@ static napi_value plane_detach(napi_env env, napi_callback_info info) {
  * werift had it, or (roc etc. ignored when the SSRC is already known) its clock and NACK use. */
 static napi_value plane_seed_input(napi_env env, napi_callback_info info) {
   ARGS(7);
-  sock_t *s = get_sock(env, argv[0], NULL);
+  sock_t *s = get_sock(env, argv[0]);
   uint32_t ssrc, roc, last, processed, clock, nack;
   if (!s) return throw_msg(env, "unknown socket");
   if (!arg_u32(env, argv[1], &ssrc) || !arg_u32(env, argv[2], &roc) || !arg_u32(env, argv[3], &last) ||
@@ -1020,7 +1067,7 @@ static napi_value plane_seed_input(napi_env env, napi_callback_info info) {
  * now on (JS stops werift's loops). */
 static napi_value plane_set_rtcp(napi_env env, napi_callback_info info) {
   ARGS(2);
-  sock_t *s = get_sock(env, argv[0], NULL);
+  sock_t *s = get_sock(env, argv[0]);
   if (!s) return throw_msg(env, "unknown socket");
   srtp_ctx *ctx = srtp_ctx_from_value(env, argv[1]);
   if (!ctx) return throw_msg(env, "localRtcpCtx must be an SRTP context");
@@ -1050,8 +1097,8 @@ static napi_value plane_seed_output_rtcp(napi_env env, napi_callback_info info) 
 /* planeAddOutput(sock, localCtx, ssrc, payloadType, keepForNack): returns the output's index. */
 static napi_value plane_add_output(napi_env env, napi_callback_info info) {
   ARGS(5);
-  int si;
-  if (!get_sock(env, argv[0], &si)) return throw_msg(env, "unknown socket");
+  sock_t *s = get_sock(env, argv[0]);
+  if (!s) return throw_msg(env, "unknown socket");
   srtp_ctx *ctx = srtp_ctx_from_value(env, argv[1]);
   uint32_t ssrc, pt, keep;
   if (!ctx) return throw_msg(env, "localCtx must be an SRTP context");
@@ -1060,16 +1107,17 @@ static napi_value plane_add_output(napi_env env, napi_callback_info info) {
   out_t *o = calloc(1, sizeof *o);
   if (!o) return throw_msg(env, "out of memory");
   o->used = 1;
-  o->sock = si;
+  o->sock = s->handle;
   o->ctx = ctx;
   o->ssrc = ssrc;
   o->pt = (uint8_t)pt;
   o->keep = keep != 0;
   for (int i = 0; i < RING; i++) o->ring_seq[i] = -1;
   napi_create_reference(env, argv[1], 1, &o->ctx_ref);
-  int idx = slot_in((void ***)&P.outs, &P.nouts, o);
-  if (idx < 0) { napi_delete_reference(env, o->ctx_ref); free(o); return throw_msg(env, "out of memory"); }
-  return num(env, idx);
+  int32_t h = slot_in((void ***)&P.outs, &P.out_gen, &P.nouts, o);
+  if (h < 0) { napi_delete_reference(env, o->ctx_ref); free(o); return throw_msg(env, "out of memory or outputs"); }
+  o->handle = h;
+  return num(env, h);
 }
 
 /* planeSeedOutput(out, roc, rocLast, rocProcessed, lastSeq | -1, lastTs, msSinceLastSent) */
@@ -1131,11 +1179,11 @@ static napi_value out_state(napi_env env, out_t *o) {
 
 static napi_value plane_remove_output(napi_env env, napi_callback_info info) {
   ARGS(1);
-  int i;
-  if (!arg_int(env, argv[0], &i) || i < 0 || i >= P.nouts || !P.outs[i] || P.outs[i]->closing) return undefined(env);
-  napi_value state = out_state(env, P.outs[i]);
-  if (P.in_drain) { flush_sends(); P.outs[i]->closing = 1; }
-  else free_out(i);
+  out_t *o = get_out(env, argv[0]);
+  if (!o) return undefined(env);
+  napi_value state = out_state(env, o);
+  if (P.in_drain) { flush_sends(); o->closing = 1; }
+  else free_out(o->handle & SLOT_MASK);
   return state;
 }
 
@@ -1143,7 +1191,7 @@ static napi_value plane_remove_output(napi_env env, napi_callback_info info) {
  * `ssrc` with that payload type go to those outputs natively; null sends them to JS again. */
 static napi_value plane_set_route(napi_env env, napi_callback_info info) {
   ARGS(6);
-  sock_t *s = get_sock(env, argv[0], NULL);
+  sock_t *s = get_sock(env, argv[0]);
   uint32_t ssrc, pt, origin, clock;
   if (!s) return throw_msg(env, "unknown socket");
   if (!arg_u32(env, argv[1], &ssrc) || !arg_u32(env, argv[2], &pt) || pt > 127 || !arg_u32(env, argv[3], &origin) ||
@@ -1161,7 +1209,8 @@ static napi_value plane_set_route(napi_env env, napi_callback_info info) {
   size_t len;
   if (!arg_buf(env, argv[5], &p, &len) || len % 4) return throw_msg(env, "outs must be an Int32Array");
   int n = (int)(len / 4);
-  int *outs = n ? malloc(sizeof(int) * (size_t)n) : NULL;
+  /* Output handles, checked when each packet goes out (an output may go before the route does). */
+  int32_t *outs = n ? malloc(sizeof(int32_t) * (size_t)n) : NULL;
   if (n && !outs) return throw_msg(env, "out of memory");
   if (n) memcpy(outs, p, len);
   free(in->outs);
@@ -1180,7 +1229,7 @@ static napi_value plane_clear_routes(napi_env env, napi_callback_info info) {
   int which;
   if (!arg_int(env, argv[0], &which)) return throw_msg(env, "bad socket");
   for (int i = 0; i < P.nsocks; i++) {
-    if (!P.socks[i] || (which >= 0 && which != i)) continue;
+    if (!P.socks[i] || (which >= 0 && which != P.socks[i]->handle)) continue;
     for (int k = 0; k < MAX_SSRCS; k++) P.socks[i]->in[k].routed = 0;
   }
   return undefined(env);
@@ -1213,8 +1262,8 @@ static napi_value plane_retransmit(napi_env env, napi_callback_info info) {
   ARGS(2);
   out_t *o = get_out(env, argv[0]);
   if (!o || !o->has_dest) return num(env, 0);
-  sock_t *s = o->sock < P.nsocks ? P.socks[o->sock] : NULL;
-  if (!s || s->closing) return num(env, 0);
+  sock_t *s = sock_at(o->sock);
+  if (!s) return num(env, 0);
   uint32_t n = 0, sent = 0;
   napi_get_array_length(env, argv[1], &n);
   for (uint32_t k = 0; k < n && k < 1024; k++) {
@@ -1233,7 +1282,7 @@ static napi_value plane_retransmit(napi_env env, napi_callback_info info) {
 /* planeInputStats(sock, Float64Array out): IN_FIELDS numbers per known SSRC (see forwarding-plane.ts); returns the count. */
 static napi_value plane_input_stats(napi_env env, napi_callback_info info) {
   ARGS(2);
-  sock_t *s = get_sock(env, argv[0], NULL);
+  sock_t *s = get_sock(env, argv[0]);
   if (!s) return num(env, 0);
   uint8_t *p;
   size_t len;

@@ -198,6 +198,10 @@ static const napi_type_tag CTX_TAG = {0x6e6b6d6564696173ULL, 0x7274705f63747831U
 static srtp_ctx *get_ctx(napi_env env, napi_value v) {
   void *data = NULL;
   bool ok = false;
+  napi_valuetype t;
+  /* Checked first: the tag check converts its argument to an object, which throws for null
+   * (planeAttach's optional SRTCP context). */
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_external) return NULL;
   if (napi_check_object_type_tag(env, v, &CTX_TAG, &ok) != napi_ok || !ok) return NULL;
   if (napi_get_value_external(env, v, &data) != napi_ok) return NULL;
   return (srtp_ctx *)data;
@@ -626,7 +630,7 @@ long srtp_rtcp_unprotect(srtp_ctx *c, const uint8_t *p, size_t len, uint8_t *out
 
 #define FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_enumerable, NULL}
 
-static napi_value init(napi_env env, napi_value exports) {
+napi_value srtp_init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       FN("createContext", create_context),
       FN("protectRtp", protect_rtp),
@@ -645,7 +649,5 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_value v;
   if (napi_create_string_utf8(env, OpenSSL_version(OPENSSL_VERSION), NAPI_AUTO_LENGTH, &v) == napi_ok)
     napi_set_named_property(env, exports, "openssl", v);
-  return forward_init(env, exports);
+  return exports;
 }
-
-NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

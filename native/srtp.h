@@ -1,5 +1,7 @@
-/* What native/srtp.c offers the forwarding plane (native/forward.c): its SRTP contexts and
- * RTP transforms, so the plane encrypts and decrypts exactly as the JS-facing functions do. */
+/* What native/srtp.c offers: its JS functions (srtp_init, called by addon.c), and for the
+ * forwarding plane (native/forward.c) its SRTP contexts and RTP transforms, so the plane
+ * encrypts and decrypts exactly as the JS-facing functions do. srtp.c depends on nothing else
+ * of the addon's. */
 #ifndef NKMEDIA_SRTP_H
 #define NKMEDIA_SRTP_H
 #include <node_api.h>
@@ -24,6 +26,6 @@ long srtp_rtcp_protect(srtp_ctx *c, const uint8_t *p, size_t len, uint32_t index
 /* `out` holds len; returns the plain RTCP length or -1 (malformed or not authentic). */
 long srtp_rtcp_unprotect(srtp_ctx *c, const uint8_t *p, size_t len, uint8_t *out);
 
-/* Adds the forwarding plane's functions to the addon's exports (forward.c). */
-napi_value forward_init(napi_env env, napi_value exports);
+/* Adds the SRTP functions and `openssl` to the addon's exports; NULL on failure. */
+napi_value srtp_init(napi_env env, napi_value exports);
 #endif

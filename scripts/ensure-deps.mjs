@@ -31,7 +31,7 @@ if (!existsSync(join(root, 'dist', 'cli.js')) || !existsSync(stamp) || statSync(
   writeFileSync(stamp, `${new Date().toISOString()}\n`);
 }
 
-// The optional native SRTP addon (native/srtp.c, see src/engine/local/native-srtp.ts): rebuilt
+// The optional native SRTP addon (native/srtp.c, see src/engine/local/accel/native-srtp.ts): rebuilt
 // when missing or older than its sources. It is an accelerator only, so a failed build warns and
 // the server carries on with werift's pure-JS SRTP.
 buildNativeAddon();

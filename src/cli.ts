@@ -5,7 +5,7 @@ import { ConfigError, envLayer, fileLayer, mergeConfig } from './config.js';
 import { hashPassword } from './access/auth.js';
 import { StartupError } from './api/server.js';
 import { startServer } from './main.js';
-import { planeUnavailableReason } from './engine/local/forwarding-plane.js';
+import { planeUnavailableReason } from './engine/local/accel/forwarding-plane.js';
 
 const USAGE = `usage: nkmedia <command> [options]
 

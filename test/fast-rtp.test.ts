@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { RtpHeader, RtpPacket } from 'werift';
-import { deserializeRtpHeader, installFastRtpParser, MalformedRtpHeader, weriftDeserialize } from '../src/engine/local/fast-rtp.js';
+import { deserializeRtpHeader, installFastRtpParser, MalformedRtpHeader, weriftDeserialize } from '../src/engine/local/accel/fast-rtp.js';
 
 type Outcome = { error: true } | { error: false; h: Record<string, unknown> };
 

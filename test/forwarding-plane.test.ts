@@ -1,4 +1,4 @@
-// The native forwarding plane (native/forward.c, src/engine/local/forwarding-plane.ts): bridged
+// The native forwarding plane (native/forward.c, src/engine/local/accel/forwarding-plane.ts): bridged
 // media is forwarded natively, with counters, receiver reports and sender reports kept true;
 // a recorder takes a stream back to JS and stopping it hands it back, with one continuous
 // stream at the far end; losses from a client are NACKed. The same media tests run on the JS
@@ -15,7 +15,7 @@ import { connectParked } from './helpers/flows.js';
 import type { Rx, TestPeer } from './helpers/peer.js';
 import type { Server } from '../src/main.js';
 import type { NkMediaClient } from '../src/client/index.js';
-import { forwardingPlane } from '../src/engine/local/forwarding-plane.js';
+import { forwardingPlane } from '../src/engine/local/accel/forwarding-plane.js';
 
 const plane = forwardingPlane();
 const skip = plane ? false : 'the native addon is not built (the JS path is tested in js-path.test.ts)';

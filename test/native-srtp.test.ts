@@ -28,7 +28,7 @@ import {
   unprotect,
   updateRolloverCount,
   type SrtpSsrcState,
-} from '../src/engine/local/native-srtp.js';
+} from '../src/engine/local/accel/native-srtp.js';
 import { TestPeer } from './helpers/peer.js';
 
 const PROFILES = [

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { startTestServer, connectClient, eventually } from './helpers/server.js';
 import { connectParked } from './helpers/flows.js';
 import { EngineError } from '../src/engine/types.js';
-import { runningTranscoders } from '../src/engine/local/player.js';
+import { runningTranscoders } from '../src/engine/local/files/player.js';
 import type { Server } from '../src/main.js';
 import { NkMediaError, type EventData, type NkMediaClient } from '../src/client/index.js';
 

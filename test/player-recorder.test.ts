@@ -13,10 +13,10 @@ import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { RTCPeerConnection, useH264, useOPUS, type RtpPacket, type RTCRtpTransceiver } from 'werift';
 import { LocalEngine } from '../src/engine/local/engine.js';
-import { Element, type CodecInfo, type MediaUnit } from '../src/engine/local/element.js';
-import { PlayerEndpoint, PlayerError, runningTranscoders, type PlayerEvent } from '../src/engine/local/player.js';
-import { RecorderEndpoint, type RecorderEvent } from '../src/engine/local/recorder.js';
-import { parseVp8Descriptor, vp8FrameSize } from '../src/engine/local/rtp/vp8.js';
+import { Element, type CodecInfo, type MediaUnit } from '../src/engine/local/graph/element.js';
+import { PlayerEndpoint, PlayerError, runningTranscoders, type PlayerEvent } from '../src/engine/local/files/player.js';
+import { RecorderEndpoint, type RecorderEvent } from '../src/engine/local/files/recorder.js';
+import { parseVp8Descriptor, vp8FrameSize } from '../src/engine/local/files/rtp/vp8.js';
 import { PEER_CONFIG, TestPeer, splitCandidates } from './helpers/peer.js';
 import { eventually } from './helpers/server.js';
 

@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestServer, connectClient, eventually } from './helpers/server.js';
 import { RtpPeer, mediaOf, type RtpRx } from './helpers/rtp-peer.js';
-import { RtpEndpoint } from '../src/engine/local/rtp-endpoint.js';
+import { RtpEndpoint } from '../src/engine/local/graph/rtp-endpoint.js';
 import type { Server } from '../src/main.js';
 import type { NkMediaClient } from '../src/client/index.js';
 

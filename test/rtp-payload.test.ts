@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import {
   Depacketizer, H264Packetizer, Vp8Packetizer, h264Format, joinAnnexB, opusFormat, opusPacketSamples, parseSps,
   parseVp8Descriptor, splitAnnexB, splitAvcc, vp8Format, vp8FrameSize, type Frame, type RtpInput,
-} from '../src/engine/local/rtp/index.js';
+} from '../src/engine/local/files/rtp/index.js';
 
 /** A fake VP8 frame: the frame tag's P bit is 0 for keyframes; keyframes carry the start code and size. */
 function vp8Frame(n: number, size: number, key: boolean): Buffer {

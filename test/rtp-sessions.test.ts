@@ -7,7 +7,7 @@ import dgram from 'node:dgram';
 import { startTestServer, connectClient, eventually } from './helpers/server.js';
 import { RtpPeer, mediaOf, bind } from './helpers/rtp-peer.js';
 import { connectParked } from './helpers/flows.js';
-import { parseRtpSdp, chooseCodecs, writeRtpSdp, RTP_CODECS } from '../src/engine/local/rtp-sdp.js';
+import { parseRtpSdp, chooseCodecs, writeRtpSdp, RTP_CODECS } from '../src/engine/local/graph/rtp-sdp.js';
 import type { Server } from '../src/main.js';
 import type { NkMediaClient } from '../src/client/index.js';
 import { NkMediaError as ClientError } from '../src/client/index.js';

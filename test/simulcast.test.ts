@@ -2,7 +2,7 @@
 // real simulcast), and keyframe detection in VP8 and H264 payloads.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { isKeyframe, LayerSelector, type LayeredPacket } from '../src/engine/local/simulcast.js';
+import { isKeyframe, LayerSelector, type LayeredPacket } from '../src/engine/local/graph/simulcast.js';
 
 const pkt = (layer: string, rank: number, keyframe = false): LayeredPacket => ({ layer, rank, layerCount: 3, keyframe });
 

@@ -10,7 +10,7 @@ import { CipherContext, NamedCurveAlgorithm, SignatureAlgorithm, HashAlgorithm }
 import { startTestServer, connectClient, eventually } from './helpers/server.js';
 import { connectParked } from './helpers/flows.js';
 import { NkMediaClient, type EventData } from '../src/client/index.js';
-import { candidateRewriter } from '../src/engine/local/candidates.js';
+import { candidateRewriter } from '../src/engine/local/graph/candidates.js';
 
 describe('wss', () => {
   it('serves the API over TLS with the configured certificate', async () => {

@@ -17,8 +17,8 @@ import { connectParked } from './helpers/flows.js';
 import type { Server } from '../src/main.js';
 import { NkMediaClient, type CandidateInit, type EventData } from '../src/client/index.js';
 import { EngineError, type EngineEvent } from '../src/engine/types.js';
-import { WebRtcEndpoint } from '../src/engine/local/webrtc-endpoint.js';
-import { stunRequestsDropped } from '../src/engine/local/werift-patches.js';
+import { WebRtcEndpoint } from '../src/engine/local/graph/webrtc-endpoint.js';
+import { stunRequestsDropped } from '../src/engine/local/accel/werift-patches.js';
 
 /** Anything that would have ended a real server process (the test runner would swallow it). */
 const crashes: unknown[] = [];

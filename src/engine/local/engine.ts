@@ -7,17 +7,18 @@ import {
   type IceCandidateInit, type MediaEngine, type MediaKind, type OfferOptions, type PlayerInfo,
   type RecordingFormat, type RecordingResult,
 } from '../types.js';
-import { Element, PassThrough } from './element.js';
-import { WebRtcEndpoint } from './webrtc-endpoint.js';
-import { RtpEndpoint, type RtpEndpointOptions } from './rtp-endpoint.js';
-import { MediaEndpoint } from './media-endpoint.js';
-import { RecorderEndpoint } from './recorder.js';
-import { PlayerEndpoint, PlayerError } from './player.js';
-import { sharedCertificate } from './certificate.js';
-import { candidateRewriter } from './candidates.js';
-import { installFastRtpParser } from './fast-rtp.js';
-import { installWeriftPatches } from './werift-patches.js';
-import { forgetOrigin, invalidateRoutes } from './forwarding-plane.js';
+import { Element, PassThrough } from './graph/element.js';
+import { WebRtcEndpoint } from './graph/webrtc-endpoint.js';
+import { RtpEndpoint, type RtpEndpointOptions } from './graph/rtp-endpoint.js';
+import { MediaEndpoint } from './graph/media-endpoint.js';
+import { RecorderEndpoint } from './files/recorder.js';
+import { PlayerEndpoint, PlayerError } from './files/player.js';
+import { sharedCertificate } from './graph/certificate.js';
+import { candidateRewriter } from './graph/candidates.js';
+import { installFastRtpParser } from './accel/fast-rtp.js';
+import { installWeriftPatches } from './accel/werift-patches.js';
+import { forgetOrigin, invalidateRoutes } from './accel/forwarding-plane.js';
+import { assertInternals } from './accel/internals.js';
 
 const NO_STUN = 'stun:127.0.0.1:9';
 
@@ -55,6 +56,9 @@ export class LocalEngine implements MediaEngine {
 
   constructor(private readonly opts: LocalEngineOptions) {
     this.rewrite = candidateRewriter(opts.announcedAddresses);
+    // The werift internals the engine reaches into (internals.ts) are all there, or it fails
+    // now, naming werift's version, rather than on some later call or packet.
+    assertInternals();
     // Every incoming packet's header is parsed by werift; ours is faster and refuses the
     // malformed extension blocks that stall werift's (see fast-rtp.ts).
     installFastRtpParser();

@@ -6,11 +6,15 @@
 import { isIPv4 } from 'node:net';
 import type { Socket } from 'node:dgram';
 import { ntpTime, type RTCPeerConnection, type RTCRtpReceiver, type RTCRtpSender } from 'werift';
-import type { MediaKind } from '../types.js';
-import type { CodecInfo } from './element.js';
+import type { MediaKind } from '../../types.js';
+import type { CodecInfo } from '../graph/element.js';
 import { In, IN_FIELDS, Out, OUT_FIELDS, type ForwardingPlane, type PlaneClient } from './forwarding-plane.js';
 import { markDecrypted, nativeContexts, nativeRtcpContexts } from './native-srtp.js';
-import type { Continuity } from './stream-continuity.js';
+import type { Continuity } from '../graph/stream-continuity.js';
+import {
+  iceConnectionOf, receiverInternals as internals, rtcpLoops, senderInternals, udpHandle,
+  type NackHandler, type ReceiverInternals, type UdpHandle,
+} from './internals.js';
 
 /** What the attachment needs from its endpoint. */
 export interface PlaneHost {
@@ -27,39 +31,9 @@ export interface PlaneHost {
   remoteReport(kind: 'audio' | 'video', jitter: number): void;
 }
 
-interface UdpHandle { fd: number; recvStart(): number; recvStop(): number }
-interface WeriftPair { protocol: { type: string; transport?: { type?: string; closed?: boolean; socket?: Socket } }; remoteAddr: [string, number] }
-interface StreamStats {
-  packets_received: number; bytesReceived: number; headerBytesReceived: number; base_seq?: number; max_seq?: number;
-  cycles: number; jitter_q4: number; last_arrival?: number; last_timestamp?: number;
-}
-/** werift receiver internals the attachment keeps true (private in werift's typings). */
-interface ReceiverInternals {
-  nack: NackHandler; remoteStreams: Record<number, StreamStats>;
-  lastSRtimestamp: Record<number, number>; receiveLastSRTimestamp: Record<number, number>;
-  senderReportsReceivedBySsrc: Record<number, number>; remoteTimestampsBySsrc: Record<number, number>;
-  remotePacketCountBySsrc: Record<number, number>; remoteOctetCountBySsrc: Record<number, number>;
-}
-/** werift sender internals a reception report updates (RTCRtpSender.handleRtcpPacket). */
-interface SenderInternals {
-  remotePacketsLost?: number; remoteFractionLost?: number; lastSRtimestamp?: number; lastSentSRTimestamp?: number;
-  rtt?: number; totalRoundTripTime: number; roundTripTimeMeasurements: number;
-  packetCount: number; octetCount: number; cname?: string;
-}
-/** werift's per-stream RTCP loops (RTCRtpSender/RTCRtpReceiver.runRtcp), stopped while the plane reports. */
-interface RtcpLoop { rtcpRunning: boolean; rtcpCancel: AbortController; stopped?: boolean; runRtcp(): Promise<void> }
 const RTT_ALPHA = 0.85; // werift's smoothing of round-trip times
 /** Seconds between 1900 (NTP) and 1970. */
 const NTP_EPOCH_OFFSET_S = 2208988800;
-const internals = (r: RTCRtpReceiver): ReceiverInternals => r as unknown as ReceiverInternals;
-interface NackHandler { mediaSourceSsrc?: number; setLost(seq: number, count: number): void; getLost(seq: number): number | undefined; removeLost(seq: number): void; addPacket: unknown }
-
-/** dgram keeps its libuv handle behind a symbol (the `_handle` getter is deprecated). */
-function udpHandle(socket: Socket): UdpHandle | undefined {
-  const sym = Object.getOwnPropertySymbols(socket).find((s) => s.description === 'state symbol');
-  const handle = sym ? (socket as unknown as Record<symbol, { handle?: UdpHandle }>)[sym]?.handle : undefined;
-  return handle && typeof handle.fd === 'number' && handle.fd >= 0 && typeof handle.recvStop === 'function' ? handle : undefined;
-}
 
 interface Output { out: number; sender: RTCRtpSender; codec: CodecInfo; clockRate: number; packets: number; bytes: number; reports: number }
 
@@ -92,7 +66,7 @@ export class PlaneAttachment implements PlaneClient {
     const dtls = transports[0];
     if (transports.length !== 1 || !dtls?.srtp) return undefined;
     const ctxs = nativeContexts(dtls.srtp);
-    const pair = (dtls.iceTransport.connection as unknown as { nominated?: WeriftPair }).nominated;
+    const pair = iceConnectionOf(dtls).nominated;
     const transport = pair?.protocol.transport;
     if (!ctxs || !pair || pair.protocol.type !== 'stun' || transport?.type !== 'udp' || transport.closed || !transport.socket) return undefined;
     const [address, port] = pair.remoteAddr;
@@ -146,19 +120,15 @@ export class PlaneAttachment implements PlaneClient {
         const o = this.outs[kind];
         if (!o) continue;
         const idx = dtls.srtcp.localContext.getSrtcpSsrcState(o.sender.ssrc).srtcpIndex;
-        b.planeSeedOutputRtcp(o.out, (o.sender as unknown as SenderInternals).cname ?? '', idx >>> 0);
+        b.planeSeedOutputRtcp(o.out, senderInternals(o.sender).cname ?? '', idx >>> 0);
       }
       b.planeSetRtcp(this.sock, rtcp.rtcpLocal.handle);
       this.reporting = true;
-      for (const loop of this.rtcpLoops()) { loop.rtcpRunning = true; loop.rtcpCancel.abort(); }
+      for (const loop of rtcpLoops(this.host.pc)) { loop.rtcpRunning = true; loop.rtcpCancel.abort(); }
     }
     // The plane sees every packet and reports losses; werift's own detection would only see
     // the few that still come through JS and take the rest for lost.
     for (const r of this.receivers()) internals(r).nack.addPacket = (): void => undefined;
-  }
-
-  private rtcpLoops(): RtcpLoop[] {
-    return this.host.pc.getTransceivers().flatMap((t) => [t.sender, t.receiver]) as unknown as RtcpLoop[];
   }
 
   private receivers(): RTCRtpReceiver[] {
@@ -235,7 +205,7 @@ export class PlaneAttachment implements PlaneClient {
       if (packets > o.packets) this.host.addFlow('out', kind, packets - o.packets, bytes - o.bytes, age);
       o.packets = packets;
       o.bytes = bytes;
-      const sender = o.sender as unknown as SenderInternals;
+      const sender = senderInternals(o.sender);
       if (this.reporting && st[Out.SrSent]! > 0) {
         // The plane's last sender report, for the round-trip time from the client's next RR.
         sender.lastSRtimestamp = st[Out.SrCompact]!;
@@ -246,9 +216,8 @@ export class PlaneAttachment implements PlaneClient {
       sender.octetCount = st[Out.Octets]! % 2 ** 32;
       if (this.reporting || age < 0) continue;
       // werift sends the reports: an (NTP, RTP) time pair for now.
-      const report = o.sender as unknown as { ntpTimestamp: bigint; rtpTimestamp: number };
-      report.ntpTimestamp = ntpTime();
-      report.rtpTimestamp = (st[Out.LastTs]! + Math.round((age * o.clockRate) / 1000)) >>> 0;
+      sender.ntpTimestamp = ntpTime();
+      sender.rtpTimestamp = (st[Out.LastTs]! + Math.round((age * o.clockRate) / 1000)) >>> 0;
       void o.sender.runRtcp();
     }
   }
@@ -268,7 +237,7 @@ export class PlaneAttachment implements PlaneClient {
   /** A client's reception report about one of our streams: loss and round-trip time as werift computes them. */
   private receptionReport(kind: 'audio' | 'video', sender: RTCRtpSender, st: Float64Array): void {
     const lsr = st[Out.RrLsr]!, dlsr = st[Out.RrDlsr]!, at = st[Out.RrAt]!;
-    const s = sender as unknown as SenderInternals;
+    const s = senderInternals(sender);
     s.remotePacketsLost = st[Out.RrLost]!;
     s.remoteFractionLost = st[Out.RrFraction]! / 256;
     if (s.lastSRtimestamp === lsr && dlsr && s.lastSentSRTimestamp) {
@@ -365,7 +334,7 @@ export class PlaneAttachment implements PlaneClient {
     for (const r of this.receivers()) delete (internals(r).nack as Partial<NackHandler>).addPacket;
     if (this.reporting) {
       // werift's loops again (a fresh abort controller: the old one is spent).
-      for (const loop of this.rtcpLoops()) {
+      for (const loop of rtcpLoops(this.host.pc)) {
         loop.rtcpCancel = new AbortController();
         loop.rtcpRunning = false;
         if (!loop.stopped) void loop.runRtcp();

@@ -4,7 +4,7 @@
 // Tracks whose codec the sink negotiated (VP8, H.264, Opus) are read by mediabunny and only
 // re-packetized ("pass-through"); any other codec (VP9, AAC, Vorbis, MP3, or H.264 for a VP8
 // sink...) is transcoded by an ffmpeg child process that reads the file itself and writes
-// Matroska to a pipe, parsed here as it streams.
+// Matroska to a pipe, parsed as it streams.
 //
 // URIs come from clients. http(s) media is read, by mediabunny and ffmpeg alike, through a
 // loopback relay (http-relay.ts) that alone reaches the remote server, at allowed addresses
@@ -13,27 +13,32 @@
 // reach clients as fixed texts of ours, the underlying text kept as `detail` for logs. Audio and video of a "pass" (one play from a
 // position) share one time anchor, so they stay in sync; the RTP timestamps come from the wall
 // clock at which each frame is due, so they run on across seeks, loops and pauses.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants as fsConstants } from 'node:fs';
+//
+// This module is the element: opening the media, planning codecs, passes (start, seek, keyframe
+// refresh, loops) and the end. Its parts: frame-source.ts (frames, pass-through reading),
+// ffmpeg-transcoder.ts with mkv-reader.ts (the transcoder child and its output), rtp-pacing.ts
+// (frames out as RTP when due).
 import { realpath, stat } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import { join, resolve, sep } from 'node:path';
+import { resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { RtpHeader, RtpPacket } from 'werift';
 import {
   EncodedPacketSink, FilePathSource, Input, MATROSKA, MP4, QTFF, UrlSource, WEBM,
   type EncodedPacket, type InputAudioTrack, type InputFormat, type InputVideoTrack, type Source,
 } from 'mediabunny';
-import { addressPolicy } from '../../util/addresses.js';
-import type { ElementId } from '../types.js';
+import { addressPolicy } from '../../../util/addresses.js';
+import type { ElementId } from '../../types.js';
 import { HttpRelay } from './http-relay.js';
 import { checkedRequest, HttpFailure, parseHttpUrl, type AddressPolicy } from './safe-http.js';
-import { Element, type CodecInfo, type MediaUnit } from './element.js';
-import { H264Packetizer, NAL_IDR, NAL_PPS, NAL_SPS, nalType, parseAvcC, splitAnnexB, splitAvcc } from './rtp/h264.js';
-import { Vp8Packetizer, isVp8KeyframeData } from './rtp/vp8.js';
+import { Element, type CodecInfo, type MediaUnit } from '../graph/element.js';
+import { PlayerError, type PlayerErrorCode } from './player-error.js';
+import { descriptionBytes, H264Unpacker, PacketSource, type AV, type FrameSource, type SourceFrame } from './frame-source.js';
+import { findFfmpeg, Transcoder, type FfmpegInput, type VideoTarget } from './ffmpeg-transcoder.js';
+import { RtpPacer, type Paced } from './rtp-pacing.js';
+
+export { PlayerError, type PlayerErrorCode } from './player-error.js';
+export { findFfmpeg, runningTranscoders } from './ffmpeg-transcoder.js';
 
 export type PlayerState = 'idle' | 'playing' | 'paused' | 'stopped' | 'eos';
-export type PlayerErrorCode = 'invalid_uri' | 'invalid_media' | 'transcoder_failed' | 'read_failed' | 'invalid_state' | 'not_seekable';
 
 /** Kurento's getVideoInfo, in milliseconds. */
 export interface PlayerInfo {
@@ -50,14 +55,6 @@ export type PlayerEvent =
   | { type: 'player_loop'; elementId: ElementId; tag: string; loop: number; loops_left: number | null }
   /** `message` is one of our fixed texts (fit for clients); `detail` is for logs only. */
   | { type: 'error'; elementId: ElementId; tag: string; code: PlayerErrorCode; message: string; detail?: string };
-
-/** A failure: `message` is a fixed text fit for clients, `detail` the underlying one (for logs). */
-export class PlayerError extends Error {
-  constructor(readonly code: PlayerErrorCode, message: string, readonly detail?: string) {
-    super(message);
-    this.name = 'PlayerError';
-  }
-}
 
 export interface PlayerOptions {
   /** The ffmpeg binary for transcoding; default: findFfmpeg(). */
@@ -76,374 +73,6 @@ export interface PlayerOptions {
 /** The containers played (what the docs promise): no playlist formats such as HLS. */
 const PLAYABLE_FORMATS: InputFormat[] = [MATROSKA, WEBM, MP4, QTFF];
 const NOT_PLAYABLE = 'not a playable WebM/MP4';
-
-/** What ffmpeg reads: the URI, its container (forced) and the only protocols it may use. */
-interface FfmpegInput { uri: string; format?: 'matroska' | 'mov'; protocols: string }
-
-type AV = 'audio' | 'video';
-
-// ---- ffmpeg ---------------------------------------------------------------------------------
-
-let ffmpegFound: string | null | undefined;
-
-/**
- * The ffmpeg to transcode with: $NKMEDIA_FFMPEG, else `ffmpeg` on PATH (the system's, e.g.
- * Debian's), else the binary shipped in the optional npm package @ffmpeg-installer/ffmpeg.
- */
-export function findFfmpeg(): string | undefined {
-  if (ffmpegFound !== undefined) return ffmpegFound ?? undefined;
-  const executable = (p: string) => { try { accessSync(p, fsConstants.X_OK); return true; } catch { return false; } };
-  const env = process.env.NKMEDIA_FFMPEG;
-  let found = env && executable(env) ? env : undefined;
-  for (const dir of (process.env.PATH ?? '').split(':')) {
-    if (found) break;
-    if (dir && executable(join(dir, 'ffmpeg'))) found = join(dir, 'ffmpeg');
-  }
-  if (!found) {
-    try {
-      const p = (createRequire(import.meta.url)('@ffmpeg-installer/ffmpeg') as { path?: string }).path;
-      if (p && executable(p)) found = p;
-    } catch { /* not installed (it is optional) */ }
-  }
-  ffmpegFound = found ?? null;
-  return found;
-}
-
-/** Transcoder processes alive now (each is reaped on stop/release; tests check none is left). */
-const transcoders = new Set<ChildProcess>();
-export function runningTranscoders(): number[] { return [...transcoders].map((c) => c.pid!).filter((p) => p !== undefined); }
-
-// ---- frames ---------------------------------------------------------------------------------
-
-/** A frame from the file (or the transcoder), in the form its RTP packetizer takes. */
-interface SourceFrame {
-  /** Presentation time in the file's timeline, seconds. */
-  ts: number;
-  duration: number;
-  keyframe: boolean;
-  /** VP8 frame or Opus packet. */
-  data?: Buffer;
-  /** H.264 access unit as NAL units (SPS/PPS put before each IDR). */
-  nals?: Buffer[];
-}
-
-interface FrameSource {
-  next(): Promise<SourceFrame | null>;
-  close(): Promise<void>;
-}
-
-const toBuffer = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
-const descriptionBytes = (d: AllowSharedBufferSource): Buffer =>
-  ArrayBuffer.isView(d) ? Buffer.from(d.buffer, d.byteOffset, d.byteLength) : Buffer.from(d as ArrayBuffer);
-
-/** H.264 NAL units from a container: AVCC with the track's avcC, or Annex B without one. */
-class H264Unpacker {
-  private lengthSize = 4;
-  private sps: Buffer[] = [];
-  private pps: Buffer[] = [];
-  private readonly annexB: boolean;
-
-  constructor(avcc: Buffer | undefined) {
-    this.annexB = !avcc;
-    if (avcc) ({ lengthSize: this.lengthSize, sps: this.sps, pps: this.pps } = parseAvcC(avcc));
-  }
-
-  nals(data: Buffer): { nals: Buffer[]; keyframe: boolean } {
-    const nals = this.annexB ? splitAnnexB(data) : splitAvcc(data, this.lengthSize);
-    const keyframe = nals.some((n) => nalType(n) === NAL_IDR);
-    if (keyframe && !nals.some((n) => nalType(n) === NAL_SPS)) return { nals: [...this.sps, ...this.pps, ...nals], keyframe };
-    return { nals, keyframe };
-  }
-}
-
-/** A pass-through track read by mediabunny, from a packet on. */
-class PacketSource implements FrameSource {
-  private readonly it: AsyncGenerator<EncodedPacket, void, unknown>;
-
-  constructor(sink: EncodedPacketSink, start: EncodedPacket, private readonly h264?: H264Unpacker) {
-    this.it = sink.packets(start);
-  }
-
-  async next(): Promise<SourceFrame | null> {
-    const r = await this.it.next();
-    if (r.done) return null;
-    const p = r.value;
-    const data = toBuffer(p.data);
-    if (this.h264) {
-      const { nals, keyframe } = this.h264.nals(data);
-      return { ts: p.timestamp, duration: p.duration, keyframe, nals };
-    }
-    return { ts: p.timestamp, duration: p.duration, keyframe: p.type === 'key', data };
-  }
-
-  async close(): Promise<void> { await this.it.return(undefined).catch(() => undefined); }
-}
-
-// ---- Matroska from ffmpeg's pipe ------------------------------------------------------------
-
-interface MkvTrack { number: number; type?: number; codecId?: string; codecPrivate?: Buffer }
-interface MkvBlock { track: number; time: number; data: Buffer; keyframe: boolean }
-
-const MKV = {
-  Segment: 0x18538067, Cluster: 0x1f43b675, Tracks: 0x1654ae6b, Info: 0x1549a966, BlockGroup: 0xa0, TrackEntry: 0xae,
-  TrackNumber: 0xd7, TrackType: 0x83, CodecID: 0x86, CodecPrivate: 0x63a2, TimecodeScale: 0x2ad7b1, Timecode: 0xe7,
-  SimpleBlock: 0xa3, Block: 0xa1,
-};
-const MKV_DESCEND = new Set([MKV.Segment, MKV.Cluster, MKV.Tracks, MKV.Info, MKV.BlockGroup, MKV.TrackEntry]);
-
-/**
- * A streaming Matroska reader for what ffmpeg writes to a pipe: masters of interest are entered
- * (the Segment's size is unknown on a pipe), other elements are read whole or skipped.
- */
-export class MkvStreamReader {
-  private buf: Buffer = Buffer.alloc(0);
-  readonly tracks = new Map<number, MkvTrack>();
-  private track?: MkvTrack;
-  private clusterTime = 0;
-  private scale = 1e6;
-
-  push(chunk: Buffer): MkvBlock[] {
-    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
-    const out: MkvBlock[] = [];
-    let pos = 0;
-    for (;;) {
-      const id = readVint(this.buf, pos, true);
-      if (!id) break;
-      const size = readVint(this.buf, pos + id.length, false);
-      if (!size) break;
-      const start = pos + id.length + size.length;
-      if (MKV_DESCEND.has(id.value)) {
-        if (id.value === MKV.TrackEntry) this.track = { number: -1 };
-        pos = start;
-        continue;
-      }
-      if (size.unknown) throw new Error(`Matroska element ${id.value.toString(16)} of unknown size`);
-      if (start + size.value > this.buf.length) break;
-      const body = this.buf.subarray(start, start + size.value);
-      pos = start + size.value;
-      this.leaf(id.value, body, out);
-    }
-    this.buf = this.buf.subarray(pos);
-    return out;
-  }
-
-  private leaf(id: number, body: Buffer, out: MkvBlock[]): void {
-    const uint = () => body.readUIntBE(0, Math.min(6, body.length));
-    switch (id) {
-      case MKV.TrackNumber:
-        if (this.track) { this.track.number = uint(); this.tracks.set(this.track.number, this.track); }
-        break;
-      case MKV.TrackType: if (this.track) this.track.type = uint(); break;
-      case MKV.CodecID: if (this.track) this.track.codecId = body.toString('latin1').replace(/\0+$/, ''); break;
-      case MKV.CodecPrivate: if (this.track) this.track.codecPrivate = Buffer.from(body); break;
-      case MKV.TimecodeScale: this.scale = uint(); break;
-      case MKV.Timecode: this.clusterTime = uint(); break;
-      case MKV.SimpleBlock:
-      case MKV.Block: {
-        const tn = readVint(body, 0, false);
-        if (!tn || body.length < tn.length + 3) return;
-        const flags = body[tn.length + 2]!;
-        if (flags & 0x06) throw new Error('laced Matroska blocks are not supported');
-        out.push({
-          track: tn.value,
-          time: ((this.clusterTime + body.readInt16BE(tn.length)) * this.scale) / 1e9,
-          data: Buffer.from(body.subarray(tn.length + 3)),
-          keyframe: id === MKV.SimpleBlock ? (flags & 0x80) !== 0 : false,
-        });
-        break;
-      }
-      default: break; // EBML header, SeekHead, Cues, Tags, Void...: not needed
-    }
-  }
-}
-
-function readVint(b: Buffer, pos: number, keepMarker: boolean): { value: number; length: number; unknown: boolean } | undefined {
-  if (pos >= b.length) return undefined;
-  const first = b[pos]!;
-  let length = 1;
-  while (length <= 8 && !(first & (0x80 >> (length - 1)))) length++;
-  if (length > 8) throw new Error('invalid EBML variable-length integer');
-  if (pos + length > b.length) return undefined;
-  let value = keepMarker ? first : first & (0xff >> length);
-  let allOnes = (first & (0xff >> length)) === 0xff >> length;
-  for (let i = 1; i < length; i++) {
-    value = value * 256 + b[pos + i]!;
-    if (b[pos + i] !== 0xff) allOnes = false;
-  }
-  return { value, length, unknown: !keepMarker && allOnes };
-}
-
-// ---- the transcoder -------------------------------------------------------------------------
-
-type VideoTarget = 'video/vp8' | 'video/h264';
-
-/**
- * One ffmpeg process for the tracks of a pass that need transcoding. It reads the URI from
- * `start` (accurate seek: its first video frame is a keyframe at that point) and is throttled
- * by the pipe: its output is not read while enough frames wait.
- */
-class Transcoder {
-  private readonly child: ChildProcess;
-  private readonly reader = new MkvStreamReader();
-  private readonly queues: Record<AV, SourceFrame[]> = { audio: [], video: [] };
-  private readonly waiting: Record<AV, (() => void) | undefined> = { audio: undefined, video: undefined };
-  private readonly units = new Map<number, { kind: AV; h264?: H264Unpacker }>();
-  private readonly lastTs: Record<AV, number | undefined> = { audio: undefined, video: undefined };
-  private ended = false;
-  private killed = false;
-  private error?: PlayerError;
-  private stderr = '';
-  private produced = 0;
-  private readonly exited: Promise<void>;
-
-  constructor(ffmpeg: string, input: FfmpegInput, private readonly start: number, want: { video?: VideoTarget; audio?: boolean }) {
-    const args = ['-hide_banner', '-nostdin', '-loglevel', 'error'];
-    if (start > 0) args.push('-ss', start.toFixed(3));
-    // Only the protocols the input needs, and the container mediabunny recognised: ffmpeg must
-    // not probe its way into a demuxer that opens other URLs (HLS, concat...).
-    args.push('-protocol_whitelist', input.protocols);
-    if (input.format) args.push('-f', input.format);
-    args.push('-i', input.uri, '-map_metadata', '-1');
-    // Keyframes every second, so a new listener never waits long for a picture.
-    const gop = ['-g', '60', '-force_key_frames', 'expr:gte(t,n_forced*1)', '-pix_fmt', 'yuv420p'];
-    if (want.video === 'video/vp8') {
-      args.push('-map', '0:v:0', '-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', '1M', '-auto-alt-ref', '0', '-lag-in-frames', '0', '-error-resilient', '1', ...gop);
-    } else if (want.video === 'video/h264') {
-      args.push('-map', '0:v:0', '-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-profile:v', 'baseline', '-bf', '0', ...gop);
-    }
-    if (want.audio) args.push('-map', '0:a:0', '-c:a', 'libopus', '-b:a', '64k', '-ar', '48000', '-ac', '2', '-frame_duration', '20');
-    args.push('-f', 'matroska', '-cluster_time_limit', '100', 'pipe:1');
-    this.child = spawn(ffmpeg, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    transcoders.add(this.child);
-    this.exited = new Promise((resolve) => {
-      const done = (err?: PlayerError) => {
-        if (this.ended) return;
-        transcoders.delete(this.child);
-        this.error ??= err;
-        this.ended = true;
-        this.wake();
-        resolve();
-      };
-      this.child.once('close', (code, signal) => {
-        if (this.killed || code === 0) { done(); return; }
-        const why = this.stderr.trim().split('\n').slice(-3).join(' ') || `exit ${code ?? signal}`;
-        done(new PlayerError(this.produced === 0 ? 'invalid_media' : 'transcoder_failed', 'transcoding failed', `ffmpeg: ${why}`));
-      });
-      // A failed spawn (no such binary) may not be followed by 'close'.
-      this.child.once('error', (err) => done(new PlayerError('transcoder_failed', 'transcoding failed', `ffmpeg: ${err.message}`)));
-    });
-    this.child.stderr!.on('data', (d: Buffer) => { this.stderr = (this.stderr + d.toString()).slice(-4000); });
-    this.child.stdout!.on('data', (d: Buffer) => this.onData(d));
-  }
-
-  get pid(): number | undefined { return this.child.pid; }
-
-  private onData(chunk: Buffer): void {
-    let blocks: MkvBlock[];
-    try {
-      blocks = this.reader.push(chunk);
-    } catch (err) {
-      this.error = new PlayerError('transcoder_failed', 'transcoding failed', `ffmpeg output: ${(err as Error).message}`);
-      void this.close();
-      return;
-    }
-    for (const b of blocks) {
-      let unit = this.units.get(b.track);
-      if (!unit) {
-        const t = this.reader.tracks.get(b.track);
-        if (!t) continue;
-        const kind: AV = t.type === 1 ? 'video' : 'audio';
-        unit = { kind, h264: t.codecId === 'V_MPEG4/ISO/AVC' ? new H264Unpacker(t.codecPrivate) : undefined };
-        this.units.set(b.track, unit);
-      }
-      const ts = this.start + Math.max(0, b.time);
-      const prev = this.lastTs[unit.kind];
-      const duration = prev === undefined || ts <= prev ? (unit.kind === 'audio' ? 0.02 : 1 / 30) : ts - prev;
-      this.lastTs[unit.kind] = ts;
-      this.produced++;
-      if (unit.h264) {
-        const { nals, keyframe } = unit.h264.nals(b.data);
-        this.queues[unit.kind].push({ ts, duration, keyframe, nals });
-      } else {
-        this.queues[unit.kind].push({ ts, duration, keyframe: unit.kind === 'audio' || b.keyframe || isVp8KeyframeData(b.data), data: b.data });
-      }
-    }
-    if (this.queues.audio.length + this.queues.video.length > 300) this.child.stdout!.pause();
-    this.wake();
-  }
-
-  private wake(): void {
-    for (const k of ['audio', 'video'] as const) {
-      const w = this.waiting[k];
-      this.waiting[k] = undefined;
-      w?.();
-    }
-  }
-
-  view(kind: AV): FrameSource {
-    return {
-      next: async () => {
-        for (;;) {
-          const f = this.queues[kind].shift();
-          if (f) {
-            if (this.queues.audio.length + this.queues.video.length < 100) this.child.stdout!.resume();
-            return f;
-          }
-          if (this.error) throw this.error;
-          if (this.ended) return null;
-          this.child.stdout!.resume();
-          await new Promise<void>((resolve) => { this.waiting[kind] = resolve; });
-        }
-      },
-      close: () => this.close(),
-    };
-  }
-
-  /** Kills ffmpeg and waits until it is reaped. */
-  async close(): Promise<void> {
-    if (!this.ended && this.child.exitCode === null && this.child.signalCode === null) {
-      this.killed = true;
-      this.child.kill('SIGKILL');
-    }
-    // 'close' comes only once the pipes are closed: a paused stdout with unread output would hold it.
-    this.child.stdout!.destroy();
-    this.child.stderr!.destroy();
-    await this.exited;
-  }
-}
-
-// ---- RTP out --------------------------------------------------------------------------------
-
-/** One outgoing RTP stream of the player (its own SSRC and numbering per codec). */
-class RtpOut {
-  readonly ssrc = (Math.random() * 0xffffffff) >>> 0;
-  private seq = Math.floor(Math.random() * 0x10000);
-  readonly tsBase = (Math.random() * 0xffffffff) >>> 0;
-  private readonly vp8?: Vp8Packetizer;
-  private readonly h264?: H264Packetizer;
-
-  constructor(readonly codec: CodecInfo, maxPayload: number) {
-    if (codec.mimeType === 'video/vp8') this.vp8 = new Vp8Packetizer(maxPayload);
-    if (codec.mimeType === 'video/h264') this.h264 = new H264Packetizer(maxPayload);
-  }
-
-  packets(f: SourceFrame, ts: number): RtpPacket[] {
-    let payloads: Buffer[];
-    if (this.h264) payloads = this.h264.packetize(f.nals ?? []);
-    else if (this.vp8) payloads = this.vp8.packetize(f.data ?? Buffer.alloc(0));
-    else payloads = [f.data ?? Buffer.alloc(0)];
-    const video = this.codec.mimeType.startsWith('video/');
-    return payloads.map((payload, i) => {
-      this.seq = (this.seq + 1) & 0xffff;
-      const header = new RtpHeader({
-        payloadType: video ? 96 : 111, sequenceNumber: this.seq, timestamp: ts >>> 0, ssrc: this.ssrc,
-        marker: video && i === payloads.length - 1,
-      });
-      return new RtpPacket(header, payload);
-    });
-  }
-}
-
 // ---- the element ----------------------------------------------------------------------------
 
 /** How far ahead of its due time a frame is read. */
@@ -480,7 +109,7 @@ interface Pass {
   catchUp: number;
 }
 
-interface Queued { pass: Pass; kind: AV; frame: SourceFrame; catchUpIndex?: number }
+type Queued = Paced<Pass>;
 
 const CODEC_MIME: Record<string, CodecInfo> = {
   vp8: { mimeType: 'video/vp8', clockRate: 90000 },
@@ -503,15 +132,9 @@ export class PlayerEndpoint extends Element {
   private plans: TrackPlan[] = [];
   private loops = 0;
   private passes: Pass[] = [];
-  private readonly queues: Record<AV, Queued[]> = { audio: [], video: [] };
-  private readonly out: Partial<Record<AV, RtpOut>> = {};
-  private readonly epoch = performance.now();
-  private lastRtpWall: Record<AV, number> = { audio: -Infinity, video: -Infinity };
   /** The pass whose frames play now (position is read from its anchor). */
   private playhead?: Pass;
   private pausedAt = 0;
-  private timer?: NodeJS.Timeout;
-  private roomWaiters: (() => void)[] = [];
   private lastRefresh = -Infinity;
   private refreshTimer?: NodeJS.Timeout;
   /** Serializes start/seek/refresh/stop (each replaces the passes). */
@@ -521,10 +144,19 @@ export class PlayerEndpoint extends Element {
   /** Where http(s) media may come from; undefined: no http(s). */
   private readonly allowAddress?: AddressPolicy;
   private readonly localRoots?: readonly string[];
+  /** Sends the queued frames when due (rtp-pacing.ts). */
+  private readonly pacer: RtpPacer<Pass>;
 
   constructor(id: ElementId, tag: string, private readonly emit: (ev: PlayerEvent) => void, opts: PlayerOptions = {}) {
     super(id, tag);
     this.maxPayload = opts.maxPayload ?? 1100;
+    this.pacer = new RtpPacer<Pass>({
+      isPlaying: () => this.st === 'playing',
+      clock: () => (this.st === 'paused' ? this.pausedAt : performance.now()),
+      frameDue: (q) => this.frameDue(q),
+      send: (kind, rtp, codec) => this.forward({ kind, rtp, codec, origin: this.id }),
+      afterTick: () => this.checkEos(),
+    }, this.maxPayload);
     this.ffmpeg = opts.ffmpeg ?? findFfmpeg();
     if (opts.httpAllow !== false) this.allowAddress = addressPolicy(opts.httpAllow ?? []);
     this.localRoots = opts.localRoots;
@@ -568,8 +200,7 @@ export class PlayerEndpoint extends Element {
     if (this.st !== 'playing') return;
     this.st = 'paused';
     this.pausedAt = performance.now();
-    clearTimeout(this.timer);
-    this.timer = undefined;
+    this.pacer.stop();
     this.emitState('paused');
   }
 
@@ -580,7 +211,7 @@ export class PlayerEndpoint extends Element {
     for (const p of this.passes) p.wall0 += shift;
     this.st = 'playing';
     this.emitState('playing');
-    this.tick();
+    this.pacer.tick();
   }
 
   /** Stops playing and closes the file (and any ffmpeg). start() may follow. */
@@ -796,21 +427,21 @@ export class PlayerEndpoint extends Element {
     }
     const now = this.st === 'paused' ? this.pausedAt : performance.now();
     pass.wall0 = wall0 ?? now + START_DELAY_MS + pass.catchUp;
-    for (const q of initial) this.queues[q.kind].push(q);
+    for (const q of initial) this.pacer.push(q);
     if (mode !== 'loop') this.playhead = pass;
     for (const [kind, src] of Object.entries(pass.sources) as [AV, FrameSource][]) {
       if (!pass.ended[kind]) void this.pump(pass, kind, src);
     }
     if (mode !== 'loop') this.lastRefresh = performance.now();
     this.checkPassEnd(pass);
-    this.tick();
+    this.pacer.tick();
   }
 
   /** Reads a source into its queue, staying LOOKAHEAD_MS ahead of the clock. */
   private async pump(pass: Pass, kind: AV, src: FrameSource): Promise<void> {
     for (;;) {
-      while (!pass.closed && this.aheadMs(pass, this.lastQueuedTs(pass, kind)) > LOOKAHEAD_MS) {
-        await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
+      while (!pass.closed && this.pacer.aheadMs(pass, this.pacer.lastQueuedTs(pass, kind)) > LOOKAHEAD_MS) {
+        await this.pacer.waitForRoom();
       }
       if (pass.closed) return;
       let f: SourceFrame | null;
@@ -824,24 +455,13 @@ export class PlayerEndpoint extends Element {
       if (!f) {
         pass.ended[kind] = true;
         this.checkPassEnd(pass);
-        if (!this.timer && this.st === 'playing') this.tick(); // the end may already be due
+        this.pacer.kick(); // the end may already be due
         return;
       }
       pass.lastEnd = Math.max(pass.lastEnd, f.ts + f.duration);
-      this.queues[kind].push({ pass, kind, frame: f });
-      if (!this.timer && this.st === 'playing') this.tick();
+      this.pacer.push({ pass, kind, frame: f });
+      this.pacer.kick();
     }
-  }
-
-  private lastQueuedTs(pass: Pass, kind: AV): number {
-    const q = this.queues[kind];
-    for (let i = q.length - 1; i >= 0; i--) if (q[i]!.pass === pass) return q[i]!.frame.ts;
-    return pass.t0;
-  }
-
-  private aheadMs(pass: Pass, ts: number): number {
-    const now = this.st === 'paused' ? this.pausedAt : performance.now();
-    return pass.wall0 + (ts - pass.t0) * 1000 - now;
   }
 
   /** All sources of a pass ran out: the next play is opened right after it (or the end comes). */
@@ -856,57 +476,20 @@ export class PlayerEndpoint extends Element {
     }).catch((err) => this.failed(this.explain(err, 'read_failed')));
   }
 
-  // ---- pacing ---------------------------------------------------------------------------------
+  // ---- pacing (rtp-pacing.ts) ------------------------------------------------------------------
 
-  /** Sends every frame that is due, then sleeps until the next one is. */
-  private tick = (): void => {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    if (this.st !== 'playing') return;
-    const now = performance.now();
-    for (;;) {
-      let best: Queued | undefined;
-      let bestDue = Infinity;
-      for (const kind of ['video', 'audio'] as const) {
-        const q = this.queues[kind][0];
-        if (!q) continue;
-        const due = q.catchUpIndex !== undefined ? -Infinity : q.pass.wall0 + (q.frame.ts - q.pass.t0) * 1000;
-        if (due < bestDue) { best = q; bestDue = due; }
-      }
-      if (!best) break;
-      if (bestDue > now + 1) {
-        this.timer = setTimeout(this.tick, Math.min(50, Math.max(1, bestDue - now)));
-        break;
-      }
-      this.queues[best.kind].shift();
-      this.send(best, bestDue);
-    }
-    const waiters = this.roomWaiters;
-    this.roomWaiters = [];
-    for (const w of waiters) w();
-    this.checkEos();
-  };
-
-  private send(q: Queued, due: number): void {
-    const { pass, kind, frame } = q;
+  /** A frame goes out: a new play announces itself; the codec its kind is sent in. */
+  private frameDue(q: Queued): CodecInfo | undefined {
+    const { pass, kind } = q;
     if (pass !== this.playhead && pass.play > (this.playhead?.play ?? 0)) {
       this.playhead = pass;
       this.emit({ type: 'player_loop', elementId: this.id, tag: this.tag, loop: pass.play - 1, loops_left: this.loops === 0 ? null : this.loops - pass.play + 1 });
     }
-    const plan = this.plans.find((p) => p.kind === kind);
-    if (!plan) return;
-    let out = this.out[kind];
-    if (!out || out.codec.mimeType !== plan.out.mimeType) out = this.out[kind] = new RtpOut(plan.out, this.maxPayload);
-    // Catch-up frames get timestamps 1 ms apart just before the pass's start.
-    let rtpWall = q.catchUpIndex !== undefined ? pass.wall0 - (pass.catchUp - q.catchUpIndex) : due;
-    if (rtpWall <= this.lastRtpWall[kind]) rtpWall = this.lastRtpWall[kind] + 0.05;
-    this.lastRtpWall[kind] = rtpWall;
-    const ts = out.tsBase + Math.round(((rtpWall - this.epoch) * out.codec.clockRate) / 1000);
-    for (const rtp of out.packets(frame, ts)) this.forward({ kind, rtp, codec: out.codec, origin: this.id });
+    return this.plans.find((p) => p.kind === kind)?.out;
   }
 
   private checkEos(): void {
-    if (this.st !== 'playing' || this.queues.audio.length + this.queues.video.length > 0) return;
+    if (this.st !== 'playing' || this.pacer.queued > 0) return;
     const last = this.passes[this.passes.length - 1];
     if (!last || last.closed) return;
     if (!(['audio', 'video'] as const).every((k) => !last.sources[k] || last.ended[k])) return;
@@ -933,16 +516,10 @@ export class PlayerEndpoint extends Element {
   }
 
   private async closeAll(): Promise<void> {
-    clearTimeout(this.timer);
-    this.timer = undefined;
     const passes = this.passes;
     this.passes = [];
     for (const p of passes) p.closed = true;
-    this.queues.audio = [];
-    this.queues.video = [];
-    const waiters = this.roomWaiters;
-    this.roomWaiters = [];
-    for (const w of waiters) w();
+    this.pacer.clear();
     await Promise.all(passes.map((p) => this.closePass(p)));
   }
 

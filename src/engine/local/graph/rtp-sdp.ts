@@ -4,7 +4,7 @@
 import sdpTransform from 'sdp-transform';
 import type { MediaDescription, SessionDescription } from 'sdp-transform';
 import { isIP } from 'node:net';
-import { EngineError } from '../types.js';
+import { EngineError } from '../../types.js';
 
 export type RtpCodecName = 'opus' | 'G722' | 'PCMU' | 'PCMA' | 'telephone-event' | 'VP8' | 'H264';
 export type Direction = 'sendrecv' | 'sendonly' | 'recvonly' | 'inactive';

@@ -1,7 +1,7 @@
 // The element graph of the local engine: each element has at most one source per media kind
 // and any number of sinks; packets travel source → sinks.
 import type { RtpPacket } from 'werift';
-import type { ElementId, MediaKind } from '../types.js';
+import type { ElementId, MediaKind } from '../../types.js';
 import type { LayeredPacket } from './simulcast.js';
 
 export interface CodecInfo { mimeType: string; clockRate: number }

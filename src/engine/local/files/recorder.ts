@@ -1,6 +1,6 @@
 // Kurento's RecorderEndpoint: a sink that writes the RTP it receives (from a session's proxy,
 // i.e. what the client sends) into a WebM (VP8 + Opus) or MP4 (H.264 or VP8 + Opus) file.
-// RTP is depacketized into frames (src/engine/local/rtp), frames are timed from their RTP
+// RTP is depacketized into frames (rtp/), frames are timed from their RTP
 // timestamps and muxed by mediabunny. The file is written as the media comes, so that a server
 // killed mid-way leaves a playable file up to its last second or so: WebM as clusters whose
 // sizes read "unknown" until known (RecordingFile/EbmlLiveSizes below), MP4 as fragmented MP4.
@@ -11,12 +11,13 @@ import {
   EncodedAudioPacketSource, EncodedPacket, EncodedVideoPacketSource, Mp4OutputFormat, Output, StreamTarget, WebMOutputFormat,
   type StreamTargetChunk,
 } from 'mediabunny';
-import type { ElementId } from '../types.js';
-import { Element, type CodecInfo, type MediaUnit } from './element.js';
+import type { ElementId } from '../../types.js';
+import { Element, type CodecInfo, type MediaUnit } from '../graph/element.js';
 import { depacketizerFor, type Depacketizer, type Frame } from './rtp/index.js';
 import { NAL_PPS, NAL_SPS, joinAnnexB, nalType, parseSps, splitAnnexB } from './rtp/h264.js';
 import { opusPacketSamples } from './rtp/opus.js';
 import { vp8FrameSize } from './rtp/vp8.js';
+import { fragmentFinalizer } from '../accel/internals.js';
 
 export type RecordingFormat = 'webm' | 'mp4';
 export type RecorderState = 'idle' | 'recording' | 'paused' | 'stopping' | 'stopped';
@@ -360,11 +361,11 @@ export class RecorderEndpoint extends Element {
       this.lastFragmentAsk = now;
       this.sources.get('video')?.requestKeyframe(false);
     }
-    // Not a public API of mediabunny (its HLS muxer uses it): without it fragments wait for keyframes.
-    const muxer = (this.output as unknown as { _muxer?: { forceFragmentFinalization?: () => Promise<void> } } | undefined)?._muxer;
-    if (age >= FRAGMENT_CUT_S && typeof muxer?.forceFragmentFinalization === 'function') {
+    // Not a public API of mediabunny (see internals.ts): without it fragments wait for keyframes.
+    const cut = age >= FRAGMENT_CUT_S ? fragmentFinalizer(this.output) : undefined;
+    if (cut) {
       track.fragmentFrom = t.time;
-      this.enqueue(() => muxer.forceFragmentFinalization!());
+      this.enqueue(cut);
     }
   }
 

@@ -3,11 +3,12 @@
 // werift's version makes per packet — every incoming RTP packet passes through it. Headers
 // whose extension block runs past the packet are refused (see readPastEnd).
 import { RtpHeader } from 'werift';
+import { replaceRtpHeaderParser, weriftRtpHeaderParser } from './internals.js';
 
 type Extension = { id: number; payload: Buffer };
 
 /** werift's original parser (kept for the equivalence tests). */
-export const weriftDeserialize: (raw: Buffer) => RtpHeader = RtpHeader.deSerialize.bind(RtpHeader);
+export const weriftDeserialize: (raw: Buffer) => RtpHeader = weriftRtpHeaderParser;
 
 /** What werift uses once installed. */
 export function deserializeRtpHeader(raw: Buffer): RtpHeader {
@@ -96,5 +97,5 @@ let installed = false;
 export function installFastRtpParser(): void {
   if (installed) return;
   installed = true;
-  (RtpHeader as unknown as { deSerialize: (raw: Buffer) => RtpHeader }).deSerialize = deserializeRtpHeader;
+  replaceRtpHeaderParser(deserializeRtpHeader);
 }

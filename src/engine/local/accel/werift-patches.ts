@@ -1,5 +1,6 @@
 // Runtime patches to werift for what a remote peer or the operating system can do to it
-// (installed once per process, like fast-rtp.ts; node_modules is never edited). The project
+// (installed once per process, like fast-rtp.ts, through internals.ts's patch points, which are
+// checked when the engine starts; node_modules is never edited). The project
 // imports werift as ESM (lib/index.mjs): the classes patched here are the ones that bundle uses.
 //
 // - UDP sockets: werift binds its ICE sockets with no 'error' listener, so `bind EMFILE` (the
@@ -18,17 +19,12 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:dgram';
-import { Connection, StunProtocol, TcpPassiveProtocol, UdpTransport } from 'werift';
+import {
+  wrapIceAddRemoteCandidate, wrapIceEnsureProtocol, wrapStunDatagramReceived, wrapTcpPassiveConnectionMade, wrapUdpTransportInit,
+  type WeriftIceConnection, type WeriftProtocol, type WeriftTcpPassive, type WeriftUdpTransport,
+} from './internals.js';
 
 // ---- UDP sockets ------------------------------------------------------------------------------
-
-/** The werift UdpTransport fields the patched init uses. */
-interface UdpTransportLike {
-  socketType: 'udp4' | 'udp6';
-  options: { port?: number; portRange?: [number, number]; interfaceAddresses?: Partial<Record<'udp4' | 'udp6', string>> };
-  socket: Socket;
-  closed: boolean;
-}
 
 /** Every port of a configured range is taken (or refused): there is nothing left to bind. */
 export class PortRangeExhausted extends Error {
@@ -105,7 +101,7 @@ async function bindInRange(socket: Socket, [min, max]: [number, number], address
 }
 
 /** Replaces werift's UdpTransport.prototype.init: same binding choices, errors handled. */
-async function initUdpTransport(this: UdpTransportLike): Promise<void> {
+async function initUdpTransport(this: WeriftUdpTransport): Promise<void> {
   const { socket, options } = this;
   const address = options.interfaceAddresses?.[this.socketType];
   try {
@@ -135,19 +131,13 @@ async function initUdpTransport(this: UdpTransportLike): Promise<void> {
   });
 }
 
-// ---- ICE TCP ----------------------------------------------------------------------------------
-
-interface TcpPassiveLike { server: { on(ev: 'error', l: (err: Error) => void): unknown } }
-
 // ---- mDNS ---------------------------------------------------------------------------------------
 
-interface MdnsLookupLike { mdnsInstance?: { on(ev: 'error', l: (err: Error) => void): unknown }; close?: () => void }
-interface RemoteCandidateAgent { lookup?: MdnsLookupLike }
-type AddRemoteCandidate = (this: RemoteCandidateAgent, candidate: unknown) => Promise<void>;
+type AddRemoteCandidate = (this: WeriftIceConnection, candidate: unknown) => Promise<void>;
 const guardedLookups = new WeakSet<object>();
 
 function guardedAddRemoteCandidate(original: AddRemoteCandidate): AddRemoteCandidate {
-  return function addRemoteCandidate(this: RemoteCandidateAgent, candidate: unknown): Promise<void> {
+  return function addRemoteCandidate(this: WeriftIceConnection, candidate: unknown): Promise<void> {
     // werift creates its resolver synchronously, before its first await; the socket's bind
     // fails later (asynchronously): a listener added now is in time.
     const result = original.call(this, candidate);
@@ -170,14 +160,7 @@ function guardedAddRemoteCandidate(original: AddRemoteCandidate): AddRemoteCandi
 // ---- STUN -------------------------------------------------------------------------------------
 
 /** The werift ICE Connection fields the credential check reads. */
-interface IceCredentials {
-  localUsername: string;
-  localPassword: string;
-  userHistory: Record<string, string>;
-}
-type RequestListener = (msg: unknown, addr: unknown, data?: Buffer) => void;
-interface RequestEvent { subscribe: (execute: RequestListener, ...rest: unknown[]) => unknown }
-interface ProtocolLike { onRequestReceived?: RequestEvent }
+type IceCredentials = Pick<WeriftIceConnection, 'localUsername' | 'localPassword' | 'userHistory'>;
 
 const STUN_COOKIE = 0x2112a442;
 const ATTR_USERNAME = 0x0006;
@@ -230,10 +213,10 @@ export const stunRequestsDropped = { count: 0 };
 /** Each protocol (socket) werift's ICE agent reads from, with that agent's credentials. */
 const agentOf = new WeakMap<object, IceCredentials>();
 
-type EnsureProtocol = (this: IceCredentials, protocol: ProtocolLike) => void;
+type EnsureProtocol = (this: WeriftIceConnection, protocol: WeriftProtocol) => void;
 
 function guardedEnsureProtocol(original: EnsureProtocol): EnsureProtocol {
-  return function ensureProtocol(this: IceCredentials, protocol: ProtocolLike): void {
+  return function ensureProtocol(this: WeriftIceConnection, protocol: WeriftProtocol): void {
     agentOf.set(protocol, this);
     const event = protocol.onRequestReceived;
     if (!event || typeof event.subscribe !== 'function') { original.call(this, protocol); return; }
@@ -276,19 +259,15 @@ let installed = false;
 export function installWeriftPatches(): void {
   if (installed) return;
   installed = true;
-  (UdpTransport.prototype as unknown as { init: () => Promise<void> }).init = initUdpTransport;
+  wrapUdpTransportInit(() => initUdpTransport);
 
-  const tcpProto = TcpPassiveProtocol.prototype as unknown as { connectionMade: (this: TcpPassiveLike, ...args: unknown[]) => Promise<void> };
-  const tcpConnectionMade = tcpProto.connectionMade;
-  tcpProto.connectionMade = function connectionMade(this: TcpPassiveLike, ...args: unknown[]): Promise<void> {
+  wrapTcpPassiveConnectionMade((tcpConnectionMade) => function connectionMade(this: WeriftTcpPassive, ...args: unknown[]): Promise<void> {
     // accept() at the descriptor limit is an 'error' event on a listening server.
     this.server.on('error', (err) => { unownedSocketErrors.count++; unownedSocketErrors.last = err; });
     return tcpConnectionMade.apply(this, args);
-  };
+  });
 
-  const iceProto = Connection.prototype as unknown as { ensureProtocol: EnsureProtocol; addRemoteCandidate: AddRemoteCandidate };
-  iceProto.ensureProtocol = guardedEnsureProtocol(iceProto.ensureProtocol);
-  iceProto.addRemoteCandidate = guardedAddRemoteCandidate(iceProto.addRemoteCandidate);
-  const stunProto = StunProtocol.prototype as unknown as { datagramReceived: DatagramReceived };
-  stunProto.datagramReceived = guardedDatagramReceived(stunProto.datagramReceived);
+  wrapIceEnsureProtocol(guardedEnsureProtocol);
+  wrapIceAddRemoteCandidate(guardedAddRemoteCandidate);
+  wrapStunDatagramReceived(guardedDatagramReceived);
 }

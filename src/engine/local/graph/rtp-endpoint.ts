@@ -10,16 +10,17 @@ import {
   RtcpSourceDescriptionPacket, RtcpSrPacket, RtpPacket, SourceDescriptionChunk, SourceDescriptionItem, ntpTime,
   type RtcpPacket,
 } from 'werift';
-import { EngineError, type ConnectionState, type MediaKind, type MediaStats, type OfferOptions, type EngineEvent } from '../types.js';
+import { EngineError, type ConnectionState, type MediaKind, type MediaStats, type OfferOptions, type EngineEvent } from '../../types.js';
 import type { CodecInfo, MediaUnit } from './element.js';
 import { MediaEndpoint, rembFeedback } from './media-endpoint.js';
 import { continueStream, newContinuity, type Continuity } from './stream-continuity.js';
 import { ReceiveStats } from './rtp-receive-stats.js';
+import { isMuxedRtcp } from './rtcp-mux.js';
 import {
   answerDirection, chooseCodecs, parseRtpSdp, writeRtpSdp, RTP_CODECS,
   type Direction, type RemoteMedia, type RtpCodec, type RtpCodecName,
 } from './rtp-sdp.js';
-import { isLoopbackIp, isPublicIp } from '../../util/addresses.js';
+import { isLoopbackIp, isPublicIp } from '../../../util/addresses.js';
 
 export type Latching = 'auto' | 'always' | 'off';
 
@@ -354,9 +355,9 @@ export class RtpEndpoint extends MediaEndpoint {
       if (!this.mayDisplace(line, src, rinfo)) { line.dropped++; return; }
       displace = true;
     }
-    // RTCP multiplexed on the RTP port (RFC 5761): packet types 200-207 sit where RTP's
-    // marker bit and payload type are.
-    if (msg.length >= 8 && msg[1]! >= 192 && msg[1]! <= 223) {
+    // RTCP multiplexed on the RTP port (RFC 5761): its packet type sits where RTP's marker
+    // bit and payload type are.
+    if (msg.length >= 8 && isMuxedRtcp(msg)) {
       if (displace) line.dropped++;
       else this.onRtcp(line, msg, rinfo);
       return;

@@ -2,13 +2,20 @@
 // WebRTC endpoints of the local engine. When the addon is built, a connected endpoint's ICE
 // socket is read by the plane instead of libuv; SRTP of SSRCs that have a route (decided here
 // from the element graph) is forwarded natively, and everything else comes back through
-// `dispatch` as if the socket had delivered it (RTP already decrypted). Without the addon, or
-// with NKMEDIA_NATIVE_FORWARD=0, `forwardingPlane()` is undefined and endpoints keep the
-// JS path; both paths produce the same packets on the wire.
+// `dispatch` as if the socket had delivered it (RTP already decrypted). Without the addon, with
+// an addon built without the plane (it is Linux only: binding.gyp), or with
+// NKMEDIA_NATIVE_FORWARD=0, `forwardingPlane()` is undefined and endpoints keep the JS path;
+// both paths produce the same packets on the wire.
+//
+// Sockets and outputs are named by handles (`sock`, `out`): numbers that also carry the
+// generation of the addon's slot, so a handle kept after its release (in a route, in a late
+// callback) is refused rather than reaching whatever reuses the slot.
 import { isMainThread } from 'node:worker_threads';
 import { native } from './native-srtp.js';
 import type { NativeHandle } from './native-srtp.js';
+import { planeInternalsMissing } from './internals.js';
 
+/** The plane's functions in the addon (native/forward.c). `sock` and `out` are handles. */
 export interface PlaneBinding {
   planeStart(cb: (kind: number, sock: number, a: unknown, b: unknown, c: unknown) => void, batchMs: number): void;
   planeStop(): void;
@@ -135,14 +142,21 @@ export class ForwardingPlane {
 
 let plane: ForwardingPlane | null | undefined;
 
+/** The plane's functions, when the addon has them (it is built without them but on Linux). */
+function planeBinding(): PlaneBinding | undefined {
+  const b = native as (Partial<PlaneBinding> & object) | undefined;
+  return typeof b?.planeStart === 'function' ? b as PlaneBinding : undefined;
+}
+
 /** The process's plane, started on first use; undefined when the addon cannot provide one. */
 export function forwardingPlane(): ForwardingPlane | undefined {
   if (plane === undefined) {
-    const b = native as unknown as Partial<PlaneBinding> | undefined;
+    const b = planeBinding();
     plane = null;
     // One plane per process, on the main thread (its state in the addon is process-wide).
-    if (b?.planeStart && isMainThread && batchValid && process.env.NKMEDIA_NATIVE_FORWARD !== '0') {
-      try { plane = new ForwardingPlane(b as PlaneBinding); } catch { plane = null; }
+    // It also needs the descriptor of Node's dgram sockets (internals.ts).
+    if (b && isMainThread && batchValid && process.env.NKMEDIA_NATIVE_FORWARD !== '0' && !planeInternalsMissing()) {
+      try { plane = new ForwardingPlane(b); } catch { plane = null; }
     }
   }
   return plane ?? undefined;
@@ -153,7 +167,10 @@ export function planeUnavailableReason(): string | undefined {
   if (forwardingPlane()) return undefined;
   if (process.env.NKMEDIA_NATIVE_FORWARD === '0') return 'disabled by NKMEDIA_NATIVE_FORWARD=0';
   if (!native) return 'the native addon is not built';
+  if (!planeBinding()) return 'the native addon was built without it (it is built on Linux only)';
   if (!batchValid) return `NKMEDIA_FORWARD_BATCH_MS must be a whole number of milliseconds from 0 to 20 (got "${BATCH_ENV}")`;
+  const internals = planeInternalsMissing();
+  if (internals) return internals;
   return isMainThread ? 'the addon could not start it' : 'not on the main thread';
 }
 

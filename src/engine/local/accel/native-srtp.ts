@@ -20,6 +20,7 @@ import {
   type SrtcpSession,
   type SrtpSession,
 } from 'werift';
+import { replaceSrtcpTransforms, replaceSrtpTransforms } from './internals.js';
 
 /** An opaque native context (an N-API external holding the OpenSSL state for one key set). */
 export type NativeHandle = { readonly __nkmediaSrtpContext: true };
@@ -53,11 +54,13 @@ export interface NativeSrtpBinding {
   unprotectRtcpInto(ctx: NativeHandle, srtcp: Uint8Array, out: Uint8Array): number;
   /** The OpenSSL version the addon resolved at load (the one inside node). */
   readonly openssl: string;
+  /** The packet types the forwarding plane takes for RTCP on a muxed port (native/rtp.h). */
+  readonly rtcpMuxRange: readonly [number, number];
 }
 
-// The addon sits at <repo>/build/Release; this file runs from src/engine/local (tsx) or
-// dist/engine/local (compiled), both three levels below the repo root.
-export const ADDON_PATH = fileURLToPath(new URL('../../../build/Release/nkmedia_native.node', import.meta.url));
+// The addon sits at <repo>/build/Release; this file runs from src/engine/local/accel (tsx) or
+// dist/engine/local/accel (compiled), both four levels below the repo root.
+export const ADDON_PATH = fileURLToPath(new URL('../../../../build/Release/nkmedia_native.node', import.meta.url));
 
 function load(): { binding?: NativeSrtpBinding; error?: string } {
   // An escape hatch to compare against / fall back to werift's JS path without rebuilding.
@@ -221,22 +224,21 @@ export function markDecrypted(buf: Buffer): void { predecrypted = buf; }
 
 /** The native contexts of an accelerated session (the forwarding plane uses the same keys). */
 export function nativeContexts(srtpSession: SrtpSession): Accelerated | undefined {
-  const acc = (srtpSession as Marked<SrtpSession>)[ACCELERATED];
-  return acc && 'rtpLocal' in acc ? acc : undefined;
+  return acceleratedRtp.get(srtpSession);
 }
 
 /** The native SRTCP contexts of an accelerated SRTCP session. */
 export function nativeRtcpContexts(srtcpSession: SrtcpSession): AcceleratedRtcp | undefined {
-  const acc = (srtcpSession as Marked<SrtcpSession>)[ACCELERATED];
-  return acc && 'rtcpLocal' in acc ? acc : undefined;
+  return acceleratedRtcp.get(srtcpSession);
 }
-const ACCELERATED = Symbol('nkmedia.nativeSrtp');
-type Marked<T> = T & { [ACCELERATED]?: Accelerated | AcceleratedRtcp };
 interface AcceleratedRtcp { rtcpLocal: NativeSrtpContext; rtcpRemote: NativeSrtpContext }
+/** The werift sessions running on the addon, with their native contexts. */
+const acceleratedRtp = new WeakMap<SrtpSession, Accelerated>();
+const acceleratedRtcp = new WeakMap<SrtcpSession, AcceleratedRtcp>();
 
 /** Whether this werift session instance already runs on the addon. */
 export function isAccelerated(session: SrtpSession | SrtcpSession): boolean {
-  return (session as Marked<typeof session>)[ACCELERATED] !== undefined;
+  return acceleratedRtp.has(session as SrtpSession) || acceleratedRtcp.has(session as SrtcpSession);
 }
 
 /**
@@ -251,8 +253,8 @@ export function isAccelerated(session: SrtpSession | SrtcpSession): boolean {
 export function accelerate(srtpSession: SrtpSession, srtcpSession?: SrtcpSession): boolean {
   if (!native) return false;
   const b = native;
-  const srtp = srtpSession as Marked<SrtpSession>;
-  if (!srtp[ACCELERATED]) {
+  const srtp = srtpSession;
+  if (!acceleratedRtp.has(srtp)) {
     const local = srtp.localContext;
     const remote = srtp.remoteContext;
     const rtpLocal = NativeSrtpContext.forRtp(local);
@@ -263,7 +265,7 @@ export function accelerate(srtpSession: SrtpSession, srtcpSession?: SrtcpSession
     // werift: SrtpContext.decryptRtp. The ROC is guessed on the SSRC's state and rolled back if
     // the packet fails to authenticate, which is what werift's copy-then-commit does, without
     // allocating a copy per packet.
-    srtp.decrypt = (buf: Buffer): Buffer => {
+    const decrypt = (buf: Buffer): Buffer => {
       if (buf === predecrypted) { predecrypted = undefined; return buf; }
       if (buf.length < minLength) throw new SrtpAuthenticationError('Failed to authenticate SRTP packet');
       const ssrc = buf.readUInt32BE(8);
@@ -284,31 +286,33 @@ export function accelerate(srtpSession: SrtpSession, srtcpSession?: SrtcpSession
 
     // werift: SrtpContext.encryptRtp; the header is serialised by werift itself (which also
     // updates header.payloadOffset/extension as a side effect callers may rely on).
-    srtp.encrypt = (payload: Buffer, header: RtpHeader): Buffer => {
+    const encrypt = (payload: Buffer, header: RtpHeader): Buffer => {
       const s = local.getSrtpSsrcState(header.ssrc);
       local.updateRolloverCount(header.sequenceNumber, s);
       return rtpLocal.protectRtpParts(header.serialize(header.serializeSize), payload, s.rolloverCounter);
     };
-    srtp[ACCELERATED] = { rtpLocal, rtpRemote };
+    replaceSrtpTransforms(srtp, { encrypt, decrypt });
+    acceleratedRtp.set(srtp, { rtpLocal, rtpRemote });
   }
 
-  const srtcp = srtcpSession as Marked<SrtcpSession> | undefined;
-  if (srtcp && !srtcp[ACCELERATED]) {
+  const srtcp = srtcpSession;
+  if (srtcp && !acceleratedRtcp.has(srtcp)) {
     const local = srtcp.localContext;
     const rtcpLocal = NativeSrtpContext.forRtcp(local);
     const rtcpRemote = NativeSrtpContext.forRtcp(srtcp.remoteContext);
 
-    srtcp.decrypt = (buf: Buffer): Buffer => rtcpRemote.unprotectRtcp(buf);
+    const decrypt = (buf: Buffer): Buffer => rtcpRemote.unprotectRtcp(buf);
 
     // werift: SrtcpContext.encryptRTCP. werift tests `index >> 2147483647`, which JS evaluates
     // as `>> 31`: the index wraps to 0 once it reaches 2^31.
-    srtcp.encrypt = (rawRtcp: Buffer): Buffer => {
+    const encrypt = (rawRtcp: Buffer): Buffer => {
       const s = local.getSrtcpSsrcState(rawRtcp.readUInt32BE(4));
       s.srtcpIndex++;
       if (s.srtcpIndex >> 31) s.srtcpIndex = 0;
       return rtcpLocal.protectRtcp(rawRtcp, s.srtcpIndex);
     };
-    srtcp[ACCELERATED] = { rtcpLocal, rtcpRemote };
+    replaceSrtcpTransforms(srtcp, { encrypt, decrypt });
+    acceleratedRtcp.set(srtcp, { rtcpLocal, rtcpRemote });
   }
   return true;
 }
@@ -320,10 +324,10 @@ export function accelerate(srtpSession: SrtpSession, srtcpSession?: SrtcpSession
  * falls back to werift's JS encrypt.
  */
 export function protectRtpPacket(srtpSession: SrtpSession, plain: Buffer): Buffer {
-  const srtp = srtpSession as Marked<SrtpSession>;
-  if (!srtp[ACCELERATED]) accelerate(srtp);
-  const acc = srtp[ACCELERATED];
-  if (acc && 'rtpLocal' in acc) {
+  const srtp = srtpSession;
+  if (!acceleratedRtp.has(srtp)) accelerate(srtp);
+  const acc = acceleratedRtp.get(srtp);
+  if (acc) {
     const local = srtp.localContext;
     const s = local.getSrtpSsrcState(plain.readUInt32BE(8));
     local.updateRolloverCount(plain.readUInt16BE(2), s);

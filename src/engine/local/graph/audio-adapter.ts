@@ -3,7 +3,7 @@
 import { RtpHeader, RtpPacket } from 'werift';
 import { randomInt } from 'node:crypto';
 import type { CodecInfo, MediaUnit } from './element.js';
-import { AudioTranscoder, codecFromMime } from './audio/transcoder.js';
+import { AudioTranscoder, codecFromMime } from '../audio/transcoder.js';
 
 type RtpUnit = Extract<MediaUnit, { rtp: unknown }>;
 

@@ -2,7 +2,7 @@
 // counters with up/down events and rates, the simulcast layer choice, audio transcoding when
 // a source's codec is not the one negotiated with our client, and error reporting.
 import { ReceiverEstimatedMaxBitrate, RtcpPayloadSpecificFeedback } from 'werift';
-import type { EngineEvent, MediaKind, MediaStats } from '../types.js';
+import type { EngineEvent, MediaKind, MediaStats } from '../../types.js';
 import { Element, type CodecInfo, type MediaUnit } from './element.js';
 import { LayerSelector, type LayerChoice } from './simulcast.js';
 import { AudioAdapter } from './audio-adapter.js';

@@ -5,16 +5,17 @@ import {
   type GenericNack, type MediaStreamTrack, type RTCRtpSender,
   type RTCDataChannel, type RTCPeerConnectionConfig, type RTCRtpReceiver, type RTCRtpTransceiver,
 } from 'werift';
-import { EngineError, type ConnectionState, type EngineEvent, type IceCandidateInit, type MediaKind, type MediaStats, type OfferOptions } from '../types.js';
+import { EngineError, type ConnectionState, type EngineEvent, type IceCandidateInit, type MediaKind, type MediaStats, type OfferOptions } from '../../types.js';
 import type { CodecInfo, MediaUnit } from './element.js';
 import { isKeyframe } from './simulcast.js';
-import { accelerate as accelerateSrtp } from './native-srtp.js';
+import { accelerate as accelerateSrtp } from '../accel/native-srtp.js';
 import { FLOW_DOWN_MS, MediaEndpoint, rembFeedback } from './media-endpoint.js';
 import { continueStream, newContinuity, type Continuity } from './stream-continuity.js';
 import { PassThrough, type Element } from './element.js';
-import { forwardingPlane, type ForwardingPlane } from './forwarding-plane.js';
-import { PlaneAttachment, type PlaneHost } from './plane-attachment.js';
-import { PortRangeExhausted, bindFailures, describeBindFailure, onTransportSocketError } from './werift-patches.js';
+import { forwardingPlane, type ForwardingPlane } from '../accel/forwarding-plane.js';
+import { PlaneAttachment, type PlaneHost } from '../accel/plane-attachment.js';
+import { PortRangeExhausted, bindFailures, describeBindFailure, onTransportSocketError } from '../accel/werift-patches.js';
+import { iceConnectionOf, iceConnections, receiverInternals, senderInternals } from '../accel/internals.js';
 
 /**
  * NACKed packets are resent from this many of the last video packets sent per stream: about
@@ -38,14 +39,6 @@ interface OutStream extends Continuity {
   lastSrClock: number;
   /** Interarrival jitter the client reports for this stream (RTCP RR), in timestamp units. */
   remoteJitter?: number;
-}
-
-/** werift internals the fast path updates or reads (kept to these few fields). */
-interface SenderReportState { packetCount: number; octetCount: number; ntpTimestamp: bigint; rtpTimestamp: number }
-interface WeriftIceConnection {
-  canSendApplicationData(): boolean;
-  nominated?: { protocol: { type: string }; remoteAddr: [string, number]; packetsSent: number; bytesSent: number };
-  send(data: Buffer): Promise<void>;
 }
 
 /** What a data channel message weighs against a max-message-size (bytes, as werift counts). */
@@ -241,12 +234,12 @@ export class WebRtcEndpoint extends MediaEndpoint {
     for (const t of this.pc.getTransceivers()) {
       const kind = t.kind === 'audio' ? 'audio' : 'video';
       // werift keeps RFC 3550 statistics per incoming SSRC (simulcast: one per layer).
-      const streams = Object.values((t.receiver as unknown as { remoteStreams: Record<string, { packets_lost: number; jitter: number; clockRate: number }> }).remoteStreams);
+      const streams = Object.values(receiverInternals(t.receiver).remoteStreams);
       if (streams.length > 0) {
         inbound[kind].packets_lost = streams.reduce((n, st) => n + st.packets_lost, 0);
         inbound[kind].jitter_ms = Math.max(...streams.map((st) => (st.jitter / st.clockRate) * 1000));
       }
-      const sender = t.sender as unknown as { remotePacketsLost?: number; remoteFractionLost?: number; rtt?: number };
+      const sender = senderInternals(t.sender);
       if (sender.remotePacketsLost !== undefined) {
         outbound[kind].packets_lost = sender.remotePacketsLost;
         outbound[kind].fraction_lost = sender.remoteFractionLost;
@@ -335,8 +328,7 @@ export class WebRtcEndpoint extends MediaEndpoint {
    */
   private dropStandInStun(): void {
     if (!this.noStun) return;
-    const transports = (this.pc as unknown as { iceTransports?: { connection?: { stunServer?: unknown } }[] }).iceTransports ?? [];
-    for (const t of transports) if (t.connection && 'stunServer' in t.connection) t.connection.stunServer = undefined;
+    for (const conn of iceConnections(this.pc)) conn.stunServer = undefined;
   }
 
   async processOffer(sdp: string): Promise<string> {
@@ -384,14 +376,13 @@ export class WebRtcEndpoint extends MediaEndpoint {
 
   /** Whether every ICE transport (one, bundled) has a local candidate to offer. */
   private hasLocalCandidate(): boolean {
-    return this.pc.iceTransports.every((t) => ((t.connection as unknown as { localCandidates?: unknown[] }).localCandidates?.length ?? 0) > 0);
+    return iceConnections(this.pc).every((conn) => conn.localCandidates.length > 0);
   }
 
   /** Errors on our ICE sockets after binding (rare: send errors) are reported on this element. */
   private watchSockets(): void {
-    for (const t of this.pc.iceTransports) {
-      const protocols = (t.connection as unknown as { protocols?: { transport?: object }[] }).protocols ?? [];
-      for (const p of protocols) {
+    for (const conn of iceConnections(this.pc)) {
+      for (const p of conn.protocols) {
         if (p.transport) onTransportSocketError(p.transport, (err) => this.reportOnce(`socket:${(err as NodeJS.ErrnoException).code ?? 'other'}`, `ICE socket error: ${err.message}`, 'socket_error'));
       }
     }
@@ -502,7 +493,7 @@ export class WebRtcEndpoint extends MediaEndpoint {
     }
     this.sendSrtp(sender, packet);
     // What werift's sender reports (RTCP SR, stats) is kept true without its per-packet work.
-    const report = sender as unknown as SenderReportState;
+    const report = senderInternals(sender);
     report.packetCount = (report.packetCount + 1) >>> 0;
     report.octetCount += payload.length;
     if (now - out.lastSrClock >= SR_CLOCK_REFRESH_MS) {
@@ -592,10 +583,10 @@ export class WebRtcEndpoint extends MediaEndpoint {
 
   /** Writes an SRTP packet to the selected candidate pair's UDP socket, synchronously. */
   private sendSrtp(sender: RTCRtpSender, packet: Buffer): void {
-    const conn = sender.dtlsTransport.iceTransport.connection as unknown as WeriftIceConnection;
+    const conn = iceConnectionOf(sender.dtlsTransport);
     if (!conn.canSendApplicationData()) return;
     const pair = conn.nominated!;
-    const transport = (pair.protocol as unknown as { transport?: { type?: string; closed?: boolean; socket?: { send(b: Buffer, port: number, host: string): void } } }).transport;
+    const transport = pair.protocol.transport;
     // A host or server-reflexive pair over UDP (werift's "stun" protocol on a UDP transport).
     if (transport?.socket && transport.type === 'udp' && pair.protocol.type === 'stun') {
       if (transport.closed) return;
