@@ -8,7 +8,7 @@ import { startTestServer, connectClient, eventually } from './helpers/server.js'
 import { TestPeer } from './helpers/peer.js';
 import type { Server } from '../src/main.js';
 import { NkMediaError, type CallInvite, type CandidateInit, type EventData, type NkMediaClient } from '../src/client/index.js';
-import type { LegControl, OutgoingLeg, Reason } from '../src/calls/types.js';
+import type { LegControl, OutgoingLeg, Reason } from '../src/core/calls/types.js';
 
 let server: Server;
 const open: NkMediaClient[] = [];

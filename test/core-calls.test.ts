@@ -7,17 +7,17 @@ import assert from 'node:assert/strict';
 import { ApiError, type ErrorTerm } from '../src/protocol/errors.js';
 import { EngineError, MEDIA_KINDS, type MediaKind } from '../src/engine/types.js';
 import { countCandidates } from '../src/protocol/sdp.js';
-import { UNLIMITED } from '../src/sessions/quota.js';
+import { UNLIMITED } from '../src/core/sessions/quota.js';
 import type { CallCreateRequest } from '../src/protocol/call-schemas.js';
 import type { SdpObject } from '../src/protocol/session-schemas.js';
-import type { Call, Leg } from '../src/calls/call.js';
-import type { CallDestinationDriver, LegControl, OutgoingLeg, Reason } from '../src/calls/types.js';
+import type { Call, Leg } from '../src/core/calls/call.js';
+import type { CallDestinationDriver, LegControl, OutgoingLeg, Reason } from '../src/core/calls/types.js';
 import {
   TestCore, clientAnswer, clientCandidate, clientOffer, phoneSdp, sleep, until,
   type FakeCallConnection, type FakeEngineOptions, type ReceivedRequest,
 } from './helpers/fake-engine.js';
-import type { Caller } from '../src/sessions/manager.js';
-import type { QuotaLimits } from '../src/sessions/quota.js';
+import type { Caller } from '../src/core/sessions/manager.js';
+import type { QuotaLimits } from '../src/core/sessions/quota.js';
 
 type Conn = FakeCallConnection & { caller: Caller };
 

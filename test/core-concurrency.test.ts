@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { MEDIA_KINDS } from '../src/engine/types.js';
-import type { Session, TypeTarget } from '../src/sessions/session.js';
+import type { Session, TypeTarget } from '../src/core/sessions/session.js';
 import { TestCore } from './helpers/fake-engine.js';
 
 const N = 4;

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { ApiError, type ErrorTerm } from '../src/protocol/errors.js';
 import { MEDIA_KINDS } from '../src/engine/types.js';
 import { TestCore, clientOffer, sleep, until, type FakeCallConnection } from './helpers/fake-engine.js';
-import type { Caller } from '../src/sessions/manager.js';
+import type { Caller } from '../src/core/sessions/manager.js';
 
 const open: TestCore[] = [];
 function core(): TestCore {

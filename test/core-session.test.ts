@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { ApiError, type ErrorTerm } from '../src/protocol/errors.js';
 import { EngineError, MEDIA_KINDS } from '../src/engine/types.js';
 import { countCandidates, parseSdp } from '../src/protocol/sdp.js';
-import type { Session } from '../src/sessions/session.js';
-import { UNLIMITED } from '../src/sessions/quota.js';
+import type { Session } from '../src/core/sessions/session.js';
+import { UNLIMITED } from '../src/core/sessions/quota.js';
 import {
   TestCore, clientAnswer, clientCandidate, clientOffer, phoneSdp, sleep, until,
 } from './helpers/fake-engine.js';

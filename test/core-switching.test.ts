@@ -8,8 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { ApiError, type ErrorTerm } from '../src/protocol/errors.js';
 import { EngineError, MEDIA_KINDS, type MediaKind } from '../src/engine/types.js';
 import { SESSION_TYPES, type SessionType } from '../src/protocol/session-schemas.js';
-import type { Session } from '../src/sessions/session.js';
-import { userRecordingsDir } from '../src/sessions/media-paths.js';
+import type { Session } from '../src/core/sessions/session.js';
+import { userRecordingsDir } from '../src/core/sessions/media-paths.js';
 import { TestCore, clientAnswer, sleep, until } from './helpers/fake-engine.js';
 
 const open: TestCore[] = [];

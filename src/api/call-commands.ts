@@ -5,7 +5,7 @@ import { checkCandidate } from '../protocol/sdp.js';
 import {
   callAcceptedSchema, callCandidateSchema, callCreateSchema, callHangupSchema, callIdOnly, callRingingSchema,
 } from '../protocol/call-schemas.js';
-import type { Call, Leg } from '../calls/call.js';
+import type { Call, Leg } from '../core/calls/call.js';
 import { parseCommand } from './parse.js';
 import type { CommandContext, Handler } from './context.js';
 

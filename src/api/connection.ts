@@ -5,7 +5,7 @@ import type { WebSocket, RawData } from 'ws';
 import { ApiError, toApiError } from '../protocol/errors.js';
 import { errorReply, FrameError, okReply, parseFrame, type Request, type Tid } from '../protocol/frames.js';
 import { parseData } from '../protocol/validate.js';
-import type { EventData } from '../events/bus.js';
+import type { EventData } from '../core/events/bus.js';
 import type { Identity } from '../access/auth.js';
 import type { CommandContext, ConnectionHandle, Handler, Services } from './context.js';
 import { coreCommands, loginSchema } from './core-commands.js';
@@ -13,7 +13,7 @@ import { sessionCommands } from './session-commands.js';
 import { roomCommands } from './room-commands.js';
 import { callCommands } from './call-commands.js';
 import { kurentoCommands } from './kurento-commands.js';
-import type { CallConnection, ClientReply } from '../calls/types.js';
+import type { CallConnection, ClientReply } from '../core/calls/types.js';
 
 const HANDLERS: Record<string, Record<string, Record<string, Handler>>> = {
   core: coreCommands,

@@ -2,13 +2,13 @@
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import type { SessionQuota } from '../sessions/quota.js';
+import type { SessionQuota } from '../core/sessions/quota.js';
 import type { Config } from '../config.js';
-import type { EventBus, Subscriber } from '../events/bus.js';
+import type { EventBus, Subscriber } from '../core/events/bus.js';
 import type { Tid } from '../protocol/frames.js';
-import type { SessionManager, Caller } from '../sessions/manager.js';
-import type { RoomManager } from '../rooms/manager.js';
-import type { CallManager } from '../calls/manager.js';
+import type { SessionManager, Caller } from '../core/sessions/manager.js';
+import type { RoomManager } from '../core/rooms/manager.js';
+import type { CallManager } from '../core/calls/manager.js';
 import type { Authenticator, Identity } from '../access/auth.js';
 
 export interface Services {

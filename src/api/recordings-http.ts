@@ -8,7 +8,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Authenticator, Identity } from '../access/auth.js';
-import { userRecordingsDir, type MediaPaths } from '../sessions/media-paths.js';
+import { userRecordingsDir, type MediaPaths } from '../core/sessions/media-paths.js';
 import { ApiError } from '../protocol/errors.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,250}\.(webm|mkv|mp4)$/;

@@ -1,8 +1,8 @@
 // Rooms' domain events in the NkMEDIA API's words: `class:"media", subclass:"room"` events
 // (docs/API.md §6). Rooms are shared spaces: their events reach every subscriber (no owner filter).
-import type { EventBus } from '../events/bus.js';
-import type { Membership, Room } from '../rooms/room.js';
-import type { RoomManager } from '../rooms/manager.js';
+import type { EventBus } from '../core/events/bus.js';
+import type { Membership, Room } from '../core/rooms/room.js';
+import type { RoomManager } from '../core/rooms/manager.js';
 
 /** Publishes every room's events from its creation on (call once per core, before any room). */
 export function publishRoomEvents(rooms: RoomManager, bus: EventBus): void {

@@ -3,9 +3,9 @@
 // to the session's owner, its parties and admins, and straight to the creator for the types it
 // listed in `session_events`.
 import { pathToFileURL } from 'node:url';
-import type { EventBus } from '../events/bus.js';
-import type { Session } from '../sessions/session.js';
-import type { SessionManager } from '../sessions/manager.js';
+import type { EventBus } from '../core/events/bus.js';
+import type { Session } from '../core/sessions/session.js';
+import type { SessionManager } from '../core/sessions/manager.js';
 
 /** Publishes every session's events from its creation on (call once per core, before any session). */
 export function publishSessionEvents(sessions: SessionManager, bus: EventBus): void {

@@ -5,12 +5,12 @@
 import type { Logger } from 'pino';
 import type { MediaEngine } from '../engine/types.js';
 import type { ErrorTerm } from '../protocol/errors.js';
-import { EventBus } from '../events/bus.js';
-import { RoomManager } from '../rooms/manager.js';
-import { SessionManager } from '../sessions/manager.js';
-import { CallManager } from '../calls/manager.js';
-import { SessionQuota, UNLIMITED, type QuotaLimits } from '../sessions/quota.js';
-import type { MediaPaths } from '../sessions/media-paths.js';
+import { EventBus } from './events/bus.js';
+import { RoomManager } from './rooms/manager.js';
+import { SessionManager } from './sessions/manager.js';
+import { CallManager } from './calls/manager.js';
+import { SessionQuota, UNLIMITED, type QuotaLimits } from './sessions/quota.js';
+import type { MediaPaths } from './sessions/media-paths.js';
 
 export interface CoreOptions {
   engine: MediaEngine;

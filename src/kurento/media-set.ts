@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { EngineEvent, MediaEngine, MediaKind } from '../engine/types.js';
-import type { SessionQuota } from '../sessions/quota.js';
+import type { SessionQuota } from '../core/sessions/quota.js';
 import { KMS, KurentoError } from './errors.js';
 import { Element, Pipeline, ServerManagerObject, SERVER_MANAGER_ID, EVENTS, type MediaObject, type Principal } from './objects.js';
 import { translateEngineEvent } from './events.js';

@@ -8,7 +8,7 @@ import { WebSocketServer } from 'ws';
 import type { Logger } from 'pino';
 import { kurentoFileDirs, type Config } from '../config.js';
 import type { MediaEngine } from '../engine/types.js';
-import type { SessionQuota } from '../sessions/quota.js';
+import type { SessionQuota } from '../core/sessions/quota.js';
 import type { Authenticator, Identity } from '../access/auth.js';
 import { refuseSocket } from '../access/admission.js';
 import { ApiError } from '../protocol/errors.js';

@@ -5,11 +5,11 @@ import type { Logger } from 'pino';
 import { SipUserAgent, type IncomingCall, type ReinviteResponder } from '../sip/index.js';
 import { parseUri, SipUriError } from '../sip/uri.js';
 import { ApiError, toApiError } from '../protocol/errors.js';
-import type { SessionManager } from '../sessions/manager.js';
-import type { Session } from '../sessions/session.js';
-import type { CallManager } from '../calls/manager.js';
-import type { Call } from '../calls/call.js';
-import type { CallDestinationDriver, LegControl, OutgoingLeg } from '../calls/types.js';
+import type { SessionManager } from '../core/sessions/manager.js';
+import type { Session } from '../core/sessions/session.js';
+import type { CallManager } from '../core/calls/manager.js';
+import type { Call } from '../core/calls/call.js';
+import type { CallDestinationDriver, LegControl, OutgoingLeg } from '../core/calls/types.js';
 import type { Config } from '../config.js';
 import { systemUser } from '../util/principals.js';
 

@@ -16,12 +16,12 @@ import {
   type MediaEngine, type MediaKind, type OfferOptions, type PlayerInfo, type RecordingFormat, type RecordingResult,
 } from '../../src/engine/types.js';
 import { checkSdp, parseSdp } from '../../src/protocol/sdp.js';
-import type { EventData, Subscriber } from '../../src/events/bus.js';
-import type { CallConnection, ClientReply } from '../../src/calls/types.js';
-import type { Caller } from '../../src/sessions/manager.js';
-import type { Owner, Session } from '../../src/sessions/session.js';
+import type { EventData, Subscriber } from '../../src/core/events/bus.js';
+import type { CallConnection, ClientReply } from '../../src/core/calls/types.js';
+import type { Caller } from '../../src/core/sessions/manager.js';
+import type { Owner, Session } from '../../src/core/sessions/session.js';
 import type { CreateRequest } from '../../src/protocol/session-schemas.js';
-import type { QuotaLimits } from '../../src/sessions/quota.js';
+import type { QuotaLimits } from '../../src/core/sessions/quota.js';
 
 // ---- SDP ------------------------------------------------------------------------------------
 

@@ -1,9 +1,9 @@
 // An SFU room (docs/API.md §6): members are publishing and listening sessions. The room holds
 // no media itself: listeners are wired to their publisher's proxy by the sessions.
-import { stopReason, type ErrorTerm } from '../protocol/errors.js';
+import { stopReason, type ErrorTerm } from '../../protocol/errors.js';
 import { EventEmitter } from 'node:events';
-import type { RoomCreateRequest } from '../protocol/room-schemas.js';
-import { displayUser } from '../util/principals.js';
+import type { RoomCreateRequest } from '../../protocol/room-schemas.js';
+import { displayUser } from '../../util/principals.js';
 
 export type MemberRole = 'publisher' | 'listener';
 

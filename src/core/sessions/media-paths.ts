@@ -5,8 +5,8 @@ import { createHash } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import { isAbsolute, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ApiError } from '../protocol/errors.js';
-import type { RecordingFormat } from '../engine/types.js';
+import { ApiError } from '../../protocol/errors.js';
+import type { RecordingFormat } from '../../engine/types.js';
 
 export interface MediaPaths {
   recordingsDir: string;

@@ -4,8 +4,8 @@
 // call leg the ones that placed the call — so ringing
 // someone never uses up the callee's own allowance. System principals (SIP) have their own caps
 // at the SIP layer and only meet the server-wide ones here.
-import { ApiError } from '../protocol/errors.js';
-import { displayUser, isSystemUser } from '../util/principals.js';
+import { ApiError } from '../../protocol/errors.js';
+import { displayUser, isSystemUser } from '../../util/principals.js';
 
 export type SessionKind = 'webrtc' | 'rtp';
 

@@ -2,8 +2,8 @@
 // drivers for destinations rung elsewhere (the SIP user agent for `sip:` URIs).
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { ApiError, type ErrorTerm } from '../protocol/errors.js';
-import type { CallCreateRequest, CalleeType } from '../protocol/call-schemas.js';
+import { ApiError, type ErrorTerm } from '../../protocol/errors.js';
+import type { CallCreateRequest, CalleeType } from '../../protocol/call-schemas.js';
 import type { EventBus, Subscriber } from '../events/bus.js';
 import type { Caller, SessionManager } from '../sessions/manager.js';
 import { BACKEND } from '../sessions/session.js';

@@ -1,7 +1,7 @@
 // What the call layer needs from the outside: the parties it talks to and the drivers that ring
 // destinations it does not ring itself (SIP). Plain data and small interfaces only.
 import type { Subscriber } from '../events/bus.js';
-import type { SdpObject } from '../protocol/session-schemas.js';
+import type { SdpObject } from '../../protocol/session-schemas.js';
 
 /** A client's reply to a request the server sent it. */
 export interface ClientReply { result: 'ok' | 'error'; data?: unknown }

@@ -3,11 +3,11 @@
 // (docs/API.md §5, §7, §8). It talks to media only through the engine interface.
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { ApiError, stopReason, type ErrorTerm } from '../protocol/errors.js';
-import { checkSdp, countCandidates, insertCandidates, stripCandidates, type CandidateInit } from '../protocol/sdp.js';
-import type { CreateRequest, SdpObject, SessionType } from '../protocol/session-schemas.js';
-import type { ConnectionState, ElementId, EngineEvent, MediaEngine, MediaKind } from '../engine/types.js';
-import { EngineError, MEDIA_KINDS } from '../engine/types.js';
+import { ApiError, stopReason, type ErrorTerm } from '../../protocol/errors.js';
+import { checkSdp, countCandidates, insertCandidates, stripCandidates, type CandidateInit } from '../../protocol/sdp.js';
+import type { CreateRequest, SdpObject, SessionType } from '../../protocol/session-schemas.js';
+import type { ConnectionState, ElementId, EngineEvent, MediaEngine, MediaKind } from '../../engine/types.js';
+import { EngineError, MEDIA_KINDS } from '../../engine/types.js';
 import type { Subscriber } from '../events/bus.js';
 import { CandidateCollector } from './candidate-collector.js';
 import type { RoomManager } from '../rooms/manager.js';
@@ -16,8 +16,8 @@ import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { recordingTarget, type MediaPaths } from './media-paths.js';
-import { deferred, SerialQueue, withTimeout, type Deferred } from '../util/deferred.js';
-import { displayUser } from '../util/principals.js';
+import { deferred, SerialQueue, withTimeout, type Deferred } from '../../util/deferred.js';
+import { displayUser } from '../../util/principals.js';
 import type { Charge } from './quota.js';
 import { typeExtOf, type TypeState } from './type-state.js';
 

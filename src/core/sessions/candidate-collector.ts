@@ -1,7 +1,7 @@
 // Server-side candidate buffering (docs/API.md §7): while collecting, candidates are kept; when
 // their author signals the end, or the trickle timeout fires, the collector completes once with
 // everything it got. Candidates arriving afterwards are ignored, as in the original.
-import type { CandidateInit } from '../protocol/sdp.js';
+import type { CandidateInit } from '../../protocol/sdp.js';
 
 export class CandidateCollector {
   private readonly candidates: CandidateInit[] = [];

@@ -1,6 +1,6 @@
 // What a session is: its type and what the type points at, one shape per type, so that no code
 // reads a field the current type does not have.
-import type { SessionType } from '../protocol/session-schemas.js';
+import type { SessionType } from '../../protocol/session-schemas.js';
 
 export type TypeState =
   | { type: 'park' }

@@ -1,7 +1,7 @@
 // The set of rooms: ids, creation, lookup, listing by visibility.
 import { randomUUID } from 'node:crypto';
-import { ApiError, type ErrorTerm } from '../protocol/errors.js';
-import type { RoomCreateRequest } from '../protocol/room-schemas.js';
+import { ApiError, type ErrorTerm } from '../../protocol/errors.js';
+import type { RoomCreateRequest } from '../../protocol/room-schemas.js';
 import { EventEmitter } from 'node:events';
 import { BACKEND, Room } from './room.js';
 

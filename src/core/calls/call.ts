@@ -5,15 +5,15 @@
 // leg can answer (all declined, ring time over); its sessions end with it.
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { ApiError, stopReason, type ErrorTerm } from '../protocol/errors.js';
-import { checkWebRtcSdp } from '../protocol/sdp.js';
-import { inviteReplySchema } from '../protocol/call-schemas.js';
-import type { CreateRequest, SdpObject } from '../protocol/session-schemas.js';
+import { ApiError, stopReason, type ErrorTerm } from '../../protocol/errors.js';
+import { checkWebRtcSdp } from '../../protocol/sdp.js';
+import { inviteReplySchema } from '../../protocol/call-schemas.js';
+import type { CreateRequest, SdpObject } from '../../protocol/session-schemas.js';
 import type { EventBus, EventData, Subscriber, SubscriptionKey } from '../events/bus.js';
 import type { Caller, CreateResult, SessionManager } from '../sessions/manager.js';
 import type { Session } from '../sessions/session.js';
 import type { CallConnection, CallDestinationDriver, ClientReply, LegControl, OutgoingLeg, Reason } from './types.js';
-import { displayUser, systemUser } from '../util/principals.js';
+import { displayUser, systemUser } from '../../util/principals.js';
 
 /** Owner of the legs rung on API connections: no login can claim it; the callee is a party. */
 export const CALL_LEG_OWNER = systemUser('call');
