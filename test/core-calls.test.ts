@@ -2,9 +2,9 @@
 // accept wins and the other legs are cancelled, hangups and disconnections on each side,
 // declines, ring and invite timeouts, the call's locks on its sessions, destinations, driver
 // legs. Callees are fake connections whose invites the tests answer by hand.
-import { afterEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ApiError, type ErrorTerm } from '../src/protocol/errors.js';
+import { ApiError } from '../src/protocol/errors.js';
 import { EngineError, MEDIA_KINDS, type MediaKind } from '../src/engine/types.js';
 import { countCandidates } from '../src/protocol/sdp.js';
 import { UNLIMITED } from '../src/core/sessions/quota.js';
@@ -13,35 +13,16 @@ import type { SdpObject } from '../src/protocol/session-schemas.js';
 import type { Call, Leg } from '../src/core/calls/call.js';
 import type { CallDestinationDriver, LegControl, OutgoingLeg, Reason } from '../src/core/calls/types.js';
 import {
-  TestCore, clientAnswer, clientCandidate, clientOffer, phoneSdp, sleep, until,
-  type FakeCallConnection, type FakeEngineOptions, type ReceivedRequest,
+  TestCore, apiTerm, coresClosedAfterEach, clientAnswer, clientCandidate, clientOffer, phoneSdp, sleep, until,
+  type FakeCallConnection, type ReceivedRequest,
 } from './helpers/fake-engine.js';
 import type { Caller } from '../src/core/sessions/manager.js';
-import type { QuotaLimits } from '../src/core/sessions/quota.js';
 
 type Conn = FakeCallConnection & { caller: Caller };
 
-const open: TestCore[] = [];
-function core(opts: FakeEngineOptions & { limits?: QuotaLimits } = {}): TestCore {
-  const tc = new TestCore(opts);
-  open.push(tc);
-  return tc;
-}
+const core = coresClosedAfterEach();
 
-afterEach(async () => {
-  for (const tc of open.splice(0)) {
-    await tc.close();
-    assert.equal(tc.engine.liveCount, 0, `elements left: ${tc.engine.live().map((e) => `${e.kind}:${e.tag}`).join(', ')}`);
-    assert.equal(tc.sessions.size, 0);
-    assert.equal(tc.calls.size, 0);
-  }
-});
-
-const term = (t: ErrorTerm) => (err: unknown) => {
-  assert.ok(err instanceof ApiError, `expected ApiError ${t}, got ${String(err)}`);
-  assert.equal(err.term, t, err.message);
-  return true;
-};
+const term = apiTerm;
 
 /** A logged-in connection calls can ring. */
 function login(tc: TestCore, user: string, opts: { admin?: boolean } = {}): Conn {

@@ -1,34 +1,15 @@
 // SFU rooms on a fake engine (docs/API.md §6): members joining and leaving as room events that
 // every subscriber sees, the publisher/listener wiring, publisher_stop, room_destroyed, the
 // room timeout, and who may destroy and list rooms.
-import { afterEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ApiError, type ErrorTerm } from '../src/protocol/errors.js';
 import { MEDIA_KINDS } from '../src/engine/types.js';
-import { TestCore, clientOffer, sleep, until, type FakeCallConnection } from './helpers/fake-engine.js';
+import { TestCore, apiTerm, coresClosedAfterEach, clientOffer, sleep, until, type FakeCallConnection } from './helpers/fake-engine.js';
 import type { Caller } from '../src/core/sessions/manager.js';
 
-const open: TestCore[] = [];
-function core(): TestCore {
-  const tc = new TestCore();
-  open.push(tc);
-  return tc;
-}
+const core = coresClosedAfterEach();
 
-afterEach(async () => {
-  for (const tc of open.splice(0)) {
-    await tc.close();
-    assert.equal(tc.engine.liveCount, 0);
-    assert.equal(tc.sessions.size, 0);
-    assert.equal(tc.rooms.size, 0);
-  }
-});
-
-const term = (t: ErrorTerm) => (err: unknown) => {
-  assert.ok(err instanceof ApiError, `expected ApiError ${t}, got ${String(err)}`);
-  assert.equal(err.term, t, err.message);
-  return true;
-};
+const term = apiTerm;
 
 type Conn = FakeCallConnection & { caller: Caller };
 const watchRoom = (tc: TestCore, c: Conn, roomId = '*') => tc.bus.subscribe(c, { class: 'media', subclass: 'room', type: '*', obj_id: roomId });

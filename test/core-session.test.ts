@@ -2,40 +2,21 @@
 // wait/ready timers, trickle ICE and server-side candidate buffering, failures at each step,
 // master/slave and bridge cascades, engine events. No sockets, no media: what a session asks
 // of the engine and what it tells its creator are checked directly.
-import { afterEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ApiError, type ErrorTerm } from '../src/protocol/errors.js';
+import { ApiError } from '../src/protocol/errors.js';
 import { EngineError, MEDIA_KINDS } from '../src/engine/types.js';
 import { countCandidates, parseSdp } from '../src/protocol/sdp.js';
 import type { Session } from '../src/core/sessions/session.js';
 import { UNLIMITED } from '../src/core/sessions/quota.js';
 import {
-  TestCore, clientAnswer, clientCandidate, clientOffer, phoneSdp, sleep, until,
+  TestCore, apiTerm, coresClosedAfterEach, clientAnswer, clientCandidate, clientOffer, phoneSdp, sleep, until,
 } from './helpers/fake-engine.js';
 
-const open: TestCore[] = [];
-function core(opts?: ConstructorParameters<typeof TestCore>[0]): TestCore {
-  const tc = new TestCore(opts);
-  open.push(tc);
-  return tc;
-}
-
-afterEach(async () => {
-  for (const tc of open.splice(0)) {
-    await tc.close();
-    // Whatever a test did, stopping everything leaves no element, session or subscription.
-    assert.equal(tc.engine.liveCount, 0, `elements left: ${tc.engine.live().map((e) => `${e.kind}:${e.tag}`).join(', ')}`);
-    assert.equal(tc.sessions.size, 0);
-    assert.equal(tc.engine.listenerCount, 0, 'the core detached from the engine');
-  }
-});
+const core = coresClosedAfterEach();
 
 /** Matches an ApiError of a term (for assert.rejects / assert.throws). */
-const term = (t: ErrorTerm) => (err: unknown) => {
-  assert.ok(err instanceof ApiError, `expected ApiError ${t}, got ${String(err)}`);
-  assert.equal(err.term, t, err.message);
-  return true;
-};
+const term = apiTerm;
 
 function assertUplink(tc: TestCore, s: Session, muted: string[] = []): void {
   const ep = tc.engine.endpointOf(s.id)!;

@@ -2,37 +2,19 @@
 // from every type to every type checked against the documented graph, with no SDP
 // renegotiation and the old type fully left; failed switches; mutes, bitrate and layers;
 // recording and playing.
-import { afterEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
-import { ApiError, type ErrorTerm } from '../src/protocol/errors.js';
+import { ApiError } from '../src/protocol/errors.js';
 import { EngineError, MEDIA_KINDS, type MediaKind } from '../src/engine/types.js';
 import { SESSION_TYPES, type SessionType } from '../src/protocol/session-schemas.js';
 import type { Session } from '../src/core/sessions/session.js';
 import { userRecordingsDir } from '../src/core/sessions/media-paths.js';
-import { TestCore, clientAnswer, sleep, until } from './helpers/fake-engine.js';
+import { TestCore, apiTerm, coresClosedAfterEach, clientAnswer, sleep, until } from './helpers/fake-engine.js';
 
-const open: TestCore[] = [];
-function core(): TestCore {
-  const tc = new TestCore();
-  open.push(tc);
-  return tc;
-}
+const core = coresClosedAfterEach();
 
-afterEach(async () => {
-  for (const tc of open.splice(0)) {
-    await tc.close();
-    assert.equal(tc.engine.liveCount, 0, `elements left: ${tc.engine.live().map((e) => `${e.kind}:${e.tag}`).join(', ')}`);
-    assert.equal(tc.sessions.size, 0);
-    assert.equal(tc.rooms.size, 0);
-  }
-});
-
-const term = (t: ErrorTerm) => (err: unknown) => {
-  assert.ok(err instanceof ApiError, `expected ApiError ${t}, got ${String(err)}`);
-  assert.equal(err.term, t, err.message);
-  return true;
-};
+const term = apiTerm;
 
 const URI1 = 'http://media.example/one.webm';
 const URI2 = 'http://media.example/two.webm';

@@ -5,10 +5,13 @@
 // injected.
 import { publishSessionEvents } from '../../src/api/session-events.js';
 import { publishRoomEvents } from '../../src/api/room-events.js';
+import { afterEach } from 'node:test';
+import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
+import { ApiError, type ErrorTerm } from '../../src/protocol/errors.js';
 import { MediaCore } from '../../src/core/core.js';
 import {
   EngineError, MEDIA_KINDS,
@@ -814,6 +817,36 @@ export class TestCore {
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
+
+/**
+ * A factory of TestCores for one test file: after each test every core it made is stopped and
+ * must have left nothing: no engine element, session, call, room or engine listener.
+ */
+export function coresClosedAfterEach(): (opts?: ConstructorParameters<typeof TestCore>[0]) => TestCore {
+  const open: TestCore[] = [];
+  afterEach(async () => {
+    for (const tc of open.splice(0)) {
+      await tc.close();
+      assert.equal(tc.engine.liveCount, 0, `elements left: ${tc.engine.live().map((e) => `${e.kind}:${e.tag}`).join(', ')}`);
+      assert.equal(tc.sessions.size, 0);
+      assert.equal(tc.calls.size, 0);
+      assert.equal(tc.rooms.size, 0);
+      assert.equal(tc.engine.listenerCount, 0, 'the core detached from the engine');
+    }
+  });
+  return (opts) => {
+    const tc = new TestCore(opts);
+    open.push(tc);
+    return tc;
+  };
+}
+
+/** An `assert.rejects` check: the error is an ApiError with this term. */
+export const apiTerm = (t: ErrorTerm) => (err: unknown) => {
+  assert.ok(err instanceof ApiError, `expected ApiError ${t}, got ${String(err)}`);
+  assert.equal(err.term, t, err.message);
+  return true;
+};
 
 /** Waits until `cond` holds (polling every few ms). */
 export async function until<T>(cond: () => T | undefined | false | Promise<T | undefined | false>, ms = 2000, what = 'condition'): Promise<T> {
