@@ -12,7 +12,7 @@ import { connectParked } from '../test/helpers/flows.js';
 import type { TestPeer } from '../test/helpers/peer.js';
 import { accelerate } from '../src/engine/local/accel/native-srtp.js';
 import { cpus } from 'node:os';
-import { cpuSplitOf, fmt, pin, quantile, spawnServer, threadCpuOf } from './lib.js';
+import { cpuSplitOf, fmt, idleCpuPerSecond, pin, quantile, spawnServer, threadCpuOf } from './lib.js';
 
 const BRIDGES = (process.env.BRIDGES ?? '1,10,40').split(',').map(Number);
 const SECONDS = Number(process.env.SECONDS ?? 8);
@@ -57,14 +57,8 @@ async function measureBridges(url: string, pid: number, bridges: number): Promis
   // The clients share this machine with the server: their SRTP goes through the native addon
   // too, so that they starve the server of CPU as little as possible.
   for (const l of legs) for (const t of l.peer.pc.dtlsTransports) if (t.srtp) accelerate(t.srtp, t.srtcp);
-  // The same sessions connected but silent: what the server spends on them without media
-  // (timers, ICE consent), to tell the cost of forwarding itself from the per-session baseline.
-  await new Promise((r) => setTimeout(r, 1000));
-  const i0 = cpuSplitOf(pid);
-  const it0 = performance.now();
-  await new Promise((r) => setTimeout(r, (SECONDS * 1000) / 2));
-  const i1 = cpuSplitOf(pid);
-  const idlePerSec = (i1.user + i1.system - i0.user - i0.system) / ((performance.now() - it0) / 1000);
+  // The same sessions connected but silent: what the server spends on them without media.
+  const idlePerSec = await idleCpuPerSecond(pid, (SECONDS * 1000) / 2);
   const sendings = legs.map((l) => l.peer.startSending({ videoPps: VIDEO_PPS }));
   await new Promise((r) => setTimeout(r, 3000)); // let flows settle (DTLS, first keyframes, catch-up)
   const nominal = legs.length * (50 + VIDEO_PPS);

@@ -26,7 +26,7 @@ import type { PlaneCounters } from '../src/engine/local/accel/forwarding-plane.j
 import { connectParked } from '../test/helpers/flows.js';
 import { loadKurentoClient } from '../test/helpers/kurento-client.js';
 import { TestPeer } from '../test/helpers/peer.js';
-import { cpuSplitOf, fmt, pin, spawnServer, threadCpuOf } from './lib.js';
+import { cpuSplitOf, fmt, idleCpuPerSecond, pin, spawnServer, threadCpuOf } from './lib.js';
 
 const CALLS = (process.env.CALLS ?? '1,10,40').split(',').map(Number);
 const SECONDS = Number(process.env.SECONDS ?? 4);
@@ -145,13 +145,8 @@ async function measure(label: string, pid: number, n: number, calls: Calls): Pro
   // The clients share this machine with the server: their SRTP goes through the native addon
   // too, so that they starve the server of CPU as little as possible.
   for (const l of legs) for (const t of l.peer.pc.dtlsTransports) if (t.srtp) accelerate(t.srtp, t.srtcp);
-  // The same calls connected but silent: what the server spends on them without media.
-  await new Promise((r) => setTimeout(r, 1000));
-  const i0 = cpuSplitOf(pid);
-  const it0 = performance.now();
-  await new Promise((r) => setTimeout(r, (SECONDS * 1000) / 2));
-  const i1 = cpuSplitOf(pid);
-  const idlePerSec = (i1.user + i1.system - i0.user - i0.system) / ((performance.now() - it0) / 1000);
+  // The same sessions connected but silent: what the server spends on them without media.
+  const idlePerSec = await idleCpuPerSecond(pid, (SECONDS * 1000) / 2);
   const sendings = legs.map((l) => l.peer.startSending({ videoPps: VIDEO_PPS }));
   await new Promise((r) => setTimeout(r, 3000)); // let flows settle (DTLS, first keyframes, catch-up)
   const nominal = legs.length * (50 + VIDEO_PPS);

@@ -46,6 +46,20 @@ export function cpuSplitOf(pid: number): { user: number; system: number } {
   return { user: Number(fields[11]) * 10_000, system: Number(fields[12]) * 10_000 };
 }
 
+/**
+ * CPU time (µs) per second that process `pid` spends over `ms` (after a settling second): with
+ * connected but silent sessions, the per-session baseline (timers, ICE consent) that tells the
+ * cost of forwarding itself apart.
+ */
+export async function idleCpuPerSecond(pid: number, ms: number): Promise<number> {
+  await new Promise((r) => setTimeout(r, 1000));
+  const i0 = cpuSplitOf(pid);
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, ms));
+  const i1 = cpuSplitOf(pid);
+  return (i1.user + i1.system - i0.user - i0.system) / ((performance.now() - t0) / 1000);
+}
+
 export function quantile(values: number[], q: number): number {
   const s = [...values].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor(q * s.length))]!;
