@@ -7,6 +7,7 @@ import { KMS, KurentoError, illegalParam } from './errors.js';
 import { toKurentoError, type KurentoContext } from './context.js';
 import { Element, NOT_PROVIDED, Pipeline, type ElementType, type MediaObject } from './objects.js';
 import { playerUri, recorderTarget } from './uris.js';
+import { checkedParams } from './wire.js';
 
 const ELEMENT_TYPES: readonly ElementType[] = ['WebRtcEndpoint', 'RtpEndpoint', 'PassThrough', 'PlayerEndpoint', 'RecorderEndpoint'];
 
@@ -47,13 +48,6 @@ const schemas = {
   }),
 };
 
-function parse<S extends z.ZodType>(schema: S, type: string, params: unknown): z.output<S> {
-  const r = schema.safeParse(params ?? {});
-  if (r.success) return r.data;
-  const issue = r.error.issues[0]!;
-  throw illegalParam(`${type}: ${issue.path.join('.') || 'constructorParams'}: ${issue.message}`);
-}
-
 /** The type name without Kurento's module prefix (`kurento.WebRtcEndpoint` → `WebRtcEndpoint`). */
 export function bareType(type: string): string {
   return type.startsWith('kurento.') ? type.slice('kurento.'.length) : type;
@@ -73,7 +67,7 @@ export async function createObject(ctx: KurentoContext, rawType: unknown, constr
     throw new KurentoError(KMS.MEDIA_OBJECT_TYPE_NOT_FOUND, why ? `Type '${rawType}' is not provided by nkmedia-ts: ${why}` : `Type '${rawType}' does not exist`);
   }
   const elementType = type as ElementType;
-  const params = parse(schemas[elementType], elementType, constructorParams);
+  const params = checkedParams(schemas[elementType], elementType, 'constructorParams', constructorParams);
   const pipeline = ctx.set.lookup(params.mediaPipeline, ctx.principal);
   if (!(pipeline instanceof Pipeline)) throw illegalParam(`mediaPipeline: '${params.mediaPipeline}' is not a MediaPipeline`);
   const id = `${pipeline.id}/${randomUUID()}_kurento.${elementType}`;
@@ -128,8 +122,8 @@ export async function createObject(ctx: KurentoContext, rawType: unknown, constr
     throw new KurentoError(KMS.MEDIA_OBJECT_NOT_FOUND, `Object '${pipeline.id}' not found`);
   }
   const el = new Element(id, elementType, ctx.principal.user, pipeline, engineId, sessionKind);
-  if (data) el.knobs.set('useDataChannels', true);
-  if (target !== undefined) el.knobs.set('target', target);
+  el.useDataChannels = data;
+  if (target !== undefined) el.target = target;
   if (elementType === 'PlayerEndpoint' || elementType === 'RecorderEndpoint') el.uri = (params as { uri: string }).uri;
   el.recording = recording;
   ctx.set.add(el, ctx.session);

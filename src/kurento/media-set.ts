@@ -272,10 +272,6 @@ export class MediaSet {
     return out;
   }
 
-  counts(): { pipelines: number; elements: number; sessions: number } {
-    return { pipelines: this.allPipelines().length, elements: this.byEngineId.size, sessions: this.sessions.size };
-  }
-
   async close(): Promise<void> {
     this.unlisten();
     for (const s of this.sessions.values()) clearTimeout(s.graceTimer);

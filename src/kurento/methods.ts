@@ -8,7 +8,7 @@ import { checkCandidate, checkSdp, insertCandidates } from '../protocol/sdp.js';
 import { KMS, KurentoError, illegalParam } from './errors.js';
 import { toKurentoError, type KurentoContext } from './context.js';
 import { Element, Pipeline, type MediaObject, type ObjectType } from './objects.js';
-import { MEDIA_TYPES, mediaTypeSchema, kurentoMediaType } from './wire.js';
+import { MEDIA_TYPES, checkedParams, mediaTypeSchema, kurentoMediaType } from './wire.js';
 import { serverInfo, kmdFor } from './server-info.js';
 
 type Params = Record<string, unknown>;
@@ -16,16 +16,9 @@ type Method = (ctx: KurentoContext, obj: MediaObject, params: Params) => Promise
 
 const ALL_KINDS: readonly MediaKind[] = ['audio', 'video', 'data'];
 
-function parse<S extends z.ZodType>(schema: S, operation: string, params: Params): z.output<S> {
-  const r = schema.safeParse(params);
-  if (r.success) return r.data;
-  const issue = r.error.issues[0]!;
-  throw illegalParam(`${operation}: ${issue.path.join('.') || 'operationParams'}: ${issue.message}`);
-}
-
 /** A method taking checked parameters. */
 function op<S extends z.ZodType>(schema: S, fn: (ctx: KurentoContext, obj: MediaObject, p: z.output<S>) => Promise<unknown> | unknown): (name: string) => Method {
-  return (name) => async (ctx, obj, params) => fn(ctx, obj, parse(schema, name, params));
+  return (name) => async (ctx, obj, params) => fn(ctx, obj, checkedParams(schema, name, 'operationParams', params));
 }
 const none = z.looseObject({});
 
@@ -205,9 +198,8 @@ function checkClientSdp(el: Element, sdp: string): void {
 }
 
 async function flushCandidates(ctx: KurentoContext, el: Element): Promise<void> {
-  const pending = el.knobs.get('pendingCandidates') as { candidate: string; sdpMid?: string; sdpMLineIndex: number }[] | undefined;
-  if (!pending) return;
-  el.knobs.delete('pendingCandidates');
+  const pending = el.pendingCandidates;
+  el.pendingCandidates = [];
   for (const c of pending) await ctx.engine.addIceCandidate(el.engineId, c).catch((err: unknown) => ctx.log.debug({ err, object: el.id }, 'buffered candidate refused'));
 }
 
@@ -234,7 +226,7 @@ const sdpEndpoint = {
       offer = await c.engine.generateOffer(el.engineId, {
         audio: p.options?.offerToReceiveAudio ?? true,
         video: p.options?.offerToReceiveVideo ?? true,
-        data: el.knobs.get('useDataChannels') === true,
+        data: el.useDataChannels,
       });
     } catch (err) {
       throw toKurentoError(err, KMS.SDP_END_POINT_GENERATE_OFFER_ERROR);
@@ -313,10 +305,9 @@ const webRtcEndpoint = {
     const init = { candidate: cand.candidate, sdpMid: cand.sdpMid, sdpMLineIndex: cand.sdpMLineIndex };
     if (!el.sdp.remote) {
       // As KMS: candidates that come before the remote description wait for it.
-      const pending = (el.knobs.get('pendingCandidates') as (typeof init)[] | undefined) ?? [];
+      const pending = el.pendingCandidates;
       if (pending.length >= 64) throw new KurentoError(KMS.ICE_ADD_CANDIDATE_ERROR, 'addIceCandidate: at most 64 candidates wait for the remote description');
       pending.push(init);
-      el.knobs.set('pendingCandidates', pending);
       return;
     }
     try {
@@ -381,7 +372,7 @@ const player = {
     try {
       if (el.started && el.uriState === 'PAUSE') await c.engine.playerResume(el.engineId);
       else {
-        await c.engine.playerStart(el.engineId, el.knobs.get('target') as string, 1);
+        await c.engine.playerStart(el.engineId, el.target, 1);
         el.started = true;
       }
     } catch (err) {

@@ -2,7 +2,7 @@
 // protocol lets a client read back (names, tags, connections, media and connection states).
 // Each element stands for one engine element; the engine holds the media, these hold the
 // Kurento-side bookkeeping.
-import type { ElementId, MediaKind } from '../engine/types.js';
+import type { ElementId, IceCandidateInit, MediaKind } from '../engine/types.js';
 
 export type ElementType = 'WebRtcEndpoint' | 'RtpEndpoint' | 'PassThrough' | 'PlayerEndpoint' | 'RecorderEndpoint';
 export type ObjectType = 'ServerManager' | 'MediaPipeline' | ElementType;
@@ -65,14 +65,21 @@ export class Element extends MediaObject {
   readonly flowingOut = new Set<MediaKind>();
   connectionState: 'CONNECTED' | 'DISCONNECTED' = 'DISCONNECTED';
   mediaState: 'CONNECTED' | 'DISCONNECTED' = 'DISCONNECTED';
-  // Encoder and bandwidth knobs: stored and read back. Only the receive bandwidth of SDP
-  // endpoints reaches the engine (REMB toward the client); see docs/KURENTO.md.
+  // Settings a client may set and read back (encoder, bandwidth, ICE servers...). Only the
+  // receive bandwidth of SDP endpoints reaches the engine (REMB toward the client); see
+  // docs/KURENTO.md.
   readonly knobs = new Map<string, unknown>();
 
   /** SDP endpoints: the negotiation so far. */
   sdp: { local?: string; remote?: string; offered: boolean; negotiated: boolean } = { offered: false, negotiated: false };
   /** WebRTC: candidates found so far (for getLocalSessionDescriptor after gathering). */
-  readonly localCandidates: { candidate: string; sdpMid?: string; sdpMLineIndex: number }[] = [];
+  readonly localCandidates: IceCandidateInit[] = [];
+  /** WebRTC: the client's candidates that came before the remote description (added after it). */
+  pendingCandidates: IceCandidateInit[] = [];
+  /** WebRTC: offer a data channel in generateOffer (constructor `useDataChannels`). */
+  useDataChannels = false;
+  /** Player: what the engine opens (the URI's checked real path, or the http(s) URI). */
+  target = '';
   gathering: 'new' | 'gathering' | 'done' = 'new';
   iceState = 'DISCONNECTED';
 

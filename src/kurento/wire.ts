@@ -3,7 +3,7 @@
 // upper case.
 import { z } from 'zod';
 import type { MediaKind } from '../engine/types.js';
-import { JSONRPC, KurentoError } from './errors.js';
+import { JSONRPC, KurentoError, illegalParam } from './errors.js';
 
 export type RpcId = number | string;
 
@@ -63,3 +63,14 @@ export const mediaTypeSchema = z.enum(['AUDIO', 'VIDEO', 'DATA']);
 
 /** A complex-type value as kurento-client serialises it: the fields plus `__module__`/`__type__`, which we ignore. */
 export const complex = <T extends z.ZodRawShape>(shape: T) => z.looseObject(shape);
+
+/**
+ * A request's parameters checked against their schema; the first problem is a 40107 naming
+ * where (`what`: the type or operation) and which field (`whole` when it is the object itself).
+ */
+export function checkedParams<S extends z.ZodType>(schema: S, what: string, whole: string, params: unknown): z.output<S> {
+  const r = schema.safeParse(params ?? {});
+  if (r.success) return r.data;
+  const issue = r.error.issues[0]!;
+  throw illegalParam(`${what}: ${issue.path.join('.') || whole}: ${issue.message}`);
+}
