@@ -6,20 +6,12 @@ import { realpathSync } from 'node:fs';
 import { dirname, extname, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KMS, KurentoError, illegalParam } from './errors.js';
+import { isInside, realPathOr } from '../util/paths.js';
 
 export interface UriPolicy {
   /** Folders file:// URIs may name (recordings written, files played). */
   fileDirs: readonly string[];
   allowHttp: boolean;
-}
-
-function inside(dir: string, path: string): boolean {
-  const d = resolve(dir);
-  return path === d || path.startsWith(d + sep);
-}
-
-function realOr(path: string): string {
-  try { return realpathSync(path); } catch { return resolve(path); }
 }
 
 function filePath(uri: string): string {
@@ -33,8 +25,8 @@ function filePath(uri: string): string {
 
 function checkInside(policy: UriPolicy, path: string, real: string): void {
   const outside = () => illegalParam(`uri: files are read and written only under ${policy.fileDirs.map((d) => resolve(d)).join(', ')} on this server`);
-  if (!policy.fileDirs.some((d) => inside(d, path))) throw outside();
-  if (!policy.fileDirs.some((d) => inside(realOr(d), real))) throw outside();
+  if (!policy.fileDirs.some((d) => isInside(d, path))) throw outside();
+  if (!policy.fileDirs.some((d) => isInside(realPathOr(d), real))) throw outside();
 }
 
 /** What a PlayerEndpoint may open: an http(s) URI, or an existing file's real path. */
@@ -60,7 +52,7 @@ export function recorderTarget(policy: UriPolicy, uri: string): string {
   if (/^https?:\/\//i.test(uri)) throw illegalParam('uri: recording to http(s) (HTTP PUT) is not provided; use file://');
   const path = filePath(uri);
   if (path.split(sep).some((part) => Buffer.byteLength(part) > 255)) throw illegalParam('uri: a file or folder name is longer than 255 bytes');
-  const dir = realOr(dirname(path));
+  const dir = realPathOr(dirname(path));
   checkInside(policy, path, `${dir}${sep}${path.slice(dirname(path).length + 1)}`);
   if (!extname(path)) throw illegalParam('uri: give the file an extension (.webm, .mkv or .mp4)');
   return path;

@@ -3,9 +3,10 @@
 // to play to the configured media folders and the user's own recordings.
 import { createHash } from 'node:crypto';
 import { realpathSync } from 'node:fs';
-import { isAbsolute, join, resolve, sep } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApiError } from '../../protocol/errors.js';
+import { isInside, realPathOr } from '../../util/paths.js';
 import type { RecordingFormat } from '../../engine/types.js';
 
 export interface MediaPaths {
@@ -19,11 +20,6 @@ export function userRecordingsDir(paths: MediaPaths, user: string): string {
   const safe = user.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 64);
   const hash = createHash('sha256').update(user).digest('hex').slice(0, 8);
   return join(resolve(paths.recordingsDir), `${safe}-${hash}`);
-}
-
-function inside(dir: string, path: string): boolean {
-  const d = resolve(dir);
-  return path === d || path.startsWith(d + sep);
 }
 
 function localPath(uri: string): string {
@@ -43,7 +39,7 @@ export function recordingTarget(paths: MediaPaths, user: string, requested: stri
   if (!/\.(webm|mkv|mp4)$/i.test(name)) name += '.webm';
   if (name.split(/[\\/]/).some((part) => Buffer.byteLength(part) > 255)) throw new ApiError('invalid_value', 'uri: a recording name (or folder) is longer than 255 bytes');
   const path = isAbsolute(name) ? resolve(name) : resolve(dir, name);
-  if (!inside(dir, path) || path === dir) {
+  if (!isInside(dir, path) || path === dir) {
     throw new ApiError('invalid_value', `uri: recordings are written under your recordings folder (${dir}); give a file name`);
   }
   return { path, format: /\.mp4$/i.test(path) ? 'mp4' : 'webm' };
@@ -64,7 +60,7 @@ export function playableUri(paths: MediaPaths, user: string, uri: string): strin
   const outside = () => new ApiError('invalid_value', `uri: local files are played from the media folders (${paths.playDirs.map((d) => resolve(d)).join(', ')}) or your recordings`);
   const path = resolve(dirs[0] ?? '.', localPath(uri));
   // First by name (nothing is learnt about files elsewhere), then by what the name really is.
-  if (!dirs.some((d) => inside(d, path))) throw outside();
+  if (!dirs.some((d) => isInside(d, path))) throw outside();
   let real: string;
   try {
     real = realpathSync(path);
@@ -72,11 +68,6 @@ export function playableUri(paths: MediaPaths, user: string, uri: string): strin
     const code = (err as NodeJS.ErrnoException).code;
     throw new ApiError('invalid_uri', code === 'ENOENT' || code === 'ENOTDIR' ? 'no such file' : 'cannot open the file');
   }
-  if (!dirs.some((d) => inside(realDir(d), real))) throw outside();
+  if (!dirs.some((d) => isInside(realPathOr(d), real))) throw outside();
   return real;
-}
-
-/** A folder by its real path (as given when it does not exist: nothing is inside it then). */
-function realDir(dir: string): string {
-  try { return realpathSync(dir); } catch { return resolve(dir); }
 }
