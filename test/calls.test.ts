@@ -8,7 +8,8 @@ import { startTestServer, connectClient, eventually } from './helpers/server.js'
 import { TestPeer } from './helpers/peer.js';
 import type { Server } from '../src/main.js';
 import { NkMediaError, type CallInvite, type CandidateInit, type EventData, type NkMediaClient } from '../src/client/index.js';
-import type { LegControl, OutgoingLeg, Reason } from '../src/core/calls/types.js';
+import type { CallParty, LegControl, OutgoingLeg, PartyEvent, Reason } from '../src/core/calls/types.js';
+import type { Call } from '../src/core/calls/call.js';
 
 let server: Server;
 const open: NkMediaClient[] = [];
@@ -429,23 +430,29 @@ describe('destination drivers (the seam the SIP user agent plugs into)', () => {
 
   it('a call placed by a non-API party (as the SIP agent does for incoming calls) rings a user', async () => {
     const bob = await party('bob');
-    const sipEvents: EventData[] = [];
-    // The SIP agent stands in for the caller with a Subscriber of its own (one per dialog).
-    const dialog = { id: 'sip-dialog-1', user: 'sip', admin: false, deliver: (e: EventData) => { sipEvents.push(e); } };
+    const sipEvents: string[] = [];
+    const partyEvents: PartyEvent[] = [];
+    // The SIP agent stands in for the caller with a party of its own (one per dialog) and follows
+    // the call through its domain events.
+    const dialog: CallParty = { id: 'sip-dialog-1', notify: (_call, ev) => { partyEvents.push(ev); }, follow: () => undefined };
+    const follow = (c: Call): void => {
+      c.events.on('ringing', () => sipEvents.push('ringing')).on('accepted', () => sipEvents.push('accepted'));
+      c.events.on('hangup', (reason) => sipEvents.push(`hangup: ${reason.reason}`));
+    };
     const phone = newPeer();
     await phone.makeOffer();
     const r = await server.services.calls.create(
       { callee: 'user:bob', offer: { sdp: phone.pc.localDescription!.sdp, trickle_ice: false }, no_answer_trickle_ice: true, wait_reply: true },
-      dialog, { user: 'sip', admin: false, connId: dialog.id },
+      dialog, { user: 'sip', admin: false, connId: dialog.id }, { onCall: follow },
     );
     assert.equal(r.answer?.trickle_ice, false, 'a complete answer, for the 200 OK');
     await phone.takeAnswer(r.answer!);
     const inv = await inviteOf(bob, r.call_id);
     assert.equal(inv.user_id, 'sip');
     await bob.client.callRinging(r.call_id);
-    await eventually(() => sipEvents.some((e) => e.type === 'ringing'), 5000, 'the agent hears ringing (180)');
+    await eventually(() => sipEvents.includes('ringing'), 5000, 'the agent hears ringing (180)');
     const calleePeer = await answerCall(bob, inv);
-    await eventually(() => sipEvents.some((e) => e.type === 'accepted'), 5000, 'the agent hears accepted (200)');
+    await eventually(() => sipEvents.includes('accepted'), 5000, 'the agent hears accepted (200)');
     await Promise.all([phone.waitConnected(), calleePeer.waitConnected()]);
     phone.startSending();
     calleePeer.startSending();
@@ -453,7 +460,9 @@ describe('destination drivers (the seam the SIP user agent plugs into)', () => {
     await receives(phone, 'audio', calleePeer.tag);
     // The phone hangs up (BYE).
     await server.services.calls.hangup(r.call_id, 'BYE');
-    assert.ok(sipEvents.some((e) => e.type === 'hangup' && e.body?.reason === 'API hangup: BYE'));
+    assert.ok(sipEvents.includes('hangup: API hangup: BYE'), sipEvents.join());
+    // Our answer came in the create's reply; nothing else was meant for the phone alone.
+    assert.ok(partyEvents.every((e) => e.type === 'answer'), partyEvents.map((e) => e.type).join());
     await eventually(() => callEvents(bob, r.call_id, 'hangup').length === 1, 5000, 'bob hears hangup');
   });
 });

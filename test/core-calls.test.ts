@@ -27,7 +27,7 @@ const term = apiTerm;
 /** A logged-in connection calls can ring. */
 function login(tc: TestCore, user: string, opts: { admin?: boolean } = {}): Conn {
   const c = tc.conn(user, opts);
-  tc.calls.connectionUp(c);
+  tc.calls.connectionUp(c.callParty);
   return c;
 }
 
@@ -35,9 +35,10 @@ function login(tc: TestCore, user: string, opts: { admin?: boolean } = {}): Conn
 async function place(tc: TestCore, from: Conn, req: Partial<CallCreateRequest>) {
   let call!: Call;
   const domain: string[] = [];
-  const r = await tc.calls.create({ offer: { sdp: clientOffer(), trickle_ice: true }, ring_time: 10, ...req } as CallCreateRequest, from, from.caller, {
+  const r = await tc.calls.create({ offer: { sdp: clientOffer(), trickle_ice: true }, ring_time: 10, ...req } as CallCreateRequest, from.callParty, from.caller, {
     onCall: (c) => {
       call = c;
+      from.callParty.setEventsBody(c, req.events_body);
       c.events.on('ringing', () => domain.push('ringing')).on('accepted', () => domain.push('accepted')).on('hangup', (x) => domain.push(`hangup:${x.code}`));
     },
   });

@@ -7,6 +7,7 @@ import {
 } from '../protocol/call-schemas.js';
 import type { Call, Leg } from '../core/calls/call.js';
 import { parseCommand } from './parse.js';
+import { callInfo } from './call-events.js';
 import type { CommandContext, Handler } from './context.js';
 
 const parse = <S extends z.ZodObject>(ctx: CommandContext, cmd: string, schema: S, data: unknown) => parseCommand(ctx, 'call', cmd, schema, data);
@@ -15,7 +16,8 @@ const create: Handler = async (ctx, data) => {
   const req = parse(ctx, 'create', callCreateSchema, data);
   const { calls } = ctx.services;
   if (req.wait_reply) ctx.conn.sendAck(ctx.tid);
-  return calls.create(req, ctx.conn, ctx.caller);
+  const party = ctx.conn.callParty;
+  return calls.create(req, party, ctx.caller, { onCall: (call) => party.setEventsBody(call, req.events_body) });
 };
 
 /** The call (visible to the caller of the command) and the leg its connection was rung on. */
@@ -41,7 +43,10 @@ const accepted: Handler = async (ctx, data) => {
   const req = parse(ctx, 'accepted', callAcceptedSchema, data);
   const { call, leg } = calleeLeg(ctx, req.call_id);
   await call.accept(leg, req.answer, req.callee);
-  call.updateSubscription(leg, req.subscribe, req.events_body);
+  // Its `subscribe` and `events_body` may change how the callee follows the call.
+  ctx.conn.callParty.setEventsBody(call, req.events_body);
+  if (req.subscribe === false) call.follow(leg, false);
+  else if (req.subscribe === true || req.events_body !== undefined) call.follow(leg, true);
   return {};
 };
 
@@ -82,7 +87,7 @@ const setCandidateEnd: Handler = async (ctx, data) => {
 
 const getInfo: Handler = async (ctx, data) => {
   const { call_id } = parse(ctx, 'get_info', callIdOnly, data);
-  return ctx.services.calls.get(call_id, ctx.caller).info();
+  return callInfo(ctx.services.calls.get(call_id, ctx.caller));
 };
 
 const getList: Handler = async (ctx) => ctx.services.calls.list(ctx.caller).map((c) => ({ call_id: c.id, user_id: c.callerUser, state: c.state }));

@@ -5,7 +5,7 @@ import type { WebSocket, RawData } from 'ws';
 import { ApiError, toApiError } from '../protocol/errors.js';
 import { errorReply, FrameError, okReply, parseFrame, type Request, type Tid } from '../protocol/frames.js';
 import { parseData } from '../protocol/validate.js';
-import type { EventData } from '../core/events/bus.js';
+import type { EventData } from './event-bus.js';
 import type { Identity } from '../access/auth.js';
 import type { CommandContext, ConnectionHandle, Handler, Services } from './context.js';
 import { coreCommands, loginSchema } from './core-commands.js';
@@ -13,7 +13,7 @@ import { sessionCommands } from './session-commands.js';
 import { roomCommands } from './room-commands.js';
 import { callCommands } from './call-commands.js';
 import { kurentoCommands } from './kurento-commands.js';
-import type { CallConnection, ClientReply } from '../core/calls/types.js';
+import { WireCallParty, type ClientReply, type RequestingSubscriber } from './call-party.js';
 
 const HANDLERS: Record<string, Record<string, Record<string, Handler>>> = {
   core: coreCommands,
@@ -42,7 +42,7 @@ export const PRE_LOGIN_MAX_PAYLOAD = 64 * 1024;
 /** A request this server sent to its client (e.g. a call invite), waiting for the reply. */
 interface ServerRequest { settle(err: Error | undefined, reply?: ClientReply): void }
 
-export class ApiConnection implements ConnectionHandle, CallConnection {
+export class ApiConnection implements ConnectionHandle, RequestingSubscriber {
   readonly id = randomUUID();
   identity?: Identity;
   private inFlight = 0;
@@ -55,6 +55,8 @@ export class ApiConnection implements ConnectionHandle, CallConnection {
   private closed = false;
   private nextServerTid = 1;
   private readonly serverRequests = new Map<Tid, ServerRequest>();
+  /** This connection as a party of calls (what calls tell it, as NkMEDIA call events). */
+  readonly callParty: WireCallParty;
 
   /**
    * @param address the client's IP address (login failures are counted per address)
@@ -63,6 +65,7 @@ export class ApiConnection implements ConnectionHandle, CallConnection {
    */
   constructor(private readonly ws: WebSocket, private readonly services: Services, readonly address: string, readonly remote: string, private readonly fullMaxPayload: number) {
     const limits = services.config.limits;
+    this.callParty = new WireCallParty(this, services.bus);
     this.whenClosed = new Promise((resolve) => ws.once('close', () => resolve()));
     ws.on('message', (data, isBinary) => this.onMessage(data, isBinary));
     ws.on('pong', () => this.touch());
@@ -108,7 +111,7 @@ export class ApiConnection implements ConnectionHandle, CallConnection {
     this.services.bus.subscribe(this, { class: 'core', subclass: 'user_event', type: '*', obj_id: identity.user });
     this.services.bus.subscribe(this, { class: 'core', subclass: 'session_event', type: '*', obj_id: this.id });
     // Calls ring logged-in connections (by user name or connection id).
-    this.services.calls.connectionUp(this);
+    this.services.calls.connectionUp(this.callParty);
   }
 
   /**

@@ -4,12 +4,13 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { SessionQuota } from '../core/sessions/quota.js';
 import type { Config } from '../config.js';
-import type { EventBus, Subscriber } from '../core/events/bus.js';
+import type { EventBus, Subscriber } from './event-bus.js';
 import type { Tid } from '../protocol/frames.js';
 import type { SessionManager, Caller } from '../core/sessions/manager.js';
 import type { RoomManager } from '../core/rooms/manager.js';
 import type { CallManager } from '../core/calls/manager.js';
 import type { Authenticator, Identity } from '../access/auth.js';
+import type { WireCallParty } from './call-party.js';
 
 export interface Services {
   config: Config;
@@ -47,6 +48,8 @@ export interface ConnectionHandle extends Subscriber {
   /** Reports fields the server ignored (core/session_event/unrecognized_fields). */
   reportUnknownFields(cls: string, subclass: string, cmd: string, fields: string[]): void;
   sendAck(tid: Tid): void;
+  /** The connection as a party of calls. */
+  readonly callParty: WireCallParty;
 }
 
 export interface CommandContext {

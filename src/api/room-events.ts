@@ -1,6 +1,6 @@
 // Rooms' domain events in the NkMEDIA API's words: `class:"media", subclass:"room"` events
 // (docs/API.md §6). Rooms are shared spaces: their events reach every subscriber (no owner filter).
-import type { EventBus } from '../core/events/bus.js';
+import type { EventBus } from './event-bus.js';
 import type { Membership, Room } from '../core/rooms/room.js';
 import type { RoomManager } from '../core/rooms/manager.js';
 

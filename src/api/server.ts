@@ -8,6 +8,8 @@ import type { Logger } from 'pino';
 import type { MediaCore } from '../core/core.js';
 import { publishSessionEvents } from './session-events.js';
 import { publishRoomEvents } from './room-events.js';
+import { publishCallEvents } from './call-events.js';
+import { EventBus } from './event-bus.js';
 import type { Config } from '../config.js';
 import { resolvesToLoopbackOnly } from '../util/addresses.js';
 import { Authenticator } from '../access/auth.js';
@@ -44,10 +46,12 @@ export async function startApiServer(config: Config, core: MediaCore, log: Logge
   if (config.auth.mode === 'open' && !(await resolvesToLoopbackOnly(config.host))) {
     throw new StartupError(`refusing to listen on ${config.host} with open auth: use static users or JWT (auth.mode), or listen on 127.0.0.1`);
   }
-  const { bus, rooms, sessions, calls, quota } = core;
-  // Sessions speak domain events; the API's subscribers hear them as NkMEDIA events.
+  const { rooms, sessions, calls, quota } = core;
+  // Sessions, rooms and calls speak domain events; the API's subscribers hear them as NkMEDIA events.
+  const bus = new EventBus();
   publishSessionEvents(sessions, bus);
   publishRoomEvents(rooms, bus);
+  publishCallEvents(calls, bus);
   const paths = sessions.paths;
   const auth = new Authenticator(config.auth, { perAddress: config.limits.login_failures_per_address, perUser: config.limits.login_failures_per_user });
   const services: Services = { config, log, bus, sessions, rooms, calls, auth, quota };

@@ -7,6 +7,7 @@ import {
   sessionIdOnly, setAnswerSchema, setTypeSchema, updateMediaSchema,
 } from '../protocol/session-schemas.js';
 import { parseCommand } from './parse.js';
+import { setCreator } from './session-events.js';
 import { displayUser } from '../util/principals.js';
 import type { CommandContext, Handler } from './context.js';
 
@@ -22,7 +23,7 @@ const create: Handler = async (ctx, data) => {
   if (req.subscribe !== false) bus.subscribe(ctx.conn, key, req.events_body);
   if (req.wait_reply) ctx.conn.sendAck(ctx.tid);
   try {
-    return await sessions.create(req, ctx.caller, id, { user: ctx.caller.user, connId: ctx.conn.id, subscriber: ctx.conn });
+    return await sessions.create(req, ctx.caller, id, { user: ctx.caller.user, connId: ctx.conn.id }, { onSession: (s) => setCreator(s, ctx.conn) });
   } catch (err) {
     // A session that started has sent `destroyed` by now (SessionManager.create waits for it)
     // and its stop dropped this subscription; one that never started leaves it to us.

@@ -3,9 +3,15 @@
 // to the session's owner, its parties and admins, and straight to the creator for the types it
 // listed in `session_events`.
 import { pathToFileURL } from 'node:url';
-import type { EventBus } from '../core/events/bus.js';
+import type { EventBus, Subscriber } from './event-bus.js';
 import type { Session } from '../core/sessions/session.js';
 import type { SessionManager } from '../core/sessions/manager.js';
+
+/** The connection that created each session: it gets the types it listed in `session_events` directly. */
+const creators = new WeakMap<Session, Subscriber>();
+
+/** Records the creating connection of a session (before it starts, e.g. in `create`'s onSession). */
+export function setCreator(s: Session, creator: Subscriber): void { creators.set(s, creator); }
 
 /** Publishes every session's events from its creation on (call once per core, before any session). */
 export function publishSessionEvents(sessions: SessionManager, bus: EventBus): void {
@@ -15,8 +21,9 @@ export function publishSessionEvents(sessions: SessionManager, bus: EventBus): v
 function follow(s: Session, bus: EventBus): void {
   const publish = (type: string, body: Record<string, unknown>): void => {
     const directTypes = s.opts.session_events;
-    const direct = directTypes && s.owner.subscriber && directTypes.includes(type)
-      ? { to: s.owner.subscriber, body: s.opts.session_events_body } : undefined;
+    const creator = creators.get(s);
+    const direct = directTypes && creator && directTypes.includes(type)
+      ? { to: creator, body: s.opts.session_events_body } : undefined;
     bus.publish({ class: 'media', subclass: 'session', type, obj_id: s.id, body, owner: s.owner.user, viewers: s.owner.parties }, direct);
   };
   const ev = s.events;

@@ -1,11 +1,10 @@
-// The domain core: the event bus, sessions, rooms and calls on one media engine, built in one
-// place (main.ts) and handed to every front door (the NkMEDIA API, the SIP gateway) and to the
-// tests. Nothing here knows WebSocket, SIP or any wire format beyond the event names the bus
-// carries.
+// The domain core: sessions, rooms and calls on one media engine, built in one place (main.ts)
+// and handed to every front door (the NkMEDIA API, the SIP gateway, the Kurento door) and to the
+// tests. Its objects tell what happens through typed domain events; each front door renders them
+// in its own protocol. Nothing here knows WebSocket, SIP or the NkMEDIA wire events.
 import type { Logger } from 'pino';
 import type { MediaEngine } from '../engine/types.js';
 import type { ErrorTerm } from '../protocol/errors.js';
-import { EventBus } from './events/bus.js';
 import { RoomManager } from './rooms/manager.js';
 import { SessionManager } from './sessions/manager.js';
 import { CallManager } from './calls/manager.js';
@@ -23,7 +22,6 @@ export interface CoreOptions {
 
 export class MediaCore {
   readonly engine: MediaEngine;
-  readonly bus = new EventBus();
   readonly rooms: RoomManager;
   readonly quota: SessionQuota;
   readonly sessions: SessionManager;
@@ -34,7 +32,7 @@ export class MediaCore {
     this.rooms = new RoomManager();
     this.quota = new SessionQuota(opts.limits ?? UNLIMITED);
     this.sessions = new SessionManager(opts.engine, this.rooms, opts.paths, opts.log, this.quota);
-    this.calls = new CallManager(this.sessions, this.bus, opts.log);
+    this.calls = new CallManager(this.sessions, opts.log);
   }
 
   /**

@@ -9,7 +9,7 @@ import type { SessionManager } from '../core/sessions/manager.js';
 import type { Session } from '../core/sessions/session.js';
 import type { CallManager } from '../core/calls/manager.js';
 import type { Call } from '../core/calls/call.js';
-import type { CallDestinationDriver, LegControl, OutgoingLeg } from '../core/calls/types.js';
+import type { CallDestinationDriver, CallParty, LegControl, OutgoingLeg } from '../core/calls/types.js';
 import type { Config } from '../config.js';
 import { systemUser } from '../util/principals.js';
 
@@ -176,9 +176,9 @@ export class SipGateway implements CallDestinationDriver {
       if (answered) void call.bye().catch(() => undefined);
       else { const r = failureResponse(code); call.reject(r.code, r.reason); }
     };
-    // The phone is the call's party: it follows the call through its domain events, not as a
-    // connection receiving the API's wire events.
-    const party = { id: partyId, user: SIP_USER, admin: false, deliver: (): void => undefined };
+    // The phone is the call's party: it follows the call through its domain events (below), so
+    // what the call tells its caller (our answer, in the create's reply) needs no other path.
+    const party: CallParty = { id: partyId, notify: () => undefined, follow: () => undefined };
     const follow = (c: Call): void => {
       c.events.on('ringing', () => call.ringing());
       c.events.on('accepted', () => {

@@ -3,8 +3,11 @@
 // that calls ring). No sockets, no werift, no timers beyond setImmediate: what the domain asks
 // of the engine is recorded, the media graph can be inspected, and engine events can be
 // injected.
-import { publishSessionEvents } from '../../src/api/session-events.js';
+import { publishSessionEvents, setCreator } from '../../src/api/session-events.js';
 import { publishRoomEvents } from '../../src/api/room-events.js';
+import { publishCallEvents } from '../../src/api/call-events.js';
+import { EventBus, type EventData, type Subscriber } from '../../src/api/event-bus.js';
+import { WireCallParty, type ClientReply, type RequestingSubscriber } from '../../src/api/call-party.js';
 import { afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -19,8 +22,6 @@ import {
   type MediaEngine, type MediaKind, type OfferOptions, type PlayerInfo, type RecordingFormat, type RecordingResult,
 } from '../../src/engine/types.js';
 import { checkSdp, parseSdp } from '../../src/protocol/sdp.js';
-import type { EventData, Subscriber } from '../../src/core/events/bus.js';
-import type { CallConnection, ClientReply } from '../../src/core/calls/types.js';
 import type { Caller } from '../../src/core/sessions/manager.js';
 import type { Owner, Session } from '../../src/core/sessions/session.js';
 import type { CreateRequest } from '../../src/protocol/session-schemas.js';
@@ -696,11 +697,13 @@ export interface ReceivedRequest {
 }
 
 /**
- * An API connection as calls see it: receives events, and answers the server's requests (the
- * call `invite`) as its `onRequest` says — by default not at all until the test replies.
- * Honours the request's signal and timeout as the real connection does.
+ * An API connection: receives events, and answers the server's requests (the call `invite`) as
+ * its `onRequest` says — by default not at all until the test replies. Honours the request's
+ * signal and timeout as the real connection does. Calls see it through `callParty`, the API's
+ * own rendering of a connection as a call party.
  */
-export class FakeCallConnection extends FakeSubscriber implements CallConnection {
+export class FakeCallConnection extends FakeSubscriber implements RequestingSubscriber {
+  callParty!: WireCallParty;
   readonly requests: ReceivedRequest[] = [];
   /** Called for each request; return a reply to answer at once, or undefined to leave it to the test. */
   onRequest?: (req: ReceivedRequest) => ClientReply | undefined;
@@ -754,6 +757,8 @@ export class TestCore {
   readonly engine: FakeEngine;
   readonly core: MediaCore;
   readonly dir: string;
+  /** The API's event bus, fed as the API server feeds it. */
+  readonly bus = new EventBus();
   private seq = 0;
 
   constructor(opts: FakeEngineOptions & { limits?: QuotaLimits } = {}) {
@@ -766,19 +771,20 @@ export class TestCore {
       ...(opts.limits ? { limits: opts.limits } : {}),
     });
     // The tests read sessions' events as the API's subscribers get them.
-    publishSessionEvents(this.core.sessions, this.core.bus);
-    publishRoomEvents(this.core.rooms, this.core.bus);
+    publishSessionEvents(this.core.sessions, this.bus);
+    publishRoomEvents(this.core.rooms, this.bus);
+    publishCallEvents(this.core.calls, this.bus);
   }
 
   get sessions() { return this.core.sessions; }
   get calls() { return this.core.calls; }
   get rooms() { return this.core.rooms; }
-  get bus() { return this.core.bus; }
 
   /** A connection of `user`: a subscriber plus the caller identity the API would use. */
   conn(user: string, opts: { admin?: boolean } = {}): FakeCallConnection & { caller: Caller } {
     const c = new FakeCallConnection(`conn-${user}-${++this.seq}`, user, opts.admin ?? false) as FakeCallConnection & { caller: Caller };
     c.caller = { user, admin: opts.admin ?? false, connId: c.id };
+    c.callParty = new WireCallParty(c, this.bus);
     return c;
   }
 
@@ -795,8 +801,9 @@ export class TestCore {
     const key = { class: 'media', subclass: 'session', type: '*', obj_id: id };
     if (req.subscribe !== false) this.bus.subscribe(conn, key, req.events_body);
     try {
-      const owner: Owner = { user: conn.user, connId: conn.id, subscriber: conn, ...opts.owner };
-      const reply = await this.sessions.create(req as CreateRequest, conn.caller, id, owner, { onSession: opts.onSession });
+      const owner: Owner = { user: conn.user, connId: conn.id, ...opts.owner };
+      const onSession = (s: Session) => { setCreator(s, conn); opts.onSession?.(s); };
+      const reply = await this.sessions.create(req as CreateRequest, conn.caller, id, owner, { onSession });
       return { reply, id, session: this.sessions.lookup(id)! };
     } catch (err) {
       if (!this.sessions.lookup(id)) this.bus.unsubscribe(conn, key);

@@ -6,14 +6,12 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { ApiError, stopReason, type ErrorTerm } from '../../protocol/errors.js';
-import { checkWebRtcSdp } from '../../protocol/sdp.js';
-import { inviteReplySchema } from '../../protocol/call-schemas.js';
+import { checkWebRtcSdp, type CandidateInit } from '../../protocol/sdp.js';
 import type { CreateRequest, SdpObject } from '../../protocol/session-schemas.js';
-import type { EventBus, EventData, Subscriber, SubscriptionKey } from '../events/bus.js';
 import type { Caller, CreateResult, SessionManager } from '../sessions/manager.js';
 import type { Session } from '../sessions/session.js';
-import type { CallConnection, CallDestinationDriver, ClientReply, LegControl, OutgoingLeg, Reason } from './types.js';
-import { displayUser, systemUser } from '../../util/principals.js';
+import type { CallConnection, CallDestinationDriver, CallParty, InviteReply, LegControl, OutgoingLeg, PartyEvent, Reason } from './types.js';
+import { systemUser } from '../../util/principals.js';
 
 /** Owner of the legs rung on API connections: no login can claim it; the callee is a party. */
 export const CALL_LEG_OWNER = systemUser('call');
@@ -47,12 +45,11 @@ export class Leg {
   session?: Session;
   offer?: SdpObject;
   control?: LegControl;
-  /** The callee's connection is subscribed to the call's events. */
-  subscribed = false;
-  eventsBody?: Record<string, unknown>;
+  /** The callee's connection follows the call's own events. */
+  following = false;
   callee?: Record<string, unknown>;
-  /** Events for the callee that came before its invite was sent (our ICE candidates). */
-  held: EventData[] | undefined = [];
+  /** What the callee is told before its invite is out (our ICE candidates), sent after it. */
+  held: PartyEvent[] | undefined = [];
   readonly abort = new AbortController();
   endReason?: Reason;
 
@@ -61,24 +58,10 @@ export class Leg {
   get pending(): boolean { return PENDING.has(this.state); }
   /** Whether the callee has been told of this leg (its invite is out). */
   get announced(): boolean { return this.offer !== undefined && this.state !== 'starting'; }
-
-  info(): Record<string, unknown> {
-    return {
-      session_id: this.id,
-      type: this.spec.kind,
-      callee: this.spec.target,
-      state: this.state,
-      ...(this.spec.user ? { user_id: this.spec.user } : {}),
-      ...(this.spec.conn ? { user_session: this.spec.conn.id } : {}),
-      ...(this.callee ? { callee_info: this.callee } : {}),
-      ...(this.endReason ? { reason: this.endReason } : {}),
-    };
-  }
 }
 
 export interface CallEnv {
   sessions: SessionManager;
-  bus: EventBus;
   log: Logger;
   /** How long a callee's connection has to reply to its invite. */
   inviteTimeoutMs: number;
@@ -89,7 +72,7 @@ export interface CallOptions {
   id: string;
   callerSessionId: string;
   /** The caller's side: its API connection (or a SIP dialog standing in for one). */
-  party: Subscriber;
+  party: CallParty;
   /** The caller's user (owner of the caller's session). */
   callerUser: string;
   callee: string | string[];
@@ -97,7 +80,6 @@ export interface CallOptions {
   callerInfo: Record<string, unknown>;
   ringTime: number;
   meta?: Record<string, unknown>;
-  eventsBody?: Record<string, unknown>;
   /** Trickle options of the call's create, applied to every session of the call. */
   noOfferTrickleIce?: boolean;
   noAnswerTrickleIce?: boolean;
@@ -108,19 +90,17 @@ export interface CallOptions {
 
 export interface CallStartResult { call_id: string; session_id: string; answer?: SdpObject }
 
-const callKey = (id: string): SubscriptionKey => ({ class: 'media', subclass: 'call', type: '*', obj_id: id });
-
 function asApiError(err: unknown, fallback: ErrorTerm = 'session_failed'): ApiError {
   return err instanceof ApiError ? err : new ApiError(fallback);
 }
 
 /** Domain events of a call (its `events` emitter). */
 export interface CallEvents {
-  /** A callee is being alerted (its `callee` description, if it gave one). */
-  ringing: [callee: Record<string, unknown>];
+  /** A callee is being alerted (`leg.callee`: its description, if it gave one). */
+  ringing: [leg: Leg];
   /** A callee answered: the caller's session has the answer. */
-  accepted: [callee: Record<string, unknown>];
-  /** The call ended, and why. */
+  accepted: [leg: Leg];
+  /** The call ended, and why (its followers hear it; then nobody follows it any more). */
   hangup: [reason: Reason];
 }
 
@@ -147,7 +127,7 @@ export class Call {
   }
 
   get callerUser(): string { return this.opts.callerUser; }
-  get party(): Subscriber { return this.opts.party; }
+  get party(): CallParty { return this.opts.party; }
   get callerSessionId(): string { return this.opts.callerSessionId; }
   get ended(): boolean { return this.state === 'ended'; }
 
@@ -168,7 +148,7 @@ export class Call {
   async start(specs: LegSpec[], offer: SdpObject, who: Caller, subscribe: boolean, waitAnswer: boolean): Promise<CallStartResult> {
     const { party } = this;
     // The caller hears the call's events from the start (as a session's creator does).
-    if (subscribe) this.env.bus.subscribe(party, callKey(this.id), this.opts.eventsBody);
+    if (subscribe) party.follow(this, true);
     const req: CreateRequest = {
       type: 'park',
       offer,
@@ -176,7 +156,7 @@ export class Call {
       stop_after_peer: false,
       ...this.trickleOptions(offer.sdp_type ?? 'webrtc'),
     };
-    const created = this.env.sessions.create(req, who, this.callerSessionId, { user: this.callerUser, connId: party.id, subscriber: party }, { onSession: (s) => this.watch(s) });
+    const created = this.env.sessions.create(req, who, this.callerSessionId, { user: this.callerUser, connId: party.id }, { onSession: (s) => this.watch(s) });
     this.callerSession = this.env.sessions.lookup(this.callerSessionId);
     // Until a callee accepts, nobody but the call answers or wires the call's sessions.
     this.callerSession?.lock(this, 'the call is ringing: its sessions are wired by the call until it is answered');
@@ -220,7 +200,8 @@ export class Call {
     clearTimeout(this.ringTimer);
     this.env.removed(this);
     this.unwatch(this.callerSessionId);
-    this.env.bus.removeForObject(this.id);
+    this.opts.party.follow(this, false);
+    this.events.removeAllListeners();
   }
 
   /** Starts one leg: its session (a slave of the caller's), then the invite. */
@@ -271,35 +252,27 @@ export class Call {
   }
 
   private async inviteConnection(leg: Leg, conn: CallConnection, offer: SdpObject): Promise<void> {
-    const data = {
-      call_id: this.id,
-      type: leg.spec.kind,
-      session_id: leg.id,
-      offer,
-      caller: this.opts.callerInfo,
-      user_id: displayUser(this.callerUser),
-    };
-    const replied = conn.request('media', 'call', 'invite', data, { timeoutMs: this.env.inviteTimeoutMs, signal: leg.abort.signal });
+    const replied = conn.invite(this, {
+      kind: leg.spec.kind, sessionId: leg.id, offer, caller: this.opts.callerInfo, callerUser: this.callerUser,
+    }, { timeoutMs: this.env.inviteTimeoutMs, signal: leg.abort.signal });
     // Our candidates for this leg found before the invite went out follow it now.
     const held = leg.held ?? [];
     leg.held = undefined;
-    for (const e of held) conn.deliver(e);
-    let reply: ClientReply;
+    for (const e of held) conn.notify(this, e);
+    let reply: InviteReply;
     try {
       reply = await replied;
-    } catch (err) {
+    } catch {
       if (leg.pending) this.legFailed(leg, new ApiError('timeout'));
       return;
     }
-    if (leg.state === 'inviting' && reply.result !== 'ok') {
+    if (leg.state === 'inviting' && !reply.willAnswer) {
       this.reject(leg, 'the invite was declined');
       return;
     }
     if (!leg.pending && leg.state !== 'accepting' && leg.state !== 'accepted') return;
     if (leg.state === 'inviting') leg.state = 'invited';
-    const parsed = inviteReplySchema.safeParse(reply.data ?? {});
-    const opts = parsed.success ? parsed.data : {};
-    if (opts.subscribe !== false && !leg.subscribed) this.subscribeLeg(leg, opts.events_body);
+    if (reply.willAnswer && reply.follow && !leg.following) this.follow(leg, true);
   }
 
   private async inviteByDriver(leg: Leg, driver: CallDestinationDriver): Promise<void> {
@@ -347,8 +320,7 @@ export class Call {
     this.assertOpen(leg);
     leg.state = 'ringing';
     if (callee) leg.callee = callee;
-    this.publish('ringing', this.calleeBody(leg));
-    this.events.emit('ringing', leg.callee ?? {});
+    this.events.emit('ringing', leg);
   }
 
   /** The leg's callee answers: its session gets the answer and is bridged with the caller's. */
@@ -395,8 +367,7 @@ export class Call {
     this.state = 'answered';
     this.answerTime = Date.now();
     this.env.log.info({ call: this.id, leg: leg.id, user: leg.spec.user || leg.spec.target }, 'call answered');
-    this.publish('accepted', this.calleeBody(leg));
-    this.events.emit('accepted', leg.callee ?? {});
+    this.events.emit('accepted', leg);
   }
 
   /** The leg's callee declines (or its invite was refused). */
@@ -406,7 +377,7 @@ export class Call {
     if (leg === this.answeredLeg) throw new ApiError('already_answered');
     if (!leg.pending) throw new ApiError(this.answeredLeg ? 'already_answered' : 'not_invited');
     this.env.log.info({ call: this.id, leg: leg.id, detail }, 'call leg declined');
-    this.finishLeg(leg, 'rejected', stopReason('call_rejected'), { tell: false, unsubscribe: true });
+    this.finishLeg(leg, 'rejected', stopReason('call_rejected'), { tell: false, unfollow: true });
     void leg.session?.stop('call_rejected');
     this.checkAllDone();
   }
@@ -449,13 +420,12 @@ export class Call {
     this.env.removed(this);
     this.env.log.info({ call: this.id, reason: reason.reason }, 'call ended');
     for (const leg of this.legs) {
-      if (leg.pending) this.finishLeg(leg, 'cancelled', reason, { tell: !leg.subscribed, unsubscribe: false });
-      else if (leg.state === 'accepting' || leg.state === 'accepted') this.finishLeg(leg, 'ended', reason, { tell: !leg.subscribed, unsubscribe: false });
+      // Followers hear the call's `hangup`; the others are told their leg ended.
+      if (leg.pending) this.finishLeg(leg, 'cancelled', reason, { tell: !leg.following, unfollow: false });
+      else if (leg.state === 'accepting' || leg.state === 'accepted') this.finishLeg(leg, 'ended', reason, { tell: !leg.following, unfollow: false });
     }
-    this.publish('hangup', { ...reason });
     this.events.emit('hangup', { ...reason });
     this.events.removeAllListeners();
-    this.env.bus.removeForObject(this.id);
     // Legs first, so that they stop with the call's reason rather than their master's.
     const sessions = [...this.legs.map((l) => l.session), this.callerSession];
     await Promise.all(sessions.map((s) => s?.stop(term, detail)));
@@ -473,7 +443,7 @@ export class Call {
     if (leg === this.answeredLeg) {
       await this.end('callee_disconnected');
     } else if (leg.pending) {
-      this.finishLeg(leg, 'failed', stopReason('callee_disconnected'), { tell: false, unsubscribe: true });
+      this.finishLeg(leg, 'failed', stopReason('callee_disconnected'), { tell: false, unfollow: true });
       this.lastFailure = new ApiError('callee_disconnected');
       await leg.session?.stop('callee_disconnected');
       this.checkAllDone();
@@ -482,7 +452,7 @@ export class Call {
 
   /** Another leg answered (or the leg failed): it leaves the call and its callee is told. */
   private cancelLeg(leg: Leg, term: ErrorTerm): void {
-    this.finishLeg(leg, 'cancelled', stopReason(term), { tell: true, unsubscribe: true });
+    this.finishLeg(leg, 'cancelled', stopReason(term), { tell: true, unfollow: true });
     void leg.session?.stop(term);
   }
 
@@ -496,7 +466,7 @@ export class Call {
     }
     this.env.log.info({ call: this.id, leg: leg.id, reason: err.message }, 'call leg failed');
     this.lastFailure = err;
-    this.finishLeg(leg, 'failed', stopReason(err.term, err.detail), { tell: leg.announced, unsubscribe: true });
+    this.finishLeg(leg, 'failed', stopReason(err.term, err.detail), { tell: leg.announced, unfollow: true });
     void leg.session?.stop(err.term, err.detail);
     this.checkAllDone();
   }
@@ -513,7 +483,7 @@ export class Call {
     void this.end('no_destination', `no destination could be rung${last ? ` (${last.message})` : ''}`);
   }
 
-  private finishLeg(leg: Leg, state: LegState, reason: Reason, how: { tell: boolean; unsubscribe: boolean }): void {
+  private finishLeg(leg: Leg, state: LegState, reason: Reason, how: { tell: boolean; unfollow: boolean }): void {
     const wasAnnounced = leg.announced;
     const answered = state === 'ended';
     leg.state = state;
@@ -522,11 +492,8 @@ export class Call {
     leg.abort.abort();
     const conn = leg.spec.conn;
     if (conn) {
-      if (how.unsubscribe && leg.subscribed) {
-        this.env.bus.unsubscribe(conn, callKey(this.id));
-        leg.subscribed = false;
-      }
-      if (how.tell && wasAnnounced) this.direct(conn, leg.eventsBody, 'hangup', { ...reason, session_id: leg.id });
+      if (how.unfollow && leg.following) this.follow(leg, false);
+      if (how.tell && wasAnnounced) conn.notify(this, { type: 'legEnded', sessionId: leg.id, reason });
     }
     if (leg.control) {
       const control = leg.control;
@@ -536,53 +503,24 @@ export class Call {
 
   // ---- events --------------------------------------------------------------------------------
 
-  private subscribeLeg(leg: Leg, eventsBody?: Record<string, unknown>): void {
+  /**
+   * Whether a callee's connection follows the call's own events: from its invite reply on, and as
+   * its `accepted` says (docs/API.md §10).
+   */
+  follow(leg: Leg, on: boolean): void {
     const conn = leg.spec.conn;
-    if (!conn || this.ended) return;
-    leg.eventsBody = eventsBody;
-    this.env.bus.subscribe(conn, callKey(this.id), eventsBody);
-    leg.subscribed = true;
-  }
-
-  /** `accepted` may change the callee's subscription (its `subscribe` and `events_body`, docs/API.md §10). */
-  updateSubscription(leg: Leg, subscribe?: boolean, eventsBody?: Record<string, unknown>): void {
-    if (this.ended || !leg.spec.conn) return;
-    if (subscribe === false) {
-      if (leg.subscribed) this.env.bus.unsubscribe(leg.spec.conn, callKey(this.id));
-      leg.subscribed = false;
-    } else if (subscribe === true || eventsBody !== undefined) {
-      this.subscribeLeg(leg, eventsBody ?? leg.eventsBody);
-    }
-  }
-
-  private calleeBody(leg: Leg): Record<string, unknown> {
-    return { callee: leg.callee ?? {}, ...(leg.spec.user ? { user_id: leg.spec.user } : { uri: leg.spec.target }) };
-  }
-
-  /** An event to every subscriber of the call that may see it (its caller's and callees' users). */
-  private publish(type: string, body: Record<string, unknown>): void {
-    const viewers = [...new Set(this.legs.map((l) => l.spec.user).filter((u) => u !== ''))];
-    this.env.bus.publish({ class: 'media', subclass: 'call', type, obj_id: this.id, body, owner: this.callerUser, viewers });
-  }
-
-  /** An event for one party only (its own `answer` and candidates, a cancelled leg's `hangup`). */
-  private direct(to: Subscriber, eventsBody: Record<string, unknown> | undefined, type: string, body: Record<string, unknown>): void {
-    to.deliver(this.callEvent(type, { ...(eventsBody ?? {}), ...body }));
-  }
-
-  private callEvent(type: string, body: Record<string, unknown>): EventData {
-    const e: EventData = { class: 'media', subclass: 'call', type, obj_id: this.id };
-    if (Object.keys(body).length > 0) e.body = body;
-    return e;
+    if (!conn || (on && this.ended)) return;
+    leg.following = on;
+    conn.follow(this, on);
   }
 
   /** Follows a media session of the call through its domain events (from before it starts). */
   private watch(session: Session): void {
     const sid = session.id;
-    const onAnswer = (answer: SdpObject) => this.onSessionEvent(sid, 'answer', { answer });
-    const onCandidate = (c: Record<string, unknown>) => this.onSessionEvent(sid, 'candidate', c);
-    const onEnd = () => this.onSessionEvent(sid, 'candidate_end', {});
-    const onStopped = () => this.onSessionEvent(sid, 'destroyed', {});
+    const onAnswer = (answer: SdpObject) => this.onSessionEvent(sid, { type: 'answer', sessionId: sid, answer });
+    const onCandidate = (candidate: Required<CandidateInit>) => this.onSessionEvent(sid, { type: 'candidate', sessionId: sid, candidate });
+    const onEnd = () => this.onSessionEvent(sid, { type: 'candidateEnd', sessionId: sid });
+    const onStopped = () => this.onSessionEvent(sid, 'stopped');
     session.events.on('answer', onAnswer).on('candidate', onCandidate).on('candidateEnd', onEnd).on('stopped', onStopped);
     this.watching.set(sid, () => {
       session.events.off('answer', onAnswer).off('candidate', onCandidate).off('candidateEnd', onEnd).off('stopped', onStopped);
@@ -598,30 +536,20 @@ export class Call {
    * Events of the call's sessions: SDPs and candidates go to their party (as call events, in the
    * body the session's own event has), ends end legs or the call.
    */
-  private onSessionEvent(sid: string, type: 'answer' | 'candidate' | 'candidate_end' | 'destroyed', sessionBody: Record<string, unknown>): void {
+  private onSessionEvent(sid: string, ev: PartyEvent | 'stopped'): void {
     if (sid === this.callerSessionId) {
-      const body = { ...sessionBody, session_id: sid };
-      switch (type) {
-        case 'answer': this.direct(this.party, this.opts.eventsBody, 'answer', body); break;
-        case 'candidate': case 'candidate_end': if (!this.ended) this.direct(this.party, this.opts.eventsBody, type, body); break;
-        case 'destroyed': this.callerSessionGone(); break;
-      }
+      if (ev === 'stopped') this.callerSessionGone();
+      else if (ev.type === 'answer' || !this.ended) this.party.notify(this, ev);
       return;
     }
     const leg = this.legs.find((l) => l.id === sid);
     if (!leg) return;
-    switch (type) {
-      case 'candidate': case 'candidate_end': {
-        const conn = leg.spec.conn;
-        if (!conn || !(leg.pending || leg.state === 'accepting' || leg.state === 'accepted')) break;
-        const ev = this.callEvent(type, { ...(leg.eventsBody ?? {}), ...sessionBody, session_id: leg.id });
-        if (leg.held) leg.held.push(ev);
-        else conn.deliver(ev);
-        break;
-      }
-      case 'destroyed': this.legSessionGone(leg); break;
-      case 'answer': break;
-    }
+    if (ev === 'stopped') { this.legSessionGone(leg); return; }
+    if (ev.type !== 'candidate' && ev.type !== 'candidateEnd') return;
+    const conn = leg.spec.conn;
+    if (!conn || !(leg.pending || leg.state === 'accepting' || leg.state === 'accepted')) return;
+    if (leg.held) leg.held.push(ev);
+    else conn.notify(this, ev);
   }
 
   private callerSessionGone(): void {
@@ -649,26 +577,5 @@ export class Call {
 
   private safely(f: () => void): void {
     try { f(); } catch (err) { this.env.log.debug({ call: this.id, err: String(err) }, 'call leg callback failed'); }
-  }
-
-  info(): Record<string, unknown> {
-    const o = this.opts;
-    const info: Record<string, unknown> = {
-      call_id: this.id,
-      state: this.state,
-      user_id: displayUser(this.callerUser),
-      user_session: this.party.id,
-      session_id: this.callerSessionId,
-      callee: o.callee,
-      caller: o.callerInfo,
-      ring_time: o.ringTime,
-      start_time: Math.floor(this.startTime / 1000),
-      legs: this.legs.map((l) => l.info()),
-    };
-    if (o.calleeType !== undefined) info.type = o.calleeType;
-    if (o.meta !== undefined) info.call_meta = o.meta;
-    if (this.answeredLeg && this.state === 'answered') info.answered_by = this.answeredLeg.id;
-    if (this.answerTime !== undefined) info.answer_time = Math.floor(this.answerTime / 1000);
-    return info;
   }
 }

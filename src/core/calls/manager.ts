@@ -1,14 +1,14 @@
 // The set of live calls, the directory of logged-in connections that calls ring, and the
 // drivers for destinations rung elsewhere (the SIP user agent for `sip:` URIs).
 import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { ApiError, type ErrorTerm } from '../../protocol/errors.js';
 import type { CallCreateRequest, CalleeType } from '../../protocol/call-schemas.js';
-import type { EventBus, Subscriber } from '../events/bus.js';
 import type { Caller, SessionManager } from '../sessions/manager.js';
 import { BACKEND } from '../sessions/session.js';
 import { Call, type CallStartResult, type Leg, type LegSpec } from './call.js';
-import type { CallConnection, CallDestinationDriver } from './types.js';
+import type { CallConnection, CallDestinationDriver, CallParty } from './types.js';
 
 export const DEFAULT_RING_TIME = 30;
 /** How long a callee's connection has to reply to an invite (the original: "at once"). */
@@ -23,8 +23,10 @@ export class CallManager {
   private readonly byUser = new Map<string, Set<CallConnection>>();
   private readonly drivers = new Map<string, CallDestinationDriver>();
   inviteTimeoutMs = INVITE_REPLY_TIMEOUT_MS;
+  /** Each new call, before it starts ringing (front doors follow its events from here). */
+  readonly events = new EventEmitter<{ call: [call: Call] }>();
 
-  constructor(private readonly sessions: SessionManager, private readonly bus: EventBus, private readonly log: Logger) {}
+  constructor(private readonly sessions: SessionManager, private readonly log: Logger) {}
 
   get size(): number { return this.calls.size; }
 
@@ -133,17 +135,16 @@ export class CallManager {
   /**
    * Places a call from `party` (an API connection, or a SIP dialog for incoming SIP calls):
    * the caller's session is created with its offer, then every destination is rung. Resolves
-   * with the call id and the caller's session id (and our answer, with `wait_reply`).
+   * with the call id and the caller's session id (and our answer, with `wait_reply`). `onCall`
+   * gets the Call before it starts ringing, to follow its domain events.
    */
-  /** Places a call; `onCall` gets the Call before it starts ringing, to follow its domain events. */
-  async create(req: CallCreateRequest, party: Subscriber, who: Caller, hooks: { onCall?(call: Call): void } = {}): Promise<CallStartResult> {
+  async create(req: CallCreateRequest, party: CallParty, who: Caller, hooks: { onCall?(call: Call): void } = {}): Promise<CallStartResult> {
     if (req.backend !== undefined && req.backend !== BACKEND) throw new ApiError('unknown_backend');
     const id = req.call_id ?? `call-${randomUUID()}`;
     if (this.calls.has(id)) throw new ApiError('call_already_exists');
     const specs = this.resolve(req.callee, req.type, party.id);
     const call = new Call({
       sessions: this.sessions,
-      bus: this.bus,
       log: this.log,
       inviteTimeoutMs: this.inviteTimeoutMs,
       removed: (c) => { if (this.calls.get(c.id) === c) this.calls.delete(c.id); },
@@ -157,13 +158,13 @@ export class CallManager {
       callerInfo: req.caller ?? {},
       ringTime: req.ring_time ?? DEFAULT_RING_TIME,
       meta: req.call_meta ?? req.meta,
-      eventsBody: req.events_body,
       noOfferTrickleIce: req.no_offer_trickle_ice,
       noAnswerTrickleIce: req.no_answer_trickle_ice,
       trickleIceTimeout: req.trickle_ice_timeout,
       sdpType: req.sdp_type ?? 'webrtc',
     });
     this.calls.set(id, call);
+    this.events.emit('call', call);
     hooks.onCall?.(call);
     return call.start(specs, req.offer, who, req.subscribe !== false, req.wait_reply === true);
   }

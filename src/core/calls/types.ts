@@ -1,21 +1,58 @@
 // What the call layer needs from the outside: the parties it talks to and the drivers that ring
-// destinations it does not ring itself (SIP). Plain data and small interfaces only.
-import type { Subscriber } from '../events/bus.js';
+// destinations it does not ring itself (SIP). Plain data and small interfaces only: how a party
+// hears the call (NkMEDIA events, SIP responses) is the party's business.
 import type { SdpObject } from '../../protocol/session-schemas.js';
+import type { CandidateInit } from '../../protocol/sdp.js';
 
-/** A client's reply to a request the server sent it. */
-export interface ClientReply { result: 'ok' | 'error'; data?: unknown }
+/** A call, as its parties know it (they may keep per-call state keyed on it). */
+export interface CallRef { readonly id: string }
+
+/** What concerns one party of a call alone. */
+export type PartyEvent =
+  /** Our answer to the party's offer (the caller's session). */
+  | { type: 'answer'; sessionId: string; answer: SdpObject }
+  /** One of our ICE candidates for the party's session, and the end of them. */
+  | { type: 'candidate'; sessionId: string; candidate: Required<CandidateInit> }
+  | { type: 'candidateEnd'; sessionId: string }
+  /** The party's leg left the call for a reason it did not cause (another leg answered, the call ended...). */
+  | { type: 'legEnded'; sessionId: string; reason: Reason };
 
 /**
- * A logged-in API connection, as the call layer sees it: it receives events (Subscriber) and
- * answers requests from the server (the `invite`).
+ * One side of a call: the caller (an API connection, or a SIP dialog standing in for one) or a
+ * callee's connection. The call tells it what concerns it alone, and whether it follows the
+ * call's own events (`ringing`, `accepted`, `hangup`, published to followers by the front door).
  */
-export interface CallConnection extends Subscriber {
+export interface CallParty {
+  readonly id: string;
+  notify(call: CallRef, ev: PartyEvent): void;
+  /** From now on the party hears the call's own events (`on`), or no more. */
+  follow(call: CallRef, on: boolean): void;
+}
+
+/** What a callee's connection is rung with. */
+export interface Invitation {
+  /** The kind of destination it was rung as: `user` or `session`. */
+  kind: string;
+  /** The leg's media session, which the callee answers. */
+  sessionId: string;
+  offer: SdpObject;
+  /** The `caller` object of the call's `create`, and the calling user. */
+  caller: Record<string, unknown>;
+  callerUser: string;
+}
+
+/** A callee's reply to its invite: it declined, or will answer (and whether it follows the call). */
+export type InviteReply = { willAnswer: false } | { willAnswer: true; follow: boolean };
+
+/** A logged-in connection that calls can ring (by its user name or its id). */
+export interface CallConnection extends CallParty {
+  readonly user: string;
   /**
-   * Sends a request to the client and resolves with its reply. Rejects when no reply comes
-   * within `timeoutMs`, when `signal` aborts, or when the connection closes.
+   * Rings the callee. Sends at once (before resolving): what the call notifies after calling it
+   * reaches the callee after the invite. Rejects when no reply comes within `timeoutMs`, when
+   * `signal` aborts, or when the connection closes.
    */
-  request(cls: string, subclass: string, cmd: string, data: unknown, opts?: { timeoutMs?: number; signal?: AbortSignal }): Promise<ClientReply>;
+  invite(call: CallRef, inv: Invitation, opts: { timeoutMs: number; signal: AbortSignal }): Promise<InviteReply>;
 }
 
 /** A stop reason as events carry it. */

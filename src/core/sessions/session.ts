@@ -8,7 +8,6 @@ import { checkSdp, countCandidates, insertCandidates, stripCandidates, type Cand
 import type { CreateRequest, SdpObject, SessionType } from '../../protocol/session-schemas.js';
 import type { ConnectionState, ElementId, EngineEvent, MediaEngine, MediaKind } from '../../engine/types.js';
 import { EngineError, MEDIA_KINDS } from '../../engine/types.js';
-import type { Subscriber } from '../events/bus.js';
 import { CandidateCollector } from './candidate-collector.js';
 import type { RoomManager } from '../rooms/manager.js';
 import type { Room } from '../rooms/room.js';
@@ -28,8 +27,6 @@ export const SDP_WAIT_MS = 5000;
 export interface Owner {
   user: string;
   connId: string;
-  /** The creating connection, for direct events (`session_events`). */
-  subscriber?: Subscriber;
   /** Who the session counts against for limits (default: the owner). A call leg: the caller. */
   charge?: Charge;
   /** Other users who may see and act on the session (a call leg's callee). */
