@@ -8,8 +8,9 @@ import { startTestServer, connectClient, eventually } from './helpers/server.js'
 import { TestPeer } from './helpers/peer.js';
 import type { Server } from '../src/main.js';
 import { NkMediaError, type CallInvite, type CandidateInit, type EventData, type NkMediaClient } from '../src/client/index.js';
-import type { CallParty, LegControl, OutgoingLeg, PartyEvent, Reason } from '../src/core/calls/types.js';
+import type { CallParty, LegControl, OutgoingLeg, PartyEvent } from '../src/core/calls/types.js';
 import type { Call } from '../src/core/calls/call.js';
+import type { StopCause } from '../src/protocol/errors.js';
 
 let server: Server;
 const open: NkMediaClient[] = [];
@@ -360,14 +361,14 @@ describe('bad input', () => {
 describe('destination drivers (the seam the SIP user agent plugs into)', () => {
   /** A driver for `test:` URIs whose remote parties are werift peers (standing in for phones). */
   const legs: OutgoingLeg[] = [];
-  const ends: { uri: string; reason: Reason; answered: boolean }[] = [];
+  const ends: { uri: string; cause: StopCause; answered: boolean }[] = [];
   before(() => {
     server.services.calls.registerDriver({
       schemes: ['test'],
       sdpType: 'webrtc',
       invite(uri, leg): LegControl {
         legs.push(leg);
-        return { end: (reason, answered) => ends.push({ uri, reason, answered }) };
+        return { end: (cause, answered) => ends.push({ uri, cause, answered }) };
       },
     });
   });
@@ -422,7 +423,7 @@ describe('destination drivers (the seam the SIP user agent plugs into)', () => {
     await bob.client.acceptCall(callId, { sdp: calleePeer.pc.localDescription!.sdp, trickle_ice: false });
     const end = await eventually(() => ends.find((e) => e.uri === 'test:phone-2'), 5000, 'driver leg ended');
     assert.equal(end.answered, false);
-    assert.equal(end.reason.code, 305008);
+    assert.equal(end.cause.term, 'answered_elsewhere');
     await eventually(() => sessionGone(leg.sessionId), 5000, 'driver leg session gone');
     await calleePeer.waitConnected();
     await alice.client.hangupCall(callId);
@@ -437,7 +438,7 @@ describe('destination drivers (the seam the SIP user agent plugs into)', () => {
     const dialog: CallParty = { id: 'sip-dialog-1', notify: (_call, ev) => { partyEvents.push(ev); }, follow: () => undefined };
     const follow = (c: Call): void => {
       c.events.on('ringing', () => sipEvents.push('ringing')).on('accepted', () => sipEvents.push('accepted'));
-      c.events.on('hangup', (reason) => sipEvents.push(`hangup: ${reason.reason}`));
+      c.events.on('hangup', (cause) => sipEvents.push(`hangup: ${cause.term} ${cause.detail}`));
     };
     const phone = newPeer();
     await phone.makeOffer();
@@ -460,7 +461,7 @@ describe('destination drivers (the seam the SIP user agent plugs into)', () => {
     await receives(phone, 'audio', calleePeer.tag);
     // The phone hangs up (BYE).
     await server.services.calls.hangup(r.call_id, 'BYE');
-    assert.ok(sipEvents.includes('hangup: API hangup: BYE'), sipEvents.join());
+    assert.ok(sipEvents.includes('hangup: api_hangup BYE'), sipEvents.join());
     // Our answer came in the create's reply; nothing else was meant for the phone alone.
     assert.ok(partyEvents.every((e) => e.type === 'answer'), partyEvents.map((e) => e.type).join());
     await eventually(() => callEvents(bob, r.call_id, 'hangup').length === 1, 5000, 'bob hears hangup');

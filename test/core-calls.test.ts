@@ -11,7 +11,8 @@ import { UNLIMITED } from '../src/core/sessions/quota.js';
 import type { CallCreateRequest } from '../src/protocol/call-schemas.js';
 import type { SdpObject } from '../src/protocol/session-schemas.js';
 import type { Call, Leg } from '../src/core/calls/call.js';
-import type { CallDestinationDriver, LegControl, OutgoingLeg, Reason } from '../src/core/calls/types.js';
+import type { CallDestinationDriver, LegControl, OutgoingLeg } from '../src/core/calls/types.js';
+import type { StopCause } from '../src/protocol/errors.js';
 import {
   TestCore, apiTerm, coresClosedAfterEach, clientAnswer, clientCandidate, clientOffer, phoneSdp, sleep, until,
   type FakeCallConnection, type ReceivedRequest,
@@ -39,7 +40,7 @@ async function place(tc: TestCore, from: Conn, req: Partial<CallCreateRequest>) 
     onCall: (c) => {
       call = c;
       from.callParty.setEventsBody(c, req.events_body);
-      c.events.on('ringing', () => domain.push('ringing')).on('accepted', () => domain.push('accepted')).on('hangup', (x) => domain.push(`hangup:${x.code}`));
+      c.events.on('ringing', () => domain.push('ringing')).on('accepted', () => domain.push('accepted')).on('hangup', (x) => domain.push(`hangup:${x.term}`));
     },
   });
   const callerSession = tc.sessions.lookup(r.session_id)!;
@@ -119,7 +120,7 @@ describe('forking: a call to a user on two connections', () => {
 
     await call.hangup(undefined, 'bye');
     for (const c of [alice, bob1]) assert.deepEqual(callEvents(c, r.call_id, 'hangup').at(-1)!.body, { code: 305011, reason: 'API hangup: bye' });
-    assert.deepEqual(domain, ['ringing', 'accepted', 'hangup:305011']);
+    assert.deepEqual(domain, ['ringing', 'accepted', 'hangup:api_hangup']);
     await Promise.all([s1.whenDestroyed, callerSession.whenDestroyed]);
     assert.equal(s1.stopReason!.code, 305011);
     assert.equal(callerSession.stopReason!.code, 305011);
@@ -160,7 +161,7 @@ describe('forking: a call to a user on two connections', () => {
     assert.equal(callEvents(alice, r.call_id, 'hangup').length, 1);
     await Promise.all([...legs, callerSession].map((s) => s.whenDestroyed));
     assert.ok([...legs, callerSession].every((s) => s.stopReason!.code === 305011), 'legs stop with the call\'s reason, not peer_stopped');
-    assert.deepEqual(domain, ['hangup:305011']);
+    assert.deepEqual(domain, ['hangup:api_hangup']);
     await assert.rejects(call.hangup(undefined), term('call_not_found'));
   });
 
@@ -173,7 +174,7 @@ describe('forking: a call to a user on two connections', () => {
     await tc.engine.settle();
     await callerSession.stop('user_stop');
     await until(() => call.ended, 1000, 'ended');
-    assert.deepEqual(call.endReason, { code: 100011, reason: 'User stop' });
+    assert.deepEqual(call.endCause, { term: 'user_stop' });
     assert.equal(callEvents(bob, r.call_id, 'hangup')[0]!.body!.code, 100011);
   });
 
@@ -191,7 +192,7 @@ describe('forking: a call to a user on two connections', () => {
     // The callee's `accepted` gets "Session stopped" (from the leg's set_answer) rather than call_not_found.
     await assert.rejects(accepting, (e) => e instanceof ApiError && ['session_stopped', 'call_not_found'].includes(e.term));
     await hangup;
-    assert.deepEqual(call.endReason, { code: 305011, reason: 'API hangup' });
+    assert.deepEqual(call.endCause, { term: 'api_hangup' });
     assert.equal(callEvents(alice, call.id, 'accepted').length, 0);
     assert.equal(tc.engine.liveCount, 0);
   });
@@ -221,7 +222,7 @@ describe('calls nobody answers', () => {
     (await bob.nextRequest()).reply({ result: 'ok' });
     await carol.nextRequest();
     await callerSession.whenDestroyed;
-    assert.deepEqual(call.endReason, { code: 305007, reason: 'No answer' });
+    assert.deepEqual(call.endCause, { term: 'no_answer' });
     assert.equal(callEvents(bob, r.call_id, 'hangup')[0]!.body!.code, 305007);
     assert.equal(callEvents(carol, r.call_id, 'hangup')[0]!.body!.code, 305007);
     assert.equal(callEvents(alice, r.call_id, 'hangup')[0]!.body!.code, 305007);
@@ -243,7 +244,7 @@ describe('calls nobody answers', () => {
     call.reject(carolLeg);
     assert.throws(() => call.reject(carolLeg), term('call_not_found'));
     await until(() => call.ended, 1000, 'ended');
-    assert.deepEqual(call.endReason, { code: 305006, reason: 'Call rejected' });
+    assert.deepEqual(call.endCause, { term: 'call_rejected' });
     assert.equal(callEvents(alice, r.call_id, 'hangup')[0]!.body!.code, 305006);
     assert.equal(callEvents(carol, r.call_id, 'hangup').length, 0, 'a callee that declined is out of the call');
   });
@@ -280,8 +281,8 @@ describe('calls nobody answers', () => {
     await until(() => call.ended, 1000, 'ended');
     assert.equal(call.legs[0]!.state, 'failed');
     assert.deepEqual(callEvents(bob, r.call_id, 'hangup')[0]!.body, { code: 100005, reason: 'Timeout', session_id: inv.data.session_id });
-    assert.equal(call.endReason!.code, 305005);
-    assert.match(call.endReason!.reason, /no destination could be rung/);
+    assert.equal(call.endCause!.term, 'no_destination');
+    assert.match(call.endCause!.detail!, /no destination could be rung/);
   });
 
   it('a ringing callee\'s connection closes: its leg drops out; the last one ends the call (no_destination)', async () => {
@@ -298,7 +299,7 @@ describe('calls nobody answers', () => {
     assert.equal(call.ended, false);
     await tc.calls.connectionDown(bob2);
     await until(() => call.ended, 1000, 'ended');
-    assert.equal(call.endReason!.code, 305005);
+    assert.equal(call.endCause!.term, 'no_destination');
   });
 });
 
@@ -337,7 +338,7 @@ describe('an answered call ends', () => {
     await callerSession.stop('session_timeout');
     await leg.session!.whenDestroyed;
     await until(() => call.ended, 1000, 'ended');
-    assert.equal(call.endReason!.code, 100060);
+    assert.equal(call.endCause!.term, 'session_timeout');
     assert.equal(callEvents(bob, r.call_id, 'hangup')[0]!.body!.code, 100060);
   });
 
@@ -345,7 +346,7 @@ describe('an answered call ends', () => {
     const tc = core();
     const { r, bob, alice, call } = await answered(tc);
     await tc.calls.connectionDown(alice);
-    assert.equal(call.endReason!.code, 305009);
+    assert.equal(call.endCause!.term, 'caller_disconnected');
     assert.equal(callEvents(bob, r.call_id, 'hangup')[0]!.body!.code, 305009);
   });
 
@@ -353,7 +354,7 @@ describe('an answered call ends', () => {
     const tc = core();
     const { r, bob, alice, call } = await answered(tc);
     await tc.calls.connectionDown(bob);
-    assert.equal(call.endReason!.code, 305010);
+    assert.equal(call.endCause!.term, 'callee_disconnected');
     assert.equal(callEvents(alice, r.call_id, 'hangup')[0]!.body!.code, 305010);
   });
 
@@ -361,7 +362,7 @@ describe('an answered call ends', () => {
     const tc = core();
     const { r, alice, call } = await answered(tc);
     await tc.core.stopAll('api_stop');
-    assert.equal(call.endReason!.code, 100013);
+    assert.equal(call.endCause!.term, 'api_stop');
     assert.equal(callEvents(alice, r.call_id, 'hangup')[0]!.body!.code, 100013);
     assert.equal(tc.engine.liveCount, 0);
   });
@@ -412,7 +413,7 @@ describe('the call\'s hold on its sessions', () => {
     assert.equal(call.answeredLeg, undefined);
     assert.equal(leg.pending, true);
     await until(() => call.ended, 1000, 'no_answer');
-    assert.equal(call.endReason!.code, 305007);
+    assert.equal(call.endCause!.term, 'no_answer');
     assert.ok(Date.now() - started < 400, 'the ring timer was re-armed with what was left, not restarted from scratch');
   });
 
@@ -473,7 +474,7 @@ describe('destinations', () => {
     await until(() => call.legs[1]!.state === 'failed', 1000, 'carol\'s leg failed');
     assert.equal(carol.requests.length, 0);
     assert.equal(call.state, 'ringing');
-    assert.equal(call.legs[1]!.endReason!.code, 100050);
+    assert.equal(call.legs[1]!.endCause!.term, 'too_many_sessions');
   });
 });
 
@@ -515,10 +516,10 @@ describe('driver legs (the seam SIP plugs into)', () => {
     readonly schemes = ['fake'];
     readonly sdpType = 'rtp' as const;
     readonly legs: OutgoingLeg[] = [];
-    readonly ends: { uri: string; reason: Reason; answered: boolean }[] = [];
+    readonly ends: { uri: string; cause: StopCause; answered: boolean }[] = [];
     invite(uri: string, leg: OutgoingLeg): LegControl {
       this.legs.push(leg);
-      return { end: (reason, answered) => this.ends.push({ uri, reason, answered }) };
+      return { end: (cause, answered) => this.ends.push({ uri, cause, answered }) };
     }
   }
 
@@ -537,7 +538,7 @@ describe('driver legs (the seam SIP plugs into)', () => {
     out.ringing({ ua: 'desk' });
     assert.equal(callEvents(alice, call.id, 'ringing')[0]!.body!.uri, 'fake:desk@example');
     await call.accept(legOf(tc, call, bob), answerTo(inv));
-    assert.deepEqual(driver.ends, [{ uri: 'fake:desk@example', reason: { code: 305008, reason: 'Answered elsewhere' }, answered: false }]);
+    assert.deepEqual(driver.ends, [{ uri: 'fake:desk@example', cause: { term: 'answered_elsewhere' }, answered: false }]);
   });
 
   it('the driver\'s leg answers (RTP), is bridged, and its hangup ends the call; the call\'s end reaches the driver as answered', async () => {
@@ -556,7 +557,7 @@ describe('driver legs (the seam SIP plugs into)', () => {
     assert.equal(legSession.type, 'bridge');
     out.hangup('BYE');
     await until(() => call.ended, 1000, 'ended');
-    assert.deepEqual(call.endReason, { code: 305011, reason: 'API hangup: BYE' });
+    assert.deepEqual(call.endCause, { term: 'api_hangup', detail: 'BYE' });
     assert.deepEqual(driver.ends.map((e) => e.answered), [true]);
   });
 
@@ -571,8 +572,8 @@ describe('driver legs (the seam SIP plugs into)', () => {
     assert.equal(call.legs[0]!.state, 'rejected');
     driver.legs[1]!.reject();
     await until(() => call.ended, 1000, 'ended');
-    assert.equal(call.endReason!.code, 305006);
+    assert.equal(call.endCause!.term, 'call_rejected');
     // Each leg's control is told the call dropped it (its own end, then none for the call's).
-    assert.deepEqual(driver.ends.map((e) => [e.uri, e.reason.code, e.answered]), [['fake:a@x', 305006, false], ['fake:b@x', 305006, false]]);
+    assert.deepEqual(driver.ends.map((e) => [e.uri, e.cause.term, e.answered]), [['fake:a@x', 'call_rejected', false], ['fake:b@x', 'call_rejected', false]]);
   });
 });

@@ -4,6 +4,7 @@
 import type { Call, Leg } from '../core/calls/call.js';
 import type { CallManager } from '../core/calls/manager.js';
 import { displayUser } from '../util/principals.js';
+import { wireReason } from '../protocol/errors.js';
 import type { EventBus } from './event-bus.js';
 
 /** Publishes every call's events from its creation on (call once per core, before any call). */
@@ -19,8 +20,8 @@ function follow(call: Call, bus: EventBus): void {
   };
   call.events.on('ringing', (leg) => publish('ringing', calleeBody(leg)));
   call.events.on('accepted', (leg) => publish('accepted', calleeBody(leg)));
-  call.events.on('hangup', (reason) => {
-    publish('hangup', { ...reason });
+  call.events.on('hangup', (cause) => {
+    publish('hangup', wireReason(cause));
     // Nobody follows an ended call.
     bus.removeForObject(call.id);
   });
@@ -61,6 +62,6 @@ function legInfo(l: Leg): Record<string, unknown> {
     ...(l.spec.user ? { user_id: l.spec.user } : {}),
     ...(l.spec.conn ? { user_session: l.spec.conn.id } : {}),
     ...(l.callee ? { callee_info: l.callee } : {}),
-    ...(l.endReason ? { reason: l.endReason } : {}),
+    ...(l.endCause ? { reason: wireReason(l.endCause) } : {}),
   };
 }

@@ -2,6 +2,7 @@
 // request and `class:"media", subclass:"call"` events (docs/API.md §10), each with the
 // `events_body` the client gave for that call (at `create`, in its invite reply, or `accepted`).
 import { inviteReplySchema } from '../protocol/call-schemas.js';
+import { wireReason } from '../protocol/errors.js';
 import { displayUser } from '../util/principals.js';
 import type { CallConnection, CallRef, Invitation, InviteReply, PartyEvent } from '../core/calls/types.js';
 import type { EventBus, EventData, Subscriber, SubscriptionKey } from './event-bus.js';
@@ -59,7 +60,7 @@ export class WireCallParty implements CallConnection {
       case 'answer': type = 'answer'; body.answer = ev.answer; break;
       case 'candidate': type = 'candidate'; Object.assign(body, ev.candidate); break;
       case 'candidateEnd': type = 'candidate_end'; break;
-      case 'legEnded': type = 'hangup'; Object.assign(body, ev.reason); break;
+      case 'legEnded': type = 'hangup'; Object.assign(body, wireReason(ev.cause)); break;
     }
     body.session_id = ev.sessionId;
     const e: EventData = { class: 'media', subclass: 'call', type, obj_id: call.id, body };

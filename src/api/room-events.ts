@@ -1,6 +1,7 @@
 // Rooms' domain events in the NkMEDIA API's words: `class:"media", subclass:"room"` events
 // (docs/API.md §6). Rooms are shared spaces: their events reach every subscriber (no owner filter).
 import type { EventBus } from './event-bus.js';
+import { wireReason } from '../protocol/errors.js';
 import type { Membership, Room } from '../core/rooms/room.js';
 import type { RoomManager } from '../core/rooms/manager.js';
 
@@ -14,7 +15,7 @@ function follow(room: Room, bus: EventBus): void {
   room.events.on('created', () => publish('created', room.info()));
   room.events.on('memberStarted', (m) => publish('started_member', memberBody(m)));
   room.events.on('memberStopped', (m) => publish('stopped_member', memberBody(m)));
-  room.events.on('destroyed', (reason) => publish('destroyed', { ...reason }));
+  room.events.on('destroyed', (cause) => publish('destroyed', wireReason(cause)));
 }
 
 function memberBody(m: Membership): Record<string, unknown> {

@@ -112,10 +112,19 @@ function renderText(term: ErrorTerm, detail?: string): string {
   return `${text}: ${detail}`;
 }
 
+/**
+ * Why something stopped, as the domain says it: a term of the table and an optional detail.
+ * Front doors render it (the NkMEDIA API as `stopReason`, SIP as a response code).
+ */
+export interface StopCause { term: ErrorTerm; detail?: string }
+
 /** Stop reason as sent in `destroyed` events: `{code, reason}`. */
 export function stopReason(term: ErrorTerm, detail?: string): { code: number; reason: string } {
   return { code: TABLE[term][0], reason: renderText(term, detail) };
 }
+
+/** A cause as NkMEDIA events carry it. */
+export function wireReason(c: StopCause): { code: number; reason: string } { return stopReason(c.term, c.detail); }
 
 /** Any thrown value to a wire error; unexpected ones become internal_error without leaking. */
 export function toApiError(err: unknown): ApiError {

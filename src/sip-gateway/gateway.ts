@@ -4,7 +4,7 @@
 import type { Logger } from 'pino';
 import { SipUserAgent, type IncomingCall, type ReinviteResponder } from '../sip/index.js';
 import { parseUri, SipUriError } from '../sip/uri.js';
-import { ApiError, toApiError } from '../protocol/errors.js';
+import { ApiError, toApiError, type ErrorTerm } from '../protocol/errors.js';
 import type { SessionManager } from '../core/sessions/manager.js';
 import type { Session } from '../core/sessions/session.js';
 import type { CallManager } from '../core/calls/manager.js';
@@ -22,12 +22,12 @@ type SipConfig = Config['sip'];
 export const SIP_USER = systemUser('sip');
 
 /** SIP response for a call that ended before it was answered, by the NkMEDIA reason code. */
-function failureResponse(code: number): { code: number; reason: string } {
-  switch (code) {
-    case 305006: return { code: 603, reason: 'Declined' };        // call_rejected
-    case 305007: return { code: 480, reason: 'No Answer' };       // no_answer
-    case 305005: return { code: 404, reason: 'Not Found' };       // no_destination
-    case 100005: return { code: 408, reason: 'Request Timeout' }; // timeout
+function failureResponse(term: ErrorTerm): { code: number; reason: string } {
+  switch (term) {
+    case 'call_rejected': return { code: 603, reason: 'Declined' };
+    case 'no_answer': return { code: 480, reason: 'No Answer' };
+    case 'no_destination': return { code: 404, reason: 'Not Found' };
+    case 'timeout': return { code: 408, reason: 'Request Timeout' };
     default: return { code: 480, reason: 'Temporarily Unavailable' };
   }
 }
@@ -170,11 +170,11 @@ export class SipGateway implements CallDestinationDriver {
     let answer: string | undefined;
     let answered = false;
     let finished = false;
-    const finish = (code: number): void => {
+    const finish = (term: ErrorTerm): void => {
       if (finished) return;
       finished = true;
       if (answered) void call.bye().catch(() => undefined);
-      else { const r = failureResponse(code); call.reject(r.code, r.reason); }
+      else { const r = failureResponse(term); call.reject(r.code, r.reason); }
     };
     // The phone is the call's party: it follows the call through its domain events (below), so
     // what the call tells its caller (our answer, in the create's reply) needs no other path.
@@ -186,7 +186,7 @@ export class SipGateway implements CallDestinationDriver {
         answered = true;
         call.accept(answer).catch(() => { if (callId) void this.calls.hangup(callId, 'SIP: no ACK'); });
       });
-      c.events.on('hangup', (reason) => finish(reason.code));
+      c.events.on('hangup', (cause) => finish(cause.term));
     };
     call.once('cancel', () => { finished = true; if (callId) void this.calls.hangup(callId, 'SIP CANCEL'); });
     call.once('ended', () => { if (!finished && callId) { finished = true; void this.calls.hangup(callId, 'SIP BYE'); } });

@@ -5,12 +5,12 @@
 // leg can answer (all declined, ring time over); its sessions end with it.
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { ApiError, stopReason, type ErrorTerm } from '../../protocol/errors.js';
+import { ApiError, type ErrorTerm, type StopCause } from '../../protocol/errors.js';
 import { checkWebRtcSdp, type CandidateInit } from '../../protocol/sdp.js';
 import type { CreateRequest, SdpObject } from '../../protocol/session-schemas.js';
 import type { Caller, CreateResult, SessionManager } from '../sessions/manager.js';
 import type { Session } from '../sessions/session.js';
-import type { CallConnection, CallDestinationDriver, CallParty, InviteReply, LegControl, OutgoingLeg, PartyEvent, Reason } from './types.js';
+import type { CallConnection, CallDestinationDriver, CallParty, InviteReply, LegControl, OutgoingLeg, PartyEvent } from './types.js';
 import { systemUser } from '../../util/principals.js';
 
 /** Owner of the legs rung on API connections: no login can claim it; the callee is a party. */
@@ -51,7 +51,7 @@ export class Leg {
   /** What the callee is told before its invite is out (our ICE candidates), sent after it. */
   held: PartyEvent[] | undefined = [];
   readonly abort = new AbortController();
-  endReason?: Reason;
+  endCause?: StopCause;
 
   constructor(readonly id: string, readonly spec: LegSpec) {}
 
@@ -101,7 +101,7 @@ export interface CallEvents {
   /** A callee answered: the caller's session has the answer. */
   accepted: [leg: Leg];
   /** The call ended, and why (its followers hear it; then nobody follows it any more). */
-  hangup: [reason: Reason];
+  hangup: [cause: StopCause];
 }
 
 export class Call {
@@ -110,7 +110,7 @@ export class Call {
   readonly legs: Leg[] = [];
   callerSession?: Session;
   answeredLeg?: Leg;
-  endReason?: Reason;
+  endCause?: StopCause;
   readonly startTime = Date.now();
   answerTime?: number;
   private endError?: ApiError;
@@ -284,8 +284,8 @@ export class Call {
       return;
     }
     // The call moved on while the driver was starting: end what it started.
-    if (!leg.pending && leg.state !== 'accepting' && leg.state !== 'accepted' && leg.endReason) {
-      this.safely(() => leg.control!.end(leg.endReason!, leg.state === 'ended'));
+    if (!leg.pending && leg.state !== 'accepting' && leg.state !== 'accepted' && leg.endCause) {
+      this.safely(() => leg.control!.end(leg.endCause!, leg.state === 'ended'));
     }
   }
 
@@ -313,7 +313,7 @@ export class Call {
     if (this.ended) throw new ApiError('call_not_found');
     if (leg.state === 'rejected') throw new ApiError('not_invited', 'you declined this call');
     if (this.answeredLeg) throw new ApiError('already_answered');
-    if (!leg.pending) throw new ApiError('not_invited', `your invite ended${leg.endReason ? `: ${leg.endReason.reason}` : ''}`);
+    if (!leg.pending) throw new ApiError('not_invited', `your invite ended${leg.endCause ? `: ${new ApiError(leg.endCause.term, leg.endCause.detail).message}` : ''}`);
   }
 
   ringing(leg: Leg, callee?: Record<string, unknown>): void {
@@ -377,7 +377,7 @@ export class Call {
     if (leg === this.answeredLeg) throw new ApiError('already_answered');
     if (!leg.pending) throw new ApiError(this.answeredLeg ? 'already_answered' : 'not_invited');
     this.env.log.info({ call: this.id, leg: leg.id, detail }, 'call leg declined');
-    this.finishLeg(leg, 'rejected', stopReason('call_rejected'), { tell: false, unfollow: true });
+    this.finishLeg(leg, 'rejected', { term: 'call_rejected' }, { tell: false, unfollow: true });
     void leg.session?.stop('call_rejected');
     this.checkAllDone();
   }
@@ -414,17 +414,17 @@ export class Call {
     if (this.ended) return;
     this.state = 'ended';
     clearTimeout(this.ringTimer);
-    const reason = stopReason(term, detail);
-    this.endReason = reason;
+    const cause: StopCause = { term, ...(detail !== undefined ? { detail } : {}) };
+    this.endCause = cause;
     this.endError = new ApiError(term, detail);
     this.env.removed(this);
-    this.env.log.info({ call: this.id, reason: reason.reason }, 'call ended');
+    this.env.log.info({ call: this.id, reason: term, detail }, 'call ended');
     for (const leg of this.legs) {
       // Followers hear the call's `hangup`; the others are told their leg ended.
-      if (leg.pending) this.finishLeg(leg, 'cancelled', reason, { tell: !leg.following, unfollow: false });
-      else if (leg.state === 'accepting' || leg.state === 'accepted') this.finishLeg(leg, 'ended', reason, { tell: !leg.following, unfollow: false });
+      if (leg.pending) this.finishLeg(leg, 'cancelled', cause, { tell: !leg.following, unfollow: false });
+      else if (leg.state === 'accepting' || leg.state === 'accepted') this.finishLeg(leg, 'ended', cause, { tell: !leg.following, unfollow: false });
     }
-    this.events.emit('hangup', { ...reason });
+    this.events.emit('hangup', cause);
     this.events.removeAllListeners();
     // Legs first, so that they stop with the call's reason rather than their master's.
     const sessions = [...this.legs.map((l) => l.session), this.callerSession];
@@ -443,7 +443,7 @@ export class Call {
     if (leg === this.answeredLeg) {
       await this.end('callee_disconnected');
     } else if (leg.pending) {
-      this.finishLeg(leg, 'failed', stopReason('callee_disconnected'), { tell: false, unfollow: true });
+      this.finishLeg(leg, 'failed', { term: 'callee_disconnected' }, { tell: false, unfollow: true });
       this.lastFailure = new ApiError('callee_disconnected');
       await leg.session?.stop('callee_disconnected');
       this.checkAllDone();
@@ -452,7 +452,7 @@ export class Call {
 
   /** Another leg answered (or the leg failed): it leaves the call and its callee is told. */
   private cancelLeg(leg: Leg, term: ErrorTerm): void {
-    this.finishLeg(leg, 'cancelled', stopReason(term), { tell: true, unfollow: true });
+    this.finishLeg(leg, 'cancelled', { term }, { tell: true, unfollow: true });
     void leg.session?.stop(term);
   }
 
@@ -466,7 +466,7 @@ export class Call {
     }
     this.env.log.info({ call: this.id, leg: leg.id, reason: err.message }, 'call leg failed');
     this.lastFailure = err;
-    this.finishLeg(leg, 'failed', stopReason(err.term, err.detail), { tell: leg.announced, unfollow: true });
+    this.finishLeg(leg, 'failed', { term: err.term, ...(err.detail !== undefined ? { detail: err.detail } : {}) }, { tell: leg.announced, unfollow: true });
     void leg.session?.stop(err.term, err.detail);
     this.checkAllDone();
   }
@@ -483,21 +483,21 @@ export class Call {
     void this.end('no_destination', `no destination could be rung${last ? ` (${last.message})` : ''}`);
   }
 
-  private finishLeg(leg: Leg, state: LegState, reason: Reason, how: { tell: boolean; unfollow: boolean }): void {
+  private finishLeg(leg: Leg, state: LegState, cause: StopCause, how: { tell: boolean; unfollow: boolean }): void {
     const wasAnnounced = leg.announced;
     const answered = state === 'ended';
     leg.state = state;
-    leg.endReason = reason;
+    leg.endCause = cause;
     leg.held = undefined;
     leg.abort.abort();
     const conn = leg.spec.conn;
     if (conn) {
       if (how.unfollow && leg.following) this.follow(leg, false);
-      if (how.tell && wasAnnounced) conn.notify(this, { type: 'legEnded', sessionId: leg.id, reason });
+      if (how.tell && wasAnnounced) conn.notify(this, { type: 'legEnded', sessionId: leg.id, cause });
     }
     if (leg.control) {
       const control = leg.control;
-      this.safely(() => control.end(reason, answered));
+      this.safely(() => control.end(cause, answered));
     }
   }
 

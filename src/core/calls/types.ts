@@ -3,6 +3,7 @@
 // hears the call (NkMEDIA events, SIP responses) is the party's business.
 import type { SdpObject } from '../../protocol/session-schemas.js';
 import type { CandidateInit } from '../../protocol/sdp.js';
+import type { StopCause } from '../../protocol/errors.js';
 
 /** A call, as its parties know it (they may keep per-call state keyed on it). */
 export interface CallRef { readonly id: string }
@@ -15,7 +16,7 @@ export type PartyEvent =
   | { type: 'candidate'; sessionId: string; candidate: Required<CandidateInit> }
   | { type: 'candidateEnd'; sessionId: string }
   /** The party's leg left the call for a reason it did not cause (another leg answered, the call ended...). */
-  | { type: 'legEnded'; sessionId: string; reason: Reason };
+  | { type: 'legEnded'; sessionId: string; cause: StopCause };
 
 /**
  * One side of a call: the caller (an API connection, or a SIP dialog standing in for one) or a
@@ -55,8 +56,6 @@ export interface CallConnection extends CallParty {
   invite(call: CallRef, inv: Invitation, opts: { timeoutMs: number; signal: AbortSignal }): Promise<InviteReply>;
 }
 
-/** A stop reason as events carry it. */
-export interface Reason { code: number; reason: string }
 
 /**
  * One destination being rung by a driver (e.g. one SIP INVITE). The driver reports what the
@@ -91,7 +90,7 @@ export interface LegControl {
    * The leg is over from the call's side: another leg answered, the call ended or timed out.
    * `answered` says whether this leg had answered (SIP: BYE) or not (SIP: CANCEL).
    */
-  end(reason: Reason, answered: boolean): void;
+  end(cause: StopCause, answered: boolean): void;
 }
 
 /**

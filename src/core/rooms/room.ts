@@ -1,6 +1,6 @@
 // An SFU room (docs/API.md §6): members are publishing and listening sessions. The room holds
 // no media itself: listeners are wired to their publisher's proxy by the sessions.
-import { stopReason, type ErrorTerm } from '../../protocol/errors.js';
+import type { ErrorTerm, StopCause } from '../../protocol/errors.js';
 import { EventEmitter } from 'node:events';
 import type { RoomCreateRequest } from '../../protocol/room-schemas.js';
 import { displayUser } from '../../util/principals.js';
@@ -21,7 +21,7 @@ export interface RoomEvents {
   created: [];
   memberStarted: [m: Membership];
   memberStopped: [m: Membership];
-  destroyed: [reason: { code: number; reason: string }];
+  destroyed: [cause: StopCause];
 }
 
 export const DEFAULT_ROOM_TIMEOUT_S = 300;
@@ -76,7 +76,7 @@ export class Room {
     const members = [...this.members.values()];
     await Promise.all(members.map((m) => m.member.stop('room_destroyed')));
     this.members.clear();
-    this.events.emit('destroyed', { ...stopReason(term) });
+    this.events.emit('destroyed', { term });
     this.events.removeAllListeners();
     this.onDestroyed(this);
   }
