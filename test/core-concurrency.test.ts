@@ -5,6 +5,7 @@
 // live members, and a stopped session must hold nothing.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { roomInfo } from '../src/api/room-events.js';
 import fc from 'fast-check';
 import { MEDIA_KINDS } from '../src/engine/types.js';
 import type { Session, TypeTarget } from '../src/core/sessions/session.js';
@@ -72,7 +73,7 @@ function check(tc: TestCore, sessions: Session[]): void {
     if (s.type !== 'play') assert.equal(e.elementOf(s.id, 'player'), undefined, `${where}: a player left behind`);
   }
   for (const room of tc.rooms.list({ user: 'root', admin: true }, () => true)) {
-    const members = Object.keys(room.info().members as Record<string, unknown>).sort();
+    const members = Object.keys(roomInfo(room).members as Record<string, unknown>).sort();
     const expected = sessions.filter((s) => !s.isStopped && (s.type === 'publish' || s.type === 'listen') && s.typeExt.room_id === room.id).map((s) => s.id).sort();
     assert.deepEqual(members, expected, `room ${room.id} members`);
   }

@@ -3,6 +3,7 @@
 // room timeout, and who may destroy and list rooms.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { roomInfo } from '../src/api/room-events.js';
 import { MEDIA_KINDS } from '../src/engine/types.js';
 import { TestCore, apiTerm, coresClosedAfterEach, clientOffer, sleep, until, type FakeCallConnection } from './helpers/fake-engine.js';
 import type { Caller } from '../src/core/sessions/manager.js';
@@ -28,11 +29,11 @@ describe('members', () => {
     const listener = await tc.offeree(bob, { type: 'listen', publisher_id: pub.id });
     assert.equal(listener.room, room);
 
-    assert.deepEqual(room.info().members, {
+    assert.deepEqual(roomInfo(room).members, {
       [pub.id]: { role: 'publisher', user_id: 'alice' },
       [listener.id]: { role: 'listener', user_id: 'bob', peer_id: pub.id },
     });
-    assert.deepEqual(room.info().status, { publishers: 1, members: 2 });
+    assert.deepEqual(roomInfo(room).status, { publishers: 1, members: 2 });
     // The listener hears the publisher.
     for (const k of MEDIA_KINDS) assert.equal(tc.engine.sourceOf(tc.engine.endpointOf(listener.id)!, k), pub.proxy);
 
@@ -50,7 +51,7 @@ describe('members', () => {
     }
     assert.deepEqual(carol.of('r1', 'created')[0]!.body!.room_meta, { topic: 't' });
     assert.equal(tc.rooms.lookup('r1'), room, 'the room outlives its members until its timeout');
-    assert.deepEqual(room.info().members, {});
+    assert.deepEqual(roomInfo(room).members, {});
   });
 
   it('a listener leaving does not disturb the publisher or the other listeners', async () => {

@@ -4,6 +4,7 @@
 // recording and playing.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { roomInfo } from '../src/api/room-events.js';
 import { fileURLToPath } from 'node:url';
 import { ApiError } from '../src/protocol/errors.js';
 import { EngineError, MEDIA_KINDS, type MediaKind } from '../src/engine/types.js';
@@ -95,7 +96,7 @@ describe('set_type from every type to every type (§5.1)', () => {
           case 'listen':
             assert.deepEqual(ext, { room_id: w.pub2.room!.id, publisher_id: w.pub2.id });
             assert.deepEqual(downlink(tc, s), all(w.pub2.proxy));
-            assert.deepEqual(w.pub2.room!.info().members, {
+            assert.deepEqual(roomInfo(w.pub2.room!).members, {
               [w.pub2.id]: { role: 'publisher', user_id: 'alice' },
               [s.id]: { role: 'listener', user_id: 'alice', peer_id: w.pub2.id },
             });
@@ -113,7 +114,7 @@ describe('set_type from every type to every type (§5.1)', () => {
         }
         if (to === 'publish') {
           assert.deepEqual(ext, { room_id: w.room.id });
-          assert.deepEqual(w.room.info().members, { [s.id]: { role: 'publisher', user_id: 'alice' } });
+          assert.deepEqual(roomInfo(w.room).members, { [s.id]: { role: 'publisher', user_id: 'alice' } });
         }
 
         // The old type is left fully.
@@ -128,7 +129,7 @@ describe('set_type from every type to every type (§5.1)', () => {
         }
         if (from === 'publish' || from === 'listen') {
           assert.ok(oldRoom);
-          assert.equal((oldRoom.info().members as Record<string, unknown>)[s.id], undefined, 'the old room lost the member');
+          assert.equal((roomInfo(oldRoom).members as Record<string, unknown>)[s.id], undefined, 'the old room lost the member');
           assert.equal(w.pub1.isStopped, false);
         }
         if (from === 'play') assert.equal(tc.engine.element(oldPlayer!), undefined, 'the old player is released');

@@ -1,6 +1,7 @@
 // `class:"media", subclass:"room"` commands (docs/API.md §6).
 import { roomCreateSchema, roomIdOnly } from '../protocol/room-schemas.js';
 import { parseCommand } from './parse.js';
+import { roomInfo } from './room-events.js';
 import type { CommandContext, Handler } from './context.js';
 import type { z } from 'zod';
 import { displayUser } from '../util/principals.js';
@@ -20,7 +21,7 @@ const destroy: Handler = async (ctx, data) => {
 
 const getInfo: Handler = async (ctx, data) => {
   const { room_id } = parse(ctx, 'get_info', roomIdOnly, data);
-  return ctx.services.rooms.get(room_id).info();
+  return roomInfo(ctx.services.rooms.get(room_id));
 };
 
 const getList: Handler = async (ctx) => {

@@ -3,7 +3,6 @@
 import type { ErrorTerm, StopCause } from '../../protocol/errors.js';
 import { EventEmitter } from 'node:events';
 import type { RoomCreateRequest } from '../../protocol/room-schemas.js';
-import { displayUser } from '../../util/principals.js';
 
 export type MemberRole = 'publisher' | 'listener';
 
@@ -81,24 +80,8 @@ export class Room {
     this.onDestroyed(this);
   }
 
-  info(): Record<string, unknown> {
-    const members: Record<string, unknown> = {};
-    for (const m of this.members.values()) members[m.member.id] = { role: m.role, user_id: m.member.userId, ...(m.peerId ? { peer_id: m.peerId } : {}) };
-    const o = this.opts;
-    return {
-      room_id: this.id,
-      class: this.class,
-      backend: BACKEND,
-      owner: displayUser(this.owner),
-      timeout: this.timeoutSeconds,
-      members,
-      status: { publishers: this.publishers, members: this.members.size },
-      ...(o.bitrate !== undefined ? { bitrate: o.bitrate } : {}),
-      ...(o.audio_codec ? { audio_codec: o.audio_codec } : {}),
-      ...(o.video_codec ? { video_codec: o.video_codec } : {}),
-      ...(o.room_meta ? { room_meta: o.room_meta } : {}),
-    };
-  }
+  /** The members, in the order they joined. */
+  memberships(): Membership[] { return [...this.members.values()]; }
 
   emitCreated(): void { this.events.emit('created'); }
 
