@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { ApiError, stopReason, type ErrorTerm } from '../../protocol/errors.js';
 import { checkSdp, countCandidates, insertCandidates, stripCandidates, type CandidateInit } from '../../protocol/sdp.js';
-import type { CreateRequest, SdpObject, SessionType } from '../../protocol/session-schemas.js';
+import { SESSION_TYPES, type CreateRequest, type SdpObject, type SessionType } from '../../protocol/session-schemas.js';
 import type { ConnectionState, ElementId, EngineEvent, MediaEngine, MediaKind } from '../../engine/types.js';
 import { EngineError, MEDIA_KINDS } from '../../engine/types.js';
 import { CandidateCollector } from './candidate-collector.js';
@@ -16,6 +16,7 @@ import { dirname } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { recordingTarget, type MediaPaths } from './media-paths.js';
 import { deferred, SerialQueue, withTimeout, type Deferred } from '../../util/deferred.js';
+import { Lock, withLocks } from '../../util/lock-set.js';
 import { displayUser } from '../../util/principals.js';
 import type { Charge } from './quota.js';
 import { typeExtOf, type TypeState } from './type-state.js';
@@ -64,6 +65,9 @@ type Role = 'offeree' | 'offerer';
 type State = 'starting' | 'wait_answer' | 'ready' | 'stopped';
 
 interface MuteState { audio: boolean; video: boolean; data: boolean }
+
+/** What a change of type did to the sessions it holds: who is rewired once it is done, who stops. */
+interface TypeChange { rewire: Set<Session>; stops: Session[] }
 
 /** Domain events of a session (its `events` emitter). */
 export interface SessionEvents {
@@ -141,7 +145,16 @@ export class Session {
   private readonly answerReady: Deferred<SdpObject> = deferred();
   private readonly stopped: Deferred<void> = deferred();
   private readonly destroyed: Deferred<void> = deferred();
+  /** Orders this session's own commands (and its SDP steps), one at a time. */
   private readonly queue = new SerialQueue();
+  /**
+   * Guards this session's wiring: its type (typeState, room membership, player) and its downlink.
+   * Whoever changes them holds it, whichever session asked (a peer bridging onto this one, or
+   * leaving it); a change touching several sessions takes all their locks at once (withLocks, in
+   * id order, so two cannot deadlock). A command may wait for wiring locks while holding its queue
+   * turn, but nothing holding a wiring lock ever waits for a queue, a lock it holds, or a stop.
+   */
+  private readonly wiring: Lock;
   private connection: ConnectionState = 'new';
   private readonly mediaIn = new Map<MediaKind, 'up' | 'down'>();
   /** While set, only the holder of this key may answer or wire the session (a ringing call). */
@@ -163,6 +176,7 @@ export class Session {
   ) {
     this.id = id;
     this.tag = `${id}#${seq}`;
+    this.wiring = new Lock(id);
     this.owner = owner;
     this.role = opts.offer ? 'offeree' : 'offerer';
     this.mute = { audio: opts.mute_audio ?? false, video: opts.mute_video ?? false, data: opts.mute_data ?? false };
@@ -207,7 +221,7 @@ export class Session {
         if (this.bitrate) await this.env.engine.setMaxBitrate(this.endpoint, this.bitrate);
         if (this.videoLayer !== 'high') await this.env.engine.setVideoLayer(this.endpoint, this.videoLayer);
         // Joining the type now (rooms, bridge peers); the media is wired once the answer exists.
-        await this.switchType(target);
+        await this.changeType(target);
         if (this.role === 'offeree') await this.takeClientSdp('offer', { ...this.opts.offer! });
         else await this.makeOffer();
       } catch (err) {
@@ -248,7 +262,10 @@ export class Session {
     for (const peerId of [this.masterId, ...this.slaveIds]) {
       if (peerId) void this.env.registry.lookup(peerId)?.peerStopped(this.id);
     }
-    this.leaveType();
+    // Our own type is left now; the bridge peer is told under its lock, later: whoever stops us may
+    // hold that lock (a switch whose cascade stops us), so a stop never waits for one.
+    const peerId = this.leaveType();
+    if (peerId !== undefined) void this.peerLeft(peerId);
     // A recording is finalised before anything goes (docs/API.md §5.6).
     await this.stopRecorder().catch((err) => this.env.log.warn({ session: this.id, err: String(err) }, 'recorder stop failed'));
     const elements = [this.endpoint, this.proxy, this.player].filter((e): e is string => e !== undefined);
@@ -432,7 +449,7 @@ export class Session {
     } else {
       this.events.emit('answer', answer);
     }
-    await this.applyType();
+    await withLocks(() => [this.wiring], () => this.applyType());
   }
 
   // ---- candidates ----------------------------------------------------------------------------
@@ -536,6 +553,7 @@ export class Session {
    * Wires the current type's downlink (docs/API.md §5.1): park and
    * publish hear nothing, echo hears itself, bridge its peer, listen its publisher. The uplink (endpoint → proxy) is always
    * connected for every media not muted, so muting is global and independent of the type.
+   * The caller holds this session's wiring lock.
    */
   private async applyType(): Promise<void> {
     if (this.isStopped || !this.answer) return;
@@ -616,101 +634,189 @@ export class Session {
   get userId(): string { return this.owner.user; }
 
   /**
-   * Leaves the current type fully (docs/API.md §5.1): a bridge peer is told (§8); a room loses this member, and a leaving publisher's listeners stop.
+   * Leaves the current type (bookkeeping only; docs/API.md §5.1): a room loses this member (a
+   * leaving publisher's listeners stop), a player is released. The caller holds this session's
+   * wiring lock, or is stopping it. Returns the bridge peer left, if any: telling it (§8) is the
+   * caller's, under that peer's lock.
    */
-  private leaveType(): void {
+  private leaveType(): string | undefined {
     const t = this.typeState;
-    if (t.type === 'bridge') {
-      const peer = this.env.registry.lookup(t.peer);
-      this.typeState = { type: 'park' };
-      void peer?.bridgeStopped(this.id);
-    } else if (t.type === 'publish' || t.type === 'listen') {
-      const room = this.room;
-      this.typeState = { type: 'park' };
+    const room = this.room;
+    this.typeState = { type: 'park' };
+    if (t.type === 'bridge') return t.peer;
+    if (t.type === 'publish' || t.type === 'listen') {
       room?.removeMember(this);
     } else if (t.type === 'play' && this.player) {
       const player = this.player;
       this.player = undefined;
-      this.typeState = { type: 'park' };
       void this.env.engine.release(player).catch(() => undefined);
     }
+    return undefined;
   }
 
-  /** Another session bridges with this one: this one leaves its type and hears that one. */
-  async enterBridge(other: Session): Promise<void> {
-    if (this.isStopped) return;
-    if (!this.bridgedWith(other.id)) this.leaveType();
-    this.typeState = { type: 'bridge', peer: other.id };
-    await this.applyType();
+  /** Leaves the current type within a change that holds our lock and our bridge peer's: the peer is told at once. */
+  private leaveWithin(change: TypeChange): void {
+    change.rewire.add(this);
+    const peerId = this.leaveType();
+    if (peerId !== undefined) this.env.registry.lookup(peerId)?.bridgeStopped(this.id, change);
   }
 
-  /** Our bridge peer left: park (and say so), or stop with bridge_stop. */
-  private async bridgeStopped(peerId: string): Promise<void> {
+  /** Our bridge peer left (we hold our lock): park (and say so), or stop with bridge_stop. */
+  private bridgeStopped(peerId: string, change: TypeChange): void {
     if (this.isStopped || !this.bridgedWith(peerId)) return;
-    if (this.stopAfterPeer) { await this.stop('bridge_stop'); return; }
     this.typeState = { type: 'park' };
-    await this.applyType();
+    if (this.stopAfterPeer) change.stops.push(this);
+    else change.rewire.add(this);
   }
 
-  /** Leaves the current type and enters the target's (bookkeeping only; see applyType). */
-  private async switchType(target: TypeTarget, key?: object): Promise<void> {
+  /**
+   * We stopped while bridged: the peer learns it under its own lock. Not awaited by stop(), so
+   * that a stop from inside a change holding that lock (a cascade) does not wait for itself.
+   */
+  private async peerLeft(peerId: string): Promise<void> {
+    try {
+      await withLocks(() => [this.env.registry.lookup(peerId)?.wiring], async () => {
+        const change: TypeChange = { rewire: new Set(), stops: [] };
+        this.env.registry.lookup(peerId)?.bridgeStopped(this.id, change);
+        await this.finishChange(change);
+      });
+    } catch (err) {
+      this.env.log.warn({ session: this.id, peer: peerId, err: String(err) }, 'parking the bridge peer failed');
+    }
+  }
+
+  /**
+   * Ends a change, its locks still held: the sessions it left with stop_after_peer stop (only now,
+   * so that no stop cascade runs in the middle of its bookkeeping), then every session it changed
+   * is rewired. The errors of `mine` (the sessions the change was asked for) are the change's;
+   * the others' are logged.
+   */
+  private async finishChange(change: TypeChange, mine: (Session | undefined)[] = []): Promise<void> {
+    for (const s of change.stops) void s.stop('bridge_stop');
+    const sessions = [...change.rewire];
+    const results = await Promise.allSettled(sessions.map((s) => s.applyType()));
+    let failure: { err: unknown } | undefined;
+    results.forEach((r, i) => {
+      if (r.status === 'fulfilled') return;
+      const s = sessions[i]!;
+      if (mine.includes(s)) failure ??= { err: r.reason };
+      else this.env.log.warn({ session: s.id, err: String(r.reason) }, 'rewiring failed');
+    });
+    if (failure) throw failure.err;
+  }
+
+  /** The session this one is bridged with, if any. */
+  private get bridgePeer(): Session | undefined {
+    return this.typeState.type === 'bridge' ? this.env.registry.lookup(this.typeState.peer) : undefined;
+  }
+
+  /**
+   * The wiring locks a change to `target` needs: ours and our bridge peer's (parked), the new
+   * peer's and its bridge peer's (parked), a publisher's (it must stay publishing while we join).
+   */
+  private changeLocks(target: TypeTarget): (Lock | undefined)[] {
+    const peer = target.type === 'bridge' ? target.peer : undefined;
+    const publisher = target.type === 'listen' ? target.publisher : undefined;
+    return [this, this.bridgePeer, peer, peer?.bridgePeer, publisher].map((s) => s?.wiring);
+  }
+
+  /**
+   * Leaves the current type, enters the target's and rewires every session that changed, holding
+   * the wiring locks of all of them (changeLocks) throughout. Only a stop changes a locked session
+   * meanwhile, so what is checked before an await is checked again after it. `key` opens locked
+   * peers (and this session too, for a set_type: a creation's own type is the creator's choice).
+   */
+  private async changeType(target: TypeTarget, key?: object, checkOwnLock = false): Promise<void> {
     const { type } = target;
-    if (type === 'bridge') {
-      const peer = target.peer;
-      if (!peer || peer.isStopped) throw new ApiError('unknown_peer');
-      if (peer === this) throw new ApiError('invalid_value', 'peer_id: a session cannot bridge with itself');
-      peer.assertUnlocked(key);
-      await this.assertVideoCompatible(peer);
-      if (!this.bridgedWith(peer.id)) this.leaveType();
-      this.typeState = { type: 'bridge', peer: peer.id };
-      await peer.enterBridge(this);
-      return;
+    if (!(SESSION_TYPES as readonly string[]).includes(type)) throw new ApiError('not_implemented', `type "${type}"`);
+    // A new player opens its URI before any lock is taken or the old type is left: a bad URI
+    // changes nothing, and a slow one holds up no other session.
+    const player = type === 'play' ? await this.startPlayer(target.uri!, target.loops ?? 0) : undefined;
+    let adopted = false;
+    try {
+      await withLocks(() => this.changeLocks(target), async () => {
+        this.assertLive();
+        // Again: a call may have locked the session while this waited.
+        if (checkOwnLock) this.assertUnlocked(key);
+        // Checks first (a failed switch changes nothing), each again after an await.
+        const bridgePeer = (): Session => {
+          const peer = target.peer;
+          if (!peer || peer.isStopped) throw new ApiError('unknown_peer');
+          if (peer === this) throw new ApiError('invalid_value', 'peer_id: a session cannot bridge with itself');
+          peer.assertUnlocked(key);
+          return peer;
+        };
+        const publisher = (): { publisher: Session; room: Room } => {
+          const pub = target.publisher;
+          const room = pub?.room;
+          if (!pub || pub === this || pub.isStopped || pub.type !== 'publish' || !room) throw new ApiError('invalid_publisher');
+          return { publisher: pub, room };
+        };
+        if (type === 'bridge') await this.assertVideoCompatible(bridgePeer());
+        if (type === 'listen') await this.assertVideoCompatible(publisher().publisher);
+        this.assertLive();
+        const peer = type === 'bridge' ? bridgePeer() : undefined;
+        if (type === 'listen') publisher();
+        const existingRoom = type === 'publish' && target.roomId !== undefined ? this.env.rooms.get(target.roomId) : undefined;
+
+        // The bookkeeping, synchronous; every session it changes is rewired in finishChange.
+        const change: TypeChange = { rewire: new Set(), stops: [] };
+        try {
+          if (peer) {
+            // A listener of the other leaves first: its publisher leaving would stop it (publisher_stop).
+            const [first, second] = peer.listensTo(this.id) ? [peer, this] : [this, peer];
+            if (!first.bridgedWith(second.id)) first.leaveWithin(change);
+            if (!second.bridgedWith(first.id)) second.leaveWithin(change);
+            // A stop cascading from those leaves (a stopped listener's master) may have reached either.
+            this.assertLive();
+            if (peer.isStopped) throw new ApiError('unknown_peer');
+            this.typeState = { type: 'bridge', peer: peer.id };
+            peer.typeState = { type: 'bridge', peer: this.id };
+            change.rewire.add(this).add(peer);
+          } else {
+            this.leaveWithin(change);
+            this.assertLive();
+          }
+          if (type === 'publish') {
+            const room = existingRoom ?? this.env.rooms.create({ class: 'sfu' }, this.owner.user);
+            this.typeState = { type: 'publish', room: room.id };
+            room.addMember(this, 'publisher');
+          } else if (type === 'listen') {
+            const { publisher: pub, room } = publisher();
+            this.typeState = { type: 'listen', room: room.id, publisher: pub.id };
+            room.addMember(this, 'listener', pub.id);
+          } else if (type === 'play') {
+            this.player = player;
+            adopted = true;
+            this.typeState = { type: 'play', uri: target.uri!, loops: target.loops ?? 0 };
+          } else if (type === 'park' || type === 'echo') {
+            this.typeState = { type };
+          }
+        } finally {
+          await this.finishChange(change, [this, peer]);
+        }
+        const roomBitrate = this.room?.opts.bitrate;
+        if (type === 'publish' && this.bitrate === undefined && roomBitrate && this.endpoint) await this.env.engine.setMaxBitrate(this.endpoint, roomBitrate);
+      });
+    } finally {
+      if (player && !adopted) await this.env.engine.release(player).catch(() => undefined);
     }
-    if (type === 'publish') {
-      // Checked before anything is torn down, so a failed switch leaves the session as it was.
-      const existing = target.roomId !== undefined ? this.env.rooms.get(target.roomId) : undefined;
-      this.leaveType();
-      const room = existing ?? this.env.rooms.create({ class: 'sfu' }, this.owner.user);
-      this.typeState = { type: 'publish', room: room.id };
-      room.addMember(this, 'publisher');
-      const roomBitrate = room.opts.bitrate;
-      if (this.bitrate === undefined && roomBitrate && this.endpoint) await this.env.engine.setMaxBitrate(this.endpoint, roomBitrate);
-      return;
+  }
+
+  /** Creates a player and starts it on `uri`; the caller makes it this session's player or releases it. */
+  private async startPlayer(uri: string, loops: number): Promise<ElementId> {
+    const player = await this.own(this.env.engine.createPlayerEndpoint({ tag: this.tag }));
+    // Its first `playing` comes while it starts, before it is this session's player.
+    this.startingPlayer = player;
+    try {
+      await this.engineCall(() => this.env.engine.playerStart(player, uri, loops));
+    } catch (err) {
+      await this.env.engine.release(player).catch(() => undefined);
+      throw err;
+    } finally {
+      this.startingPlayer = undefined;
     }
-    if (type === 'listen') {
-      const publisher = target.publisher;
-      const room = publisher?.room;
-      if (!publisher || publisher.isStopped || publisher.type !== 'publish' || !room) throw new ApiError('invalid_publisher');
-      if (publisher === this) throw new ApiError('invalid_publisher');
-      await this.assertVideoCompatible(publisher);
-      this.leaveType();
-      this.typeState = { type: 'listen', room: room.id, publisher: publisher.id };
-      room.addMember(this, 'listener', publisher.id);
-      return;
-    }
-    if (type === 'play') {
-      // The new player opens its URI before the old type is left: a bad URI changes nothing.
-      const uri = target.uri!;
-      const loops = target.loops ?? 0;
-      const player = await this.own(this.env.engine.createPlayerEndpoint({ tag: this.tag }));
-      // Its first `playing` comes while it starts, before it is this session's player.
-      this.startingPlayer = player;
-      try {
-        await this.engineCall(() => this.env.engine.playerStart(player, uri, loops));
-      } catch (err) {
-        await this.env.engine.release(player).catch(() => undefined);
-        throw err;
-      } finally {
-        this.startingPlayer = undefined;
-      }
-      this.leaveType();
-      this.player = player;
-      this.typeState = { type: 'play', uri, loops };
-      return;
-    }
-    if (type !== 'park' && type !== 'echo') throw new ApiError('not_implemented', `type "${type}"`);
-    this.leaveType();
-    this.typeState = { type };
+    return player;
   }
 
   /** Whether this session is bridged with `peerId`. */
@@ -718,13 +824,17 @@ export class Session {
     return this.typeState.type === 'bridge' && this.typeState.peer === peerId;
   }
 
+  /** Whether this session listens to `publisherId`. */
+  private listensTo(publisherId: string): boolean {
+    return this.typeState.type === 'listen' && this.typeState.publisher === publisherId;
+  }
+
   /** `set_type`: tear the old wiring down, connect the new one; no SDP renegotiation. */
   setType(target: TypeTarget, key?: object): Promise<Record<string, unknown>> {
     return this.queue.run(async () => {
       this.assertLive();
       this.assertUnlocked(key);
-      await this.switchType(target, key);
-      await this.applyType();
+      await this.changeType(target, key, true);
       return { ...this.typeExt };
     });
   }
@@ -737,7 +847,9 @@ export class Session {
       if (update.mute_data !== undefined) this.mute.data = update.mute_data;
       await this.applyUplink();
       // A play session's mutes also choose which of the file's media reach the client.
-      if (this.type === 'play' && this.answer && this.player) await this.setDownlink(this.player, this.playKinds());
+      await withLocks(() => [this.wiring], async () => {
+        if (this.type === 'play' && this.answer && this.player) await this.setDownlink(this.player, this.playKinds());
+      });
       if (update.bitrate !== undefined) {
         this.bitrate = update.bitrate;
         if (this.endpoint) await this.env.engine.setMaxBitrate(this.endpoint, update.bitrate === 0 ? null : update.bitrate);
