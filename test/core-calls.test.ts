@@ -102,7 +102,7 @@ describe('forking: a call to a user on two connections', () => {
     const s1 = leg1.session!;
     const s2 = leg2.session!;
     await s2.whenDestroyed;
-    assert.deepEqual(s2.stopReason, { code: 305008, reason: 'Answered elsewhere' });
+    assert.deepEqual(s2.stopCause, { term: 'answered_elsewhere' });
     assert.deepEqual(callEvents(bob2, r.call_id, 'hangup').at(-1)!.body, { mine: 2, code: 305008, reason: 'Answered elsewhere', session_id: leg2.id });
     assert.equal(callEvents(bob2, r.call_id, 'accepted').length, 0, 'unsubscribed before the accept');
     for (const c of [alice, bob1]) assert.deepEqual(callEvents(c, r.call_id, 'accepted')[0]!.body, { callee: { name: 'Bob' }, user_id: 'bob' });
@@ -122,8 +122,8 @@ describe('forking: a call to a user on two connections', () => {
     for (const c of [alice, bob1]) assert.deepEqual(callEvents(c, r.call_id, 'hangup').at(-1)!.body, { code: 305011, reason: 'API hangup: bye' });
     assert.deepEqual(domain, ['ringing', 'accepted', 'hangup:api_hangup']);
     await Promise.all([s1.whenDestroyed, callerSession.whenDestroyed]);
-    assert.equal(s1.stopReason!.code, 305011);
-    assert.equal(callerSession.stopReason!.code, 305011);
+    assert.equal(s1.stopCause!.term, 'api_hangup');
+    assert.equal(callerSession.stopCause!.term, 'api_hangup');
     assert.throws(() => tc.calls.get(r.call_id, alice.caller), term('call_not_found'));
     assert.equal(tc.engine.liveCount, 0);
     assert.equal(tc.bus.subscriptionCount, 0, 'every subscription to the call went with it');
@@ -160,7 +160,7 @@ describe('forking: a call to a user on two connections', () => {
     assert.deepEqual(callEvents(bob2, r.call_id, 'hangup').map((e) => e.body), [{ code: 305011, reason: 'API hangup', session_id: inv2.data.session_id }], 'told directly');
     assert.equal(callEvents(alice, r.call_id, 'hangup').length, 1);
     await Promise.all([...legs, callerSession].map((s) => s.whenDestroyed));
-    assert.ok([...legs, callerSession].every((s) => s.stopReason!.code === 305011), 'legs stop with the call\'s reason, not peer_stopped');
+    assert.ok([...legs, callerSession].every((s) => s.stopCause!.term === 'api_hangup'), 'legs stop with the call\'s reason, not peer_stopped');
     assert.deepEqual(domain, ['hangup:api_hangup']);
     await assert.rejects(call.hangup(undefined), term('call_not_found'));
   });
@@ -264,7 +264,7 @@ describe('calls nobody answers', () => {
     await call.hangup(bobLeg); // a ringing callee's hangup declines its leg
     assert.equal(bobLeg.state, 'rejected');
     await bobLeg.session!.whenDestroyed;
-    assert.equal(bobLeg.session!.stopReason!.code, 305006);
+    assert.equal(bobLeg.session!.stopCause!.term, 'call_rejected');
     await assert.rejects(call.accept(bobLeg, answerTo(invB)), term('not_invited'));
     await call.accept(legOf(tc, call, carol), answerTo(invC));
     assert.equal(call.state, 'answered');
@@ -295,7 +295,7 @@ describe('calls nobody answers', () => {
     const leg1 = legOf(tc, call, bob1);
     await tc.calls.connectionDown(bob1);
     assert.equal(leg1.state, 'failed');
-    assert.equal(leg1.session!.stopReason!.code, 305010);
+    assert.equal(leg1.session!.stopCause!.term, 'callee_disconnected');
     assert.equal(call.ended, false);
     await tc.calls.connectionDown(bob2);
     await until(() => call.ended, 1000, 'ended');
@@ -329,7 +329,7 @@ describe('an answered call ends', () => {
     await leg.session!.stop('user_stop');
     await callerSession.whenDestroyed;
     assert.deepEqual(callEvents(alice, r.call_id, 'hangup')[0]!.body, { code: 100011, reason: 'User stop' });
-    assert.equal(callerSession.stopReason!.code, 100011);
+    assert.equal(callerSession.stopCause!.term, 'user_stop');
   });
 
   it('when the caller\'s session stops, with its reason', async () => {

@@ -2,7 +2,8 @@
 // (docs/API.md §6). Rooms are shared spaces: their events reach every subscriber (no owner filter).
 import type { EventBus } from './event-bus.js';
 import { wireReason } from '../protocol/errors.js';
-import { BACKEND, type Membership, type Room } from '../core/rooms/room.js';
+import type { Membership, Room } from '../core/rooms/room.js';
+import { BACKEND } from '../protocol/session-schemas.js';
 import { displayUser } from '../util/principals.js';
 import type { RoomManager } from '../core/rooms/manager.js';
 

@@ -7,7 +7,7 @@ import {
   sessionIdOnly, setAnswerSchema, setTypeSchema, updateMediaSchema,
 } from '../protocol/session-schemas.js';
 import { parseCommand } from './parse.js';
-import { setCreator } from './session-events.js';
+import { sessionInfo, sessionStatus, setCreator } from './session-events.js';
 import { displayUser } from '../util/principals.js';
 import type { CommandContext, Handler } from './context.js';
 
@@ -109,12 +109,12 @@ const setCandidateEnd: Handler = async (ctx, data) => {
 
 const getInfo: Handler = async (ctx, data) => {
   const { session_id } = parse(ctx, 'get_info', sessionIdOnly, data);
-  return ctx.services.sessions.getFor(session_id, ctx.caller).info();
+  return sessionInfo(ctx.services.sessions.getFor(session_id, ctx.caller));
 };
 
 const getStatus: Handler = async (ctx, data) => {
   const { session_id } = parse(ctx, 'get_status', sessionIdOnly, data);
-  return ctx.services.sessions.getFor(session_id, ctx.caller).status();
+  return sessionStatus(ctx.services.sessions.getFor(session_id, ctx.caller));
 };
 
 const getStats: Handler = async (ctx, data) => {

@@ -15,6 +15,9 @@ export const sdpObjectSchema = z.object({
 export type SdpObject = z.output<typeof sdpObjectSchema> & { backend?: string };
 
 /** Types the Kurento backend has; the others of the original (p2p, proxy, mcu) are refused. */
+/** The one backend this server has, by the name the original's Kurento backend used (clients may name it). */
+export const BACKEND = 'nkmedia_kms';
+
 export const SESSION_TYPES = ['park', 'echo', 'bridge', 'publish', 'listen', 'play'] as const;
 export type SessionType = (typeof SESSION_TYPES)[number];
 export const FOREIGN_TYPES = ['p2p', 'proxy', 'mcu'] as const;

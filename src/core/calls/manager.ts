@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { ApiError, type ErrorTerm } from '../../protocol/errors.js';
 import type { CallCreateRequest, CalleeType } from '../../protocol/call-schemas.js';
 import type { Caller, SessionManager } from '../sessions/manager.js';
-import { BACKEND } from '../sessions/session.js';
+import { BACKEND } from '../../protocol/session-schemas.js';
 import { Call, type CallStartResult, type Leg, type LegSpec } from './call.js';
 import type { CallConnection, CallDestinationDriver, CallParty } from './types.js';
 

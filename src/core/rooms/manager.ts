@@ -3,7 +3,8 @@ import { randomUUID } from 'node:crypto';
 import { ApiError, type ErrorTerm } from '../../protocol/errors.js';
 import type { RoomCreateRequest } from '../../protocol/room-schemas.js';
 import { EventEmitter } from 'node:events';
-import { BACKEND, Room } from './room.js';
+import { Room } from './room.js';
+import { BACKEND } from '../../protocol/session-schemas.js';
 
 export interface RoomCaller { user: string; admin: boolean }
 

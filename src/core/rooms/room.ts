@@ -24,7 +24,6 @@ export interface RoomEvents {
 }
 
 export const DEFAULT_ROOM_TIMEOUT_S = 300;
-export const BACKEND = 'nkmedia_kms';
 
 export class Room {
   readonly class = 'sfu';

@@ -5,12 +5,11 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { ApiError, type ErrorTerm } from '../../protocol/errors.js';
 import { checkSdp } from '../../protocol/sdp.js';
-import { FOREIGN_TYPES, type CreateRequest, type SdpObject } from '../../protocol/session-schemas.js';
+import { BACKEND, FOREIGN_TYPES, type CreateRequest, type SdpObject, type SessionType } from '../../protocol/session-schemas.js';
 import type { MediaEngine } from '../../engine/types.js';
-import { BACKEND, Session, type Owner, type SessionRegistry, type TypeTarget } from './session.js';
+import { Session, type Owner, type SessionRegistry, type TypeTarget } from './session.js';
 import type { RoomManager } from '../rooms/manager.js';
 import { playableUri, type MediaPaths } from './media-paths.js';
-import type { SessionType } from '../../protocol/session-schemas.js';
 import { SessionQuota, UNLIMITED } from './quota.js';
 
 /** The fields of create/set_type that choose a type and what it points at. */

@@ -3,9 +3,9 @@
 // (docs/API.md §5, §7, §8). It talks to media only through the engine interface.
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { ApiError, stopReason, type ErrorTerm } from '../../protocol/errors.js';
+import { ApiError, type ErrorTerm, type StopCause } from '../../protocol/errors.js';
 import { checkSdp, countCandidates, insertCandidates, stripCandidates, type CandidateInit } from '../../protocol/sdp.js';
-import { SESSION_TYPES, type CreateRequest, type SdpObject, type SessionType } from '../../protocol/session-schemas.js';
+import { BACKEND, SESSION_TYPES, type CreateRequest, type SdpObject, type SessionType } from '../../protocol/session-schemas.js';
 import type { ConnectionState, ElementId, EngineEvent, MediaEngine, MediaKind } from '../../engine/types.js';
 import { EngineError, MEDIA_KINDS } from '../../engine/types.js';
 import { CandidateCollector } from './candidate-collector.js';
@@ -17,11 +17,9 @@ import { pathToFileURL } from 'node:url';
 import { recordingTarget, type MediaPaths } from './media-paths.js';
 import { deferred, SerialQueue, withTimeout, type Deferred } from '../../util/deferred.js';
 import { Lock, withLocks } from '../../util/lock-set.js';
-import { displayUser } from '../../util/principals.js';
 import type { Charge } from './quota.js';
 import { typeExtOf, type TypeState } from './type-state.js';
 
-export const BACKEND = 'nkmedia_kms';
 /** How long get_offer/get_answer/wait_reply wait for an SDP that is not buffered (docs/API.md §5). */
 export const SDP_WAIT_MS = 5000;
 
@@ -94,7 +92,7 @@ export interface SessionEvents {
   /** Our candidates are complete. */
   candidateEnd: [];
   /** The session stopped, and why (its elements are released). */
-  stopped: [reason: { code: number; reason: string }];
+  stopped: [cause: StopCause];
 }
 
 export class Session {
@@ -115,7 +113,8 @@ export class Session {
   readonly mute: MuteState;
   bitrate?: number;
   videoLayer: string;
-  stopReason?: { code: number; reason: string };
+  /** Why it stopped (once stopped). */
+  stopCause?: StopCause;
   /** Why the session stopped, as an error for requests that were waiting on it. */
   stopError?: ApiError;
   readonly startTime = Date.now();
@@ -156,6 +155,8 @@ export class Session {
    */
   private readonly wiring: Lock;
   private connection: ConnectionState = 'new';
+  /** Elements being released after a switch (an old player): a stop waits for them. */
+  private readonly releasing = new Set<Promise<void>>();
   private readonly mediaIn = new Map<MediaKind, 'up' | 'down'>();
   /** While set, only the holder of this key may answer or wire the session (a ringing call). */
   private lockKey?: object;
@@ -197,7 +198,7 @@ export class Session {
   /** Plain RTP (SIP) or WebRTC: fixed by the offer, or by `sdp_type` when we offer. */
   get sdpType(): 'webrtc' | 'rtp' { return (this.role === 'offeree' ? this.opts.offer?.sdp_type : this.opts.sdp_type) ?? 'webrtc'; }
   get stopAfterPeer(): boolean { return this.opts.stop_after_peer ?? true; }
-  private get trickleTimeoutMs(): number { return this.opts.trickle_ice_timeout ?? 5000; }
+  get trickleTimeoutMs(): number { return this.opts.trickle_ice_timeout ?? 5000; }
 
   /** Longest a client may have to wait for our SDP: buffering can hold it for the trickle timeout. */
   get replyWaitMs(): number {
@@ -248,7 +249,7 @@ export class Session {
     if (this.isStopped) return;
     this.state = 'stopped';
     this.stopTime = Date.now();
-    this.stopReason = stopReason(term, detail);
+    this.stopCause = { term, ...(detail !== undefined ? { detail } : {}) };
     this.stopError = new ApiError(term, detail);
     clearTimeout(this.timer);
     this.clientCollector?.cancel();
@@ -258,7 +259,7 @@ export class Session {
     this.answerReady.reject(this.stopError);
     this.stopped.resolve();
     this.env.registry.removed(this);
-    this.env.log.info({ session: this.id, reason: this.stopReason.reason }, 'session stopped');
+    this.env.log.info({ session: this.id, reason: term, detail }, 'session stopped');
     for (const peerId of [this.masterId, ...this.slaveIds]) {
       if (peerId) void this.env.registry.lookup(peerId)?.peerStopped(this.id);
     }
@@ -272,8 +273,8 @@ export class Session {
     this.endpoint = undefined;
     this.proxy = undefined;
     this.player = undefined;
-    await Promise.all(elements.map((e) => this.env.engine.release(e).catch(() => undefined)));
-    this.events.emit('stopped', { ...this.stopReason });
+    await Promise.all([...elements.map((e) => this.env.engine.release(e).catch(() => undefined)), ...this.releasing]);
+    this.events.emit('stopped', this.stopCause);
     this.events.removeAllListeners();
     this.destroyed.resolve();
   }
@@ -649,7 +650,10 @@ export class Session {
     } else if (t.type === 'play' && this.player) {
       const player = this.player;
       this.player = undefined;
-      void this.env.engine.release(player).catch(() => undefined);
+      // Not awaited here (a switch goes on at once), but a stop waits for it: nothing outlives `destroyed`.
+      const released = this.env.engine.release(player).catch(() => undefined);
+      this.releasing.add(released);
+      void released.finally(() => this.releasing.delete(released));
     }
     return undefined;
   }
@@ -952,55 +956,10 @@ export class Session {
 
   // ---- reporting -----------------------------------------------------------------------------
 
-  status(): Record<string, unknown> {
-    const flows = (m: Map<MediaKind, string>) => Object.fromEntries(m);
-    return {
-      state: this.state,
-      webrtc_ready: this.connection === 'connected',
-      connection_state: this.connection,
-      mute_audio: this.mute.audio,
-      mute_video: this.mute.video,
-      mute_data: this.mute.data,
-      ...(this.bitrate !== undefined ? { bitrate: this.bitrate } : {}),
-      media_in: flows(this.mediaIn),
-      media_out: flows(this.mediaOut),
-    };
-  }
-
-  info(): Record<string, unknown> {
-    const o = this.opts;
-    const info: Record<string, unknown> = {
-      session_id: this.id,
-      type: this.type,
-      type_ext: { ...this.typeExt },
-      backend: BACKEND,
-      backend_role: this.role,
-      user_id: displayUser(this.owner.user),
-      user_session: this.owner.connId,
-      status: this.status(),
-      sdp_type: o.sdp_type ?? this.offer?.sdp_type ?? 'webrtc',
-      no_offer_trickle_ice: o.no_offer_trickle_ice ?? false,
-      no_answer_trickle_ice: o.no_answer_trickle_ice ?? false,
-      trickle_ice_timeout: this.trickleTimeoutMs,
-      set_master_answer: o.set_master_answer ?? false,
-      stop_after_peer: this.stopAfterPeer,
-      wait_timeout: o.wait_timeout ?? 60,
-      ready_timeout: o.ready_timeout ?? 86400,
-      mute_audio: this.mute.audio,
-      mute_video: this.mute.video,
-      mute_data: this.mute.data,
-      video_layer: this.videoLayer,
-      start_time: Math.floor(this.startTime / 1000),
-    };
-    const optional: Record<string, unknown> = {
-      offer: this.offer, answer: this.answer, master_id: this.masterId,
-      slave_id: [...this.slaveIds].pop(), bitrate: this.bitrate,
-      session_meta: o.session_meta, session_events: o.session_events, session_events_body: o.session_events_body,
-      stop_time: this.stopTime !== undefined ? Math.floor(this.stopTime / 1000) : undefined,
-      ...this.typeExt,
-    };
-    for (const [k, v] of Object.entries(optional)) if (v !== undefined) info[k] = v;
-    return info;
+  get connectionState(): ConnectionState { return this.connection; }
+  /** Media flowing in from the client and out to it, by kind, as the engine last reported. */
+  get mediaFlows(): { in: ReadonlyMap<MediaKind, 'up' | 'down'>; out: ReadonlyMap<MediaKind, 'up' | 'down'> } {
+    return { in: this.mediaIn, out: this.mediaOut };
   }
 
   // ---- helpers -------------------------------------------------------------------------------
