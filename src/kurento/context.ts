@@ -21,15 +21,19 @@ export interface KurentoContext {
 export function toKurentoError(err: unknown, fallback: number = KMS.UNEXPECTED_ERROR): KurentoError {
   if (err instanceof KurentoError) return err;
   if (err instanceof EngineError) {
-    switch (err.kind) {
-      case 'invalid_sdp': return new KurentoError(KMS.SDP_PARSE_ERROR, err.message);
-      case 'invalid_candidate': return new KurentoError(KMS.ICE_ADD_CANDIDATE_ERROR, err.message);
-      case 'not_found': return new KurentoError(KMS.MEDIA_OBJECT_NOT_FOUND, err.message);
-      case 'invalid_uri': return new KurentoError(KMS.URI_PATH_FILE_NOT_FOUND, err.message);
-      case 'no_resources': return new KurentoError(KMS.NOT_ENOUGH_RESOURCES, err.message);
-      case 'invalid_state': return new KurentoError(fallback === KMS.UNEXPECTED_ERROR ? KMS.MEDIA_OBJECT_NOT_AVAILABLE : fallback, err.message);
-      case 'failed': return new KurentoError(fallback, err.message);
-    }
+    const code = (() => {
+      switch (err.kind) {
+        case 'invalid_sdp': return KMS.SDP_PARSE_ERROR;
+        case 'invalid_candidate': return KMS.ICE_ADD_CANDIDATE_ERROR;
+        case 'not_found': return KMS.MEDIA_OBJECT_NOT_FOUND;
+        case 'invalid_uri': return KMS.URI_PATH_FILE_NOT_FOUND;
+        case 'no_resources': return KMS.NOT_ENOUGH_RESOURCES;
+        case 'invalid_state': return fallback === KMS.UNEXPECTED_ERROR ? KMS.MEDIA_OBJECT_NOT_AVAILABLE : fallback;
+        case 'failed': return fallback;
+      }
+    })();
+    // The engine's kind travels along (data.nkmediaKind): the code alone does not always tell it.
+    return new KurentoError(code, err.message, err.kind);
   }
   if (err instanceof ApiError) {
     if (err.term === 'too_many_sessions' || err.term === 'out_of_resources') return new KurentoError(KMS.NOT_ENOUGH_RESOURCES, err.message);

@@ -1,5 +1,6 @@
 // Kurento's error codes (the numbers kurento-client and other Kurento clients map to their own
 // exception types) and JSON-RPC's own codes for requests that are not even well formed.
+import type { EngineError } from '../engine/types.js';
 
 export const KMS = {
   MARSHALL_ERROR: 40001,
@@ -50,17 +51,25 @@ export const JSONRPC = {
   SERVER_BUSY: -32000,
 } as const;
 
-/** An error reply: `code` is a Kurento code (40xxx) or a JSON-RPC one (negative). */
+/** The engine's own error kinds, as the `nkmediaKind` extension names them. */
+export type EngineErrorKind = EngineError['kind'];
+
+/**
+ * An error reply: `code` is a Kurento code (40xxx) or a JSON-RPC one (negative). `engineKind`,
+ * when the error is the engine's, goes out as `data.nkmediaKind` (an extension: Kurento's codes
+ * are coarser than the engine's kinds; a RemoteEngine reads it back, other clients ignore it).
+ */
 export class KurentoError extends Error {
-  constructor(readonly code: number, message: string) {
+  constructor(readonly code: number, message: string, readonly engineKind?: EngineErrorKind) {
     super(message);
     this.name = 'KurentoError';
   }
 
   /** The `error` member of a JSON-RPC response, shaped as KMS sends it. */
-  toJson(): { code: number; message: string; data?: { type: string } } {
+  toJson(): { code: number; message: string; data?: { type?: string; nkmediaKind?: EngineErrorKind } } {
     const type = NAMES.get(this.code);
-    return { code: this.code, message: this.message, ...(type ? { data: { type } } : {}) };
+    const data = { ...(type ? { type } : {}), ...(this.engineKind ? { nkmediaKind: this.engineKind } : {}) };
+    return { code: this.code, message: this.message, ...(Object.keys(data).length > 0 ? { data } : {}) };
   }
 }
 

@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { EngineEvent, MediaEngine, MediaKind } from '../engine/types.js';
 import type { SessionQuota } from '../core/sessions/quota.js';
 import { KMS, KurentoError } from './errors.js';
-import { Element, Pipeline, ServerManagerObject, SERVER_MANAGER_ID, EVENTS, type MediaObject, type Principal } from './objects.js';
+import { Element, Pipeline, ServerManagerObject, SERVER_MANAGER_ID, EVENTS, ENGINE_EVENT, type MediaObject, type Principal } from './objects.js';
 import { translateEngineEvent } from './events.js';
 import { eventFrame, kurentoMediaType } from './wire.js';
 
@@ -247,7 +247,22 @@ export class MediaSet {
     const el = this.byEngineId.get(ev.elementId);
     if (!el || el.released) return;
     for (const out of translateEngineEvent(el, ev)) this.emit(el, out.type, out.data);
+    this.emitEngineEvent(el, ev);
     if (ev.type === 'player_state' && ev.state === 'eos') this.onEndOfStream(el);
+  }
+
+  /**
+   * The extension event (ENGINE_EVENT): the engine event as it is, less the engine's own ids and
+   * tag (the element is named by its Kurento id) and less an error's `detail` (the engine's log
+   * words, not for clients).
+   */
+  private emitEngineEvent(el: Element, ev: EngineEvent): void {
+    if (!el.subscriptions.get(ENGINE_EVENT)?.size && !el.pipeline.subscriptions.get(ENGINE_EVENT)?.size) return;
+    const { elementId: _id, tag: _tag, ...rest } = ev as EngineEvent & { detail?: unknown };
+    delete rest.detail;
+    const data = { element: el.id, event: rest };
+    this.emit(el, ENGINE_EVENT, data);
+    this.emit(el.pipeline, ENGINE_EVENT, data);
   }
 
   /** A player's end: recorders fed by it that asked to, stop (stopOnEndOfStream). */

@@ -218,7 +218,7 @@ const sdpEndpoint = {
     await flushCandidates(c, el);
     return answer;
   }),
-  generateOffer: op(z.looseObject({ options: z.looseObject({ offerToReceiveAudio: z.boolean().optional(), offerToReceiveVideo: z.boolean().optional() }).optional() }), async (c, o, p) => {
+  generateOffer: op(z.looseObject({ options: z.looseObject({ offerToReceiveAudio: z.boolean().optional(), offerToReceiveVideo: z.boolean().optional(), nkmediaOfferData: z.boolean().optional() }).optional() }), async (c, o, p) => {
     const el = element(o);
     if (el.sdp.negotiated && el.elementType === 'WebRtcEndpoint') throw new KurentoError(KMS.SDP_END_POINT_ALREADY_NEGOTIATED, 'Endpoint already negotiated');
     let offer: string;
@@ -226,7 +226,8 @@ const sdpEndpoint = {
       offer = await c.engine.generateOffer(el.engineId, {
         audio: p.options?.offerToReceiveAudio ?? true,
         video: p.options?.offerToReceiveVideo ?? true,
-        data: el.useDataChannels,
+        // Extension: options.nkmediaOfferData chooses per offer (Kurento: the constructor's useDataChannels).
+        data: p.options?.nkmediaOfferData ?? el.useDataChannels,
       });
     } catch (err) {
       throw toKurentoError(err, KMS.SDP_END_POINT_GENERATE_OFFER_ERROR);
@@ -436,18 +437,81 @@ const serverManager = {
   }),
 };
 
+// ---- nkmedia extensions --------------------------------------------------------------------
+// Operations KMS does not have, for clients that know this server (src/engine/remote/ drives a
+// node through them; docs/KURENTO.md "Extensions"). Each is the engine call of the same name,
+// with the engine's own values: nothing is rounded or renamed on the way.
+
+/** The version of the extension set; a client uses the extensions only if it knows this one. */
+export const NKMEDIA_EXTENSIONS_VERSION = 1;
+
+const endpoint = (o: MediaObject): Element => {
+  const el = element(o);
+  if (!el.isSdpEndpoint) throw new KurentoError(KMS.MEDIA_OBJECT_METHOD_NOT_FOUND, `${o.type} is not an SDP endpoint`);
+  return el;
+};
+
+const extElement = {
+  nkmediaRequestKeyframe: op(none, async (c, o) => { await c.engine.requestKeyframe(element(o).engineId); }),
+};
+
+const extSdpEndpoint = {
+  /** Bits per second (null: no limit), where setMaxVideoRecvBandwidth takes kbps. */
+  nkmediaSetMaxBitrate: op(z.looseObject({ bitsPerSecond: z.number().int().min(0).max(100_000_000_000).nullable() }), async (c, o, p) => {
+    const el = endpoint(o);
+    await c.engine.setMaxBitrate(el.engineId, p.bitsPerSecond);
+    el.knobs.set('maxVideoRecvBandwidth', p.bitsPerSecond ? Math.round(p.bitsPerSecond / 1000) : 0);
+  }),
+  nkmediaSetVideoLayer: op(z.looseObject({ layer: z.string().min(1).max(64) }), async (c, o, p) => { await c.engine.setVideoLayer(endpoint(o).engineId, p.layer); }),
+  nkmediaNegotiatedCodecs: op(none, (c, o) => c.engine.negotiatedCodecs(endpoint(o).engineId)),
+  /** The engine's statistics as they are (getStats gives Kurento's RTC stats made from them). */
+  nkmediaGetStats: op(none, async (c, o) => {
+    const s = await c.engine.getStats(endpoint(o).engineId);
+    return { connectionState: s.connectionState, inbound: s.inbound, outbound: s.outbound };
+  }),
+};
+
+const extPlayer = {
+  /** play with a loop count (0: forever; play plays once), returning the file's video info as the engine gives it. */
+  nkmediaPlay: op(z.looseObject({ loops: z.number().int().min(0).max(1_000_000) }), async (c, o, p) => {
+    const el = element(o);
+    let info;
+    try {
+      info = await c.engine.playerStart(el.engineId, el.target, p.loops);
+    } catch (err) {
+      throw toKurentoError(err);
+    }
+    el.started = true;
+    el.uriState = 'START';
+    return info;
+  }),
+};
+
+const extRecorder = {
+  /** stopAndWait returning what was recorded (RecordingResult); null when it was stopped before. */
+  nkmediaStopAndWait: op(none, async (c, o) => (await stopRecorder(c, element(o))) ?? null),
+};
+
+const extServerManager = {
+  /** Tells a client this is nkmedia-ts and which extension set it speaks. */
+  nkmediaInfo: op(none, () => ({ server: 'nkmedia-ts', extensions: NKMEDIA_EXTENSIONS_VERSION })),
+  /** The engine's counters (elements, endpoints, UDP sockets) of the whole node, for leak checks and monitoring. */
+  nkmediaCounters: op(none, (c) => c.engine.counters()),
+};
+
 // ---- tables --------------------------------------------------------------------------------
 
 type Table = Record<string, (name: string) => Method>;
-const sdpTypes = { ...mediaObject, ...mediaElement, ...sdpEndpoint, ...baseRtpEndpoint };
+const elementTypes = { ...mediaObject, ...mediaElement, ...extElement };
+const sdpTypes = { ...elementTypes, ...sdpEndpoint, ...baseRtpEndpoint, ...extSdpEndpoint };
 const TABLES: Record<ObjectType, Table> = {
-  ServerManager: { ...mediaObject, ...serverManager },
+  ServerManager: { ...mediaObject, ...serverManager, ...extServerManager },
   MediaPipeline: { ...mediaObject, ...pipeline },
-  PassThrough: { ...mediaObject, ...mediaElement },
+  PassThrough: elementTypes,
   WebRtcEndpoint: { ...sdpTypes, ...webRtcEndpoint },
   RtpEndpoint: sdpTypes,
-  PlayerEndpoint: { ...mediaObject, ...mediaElement, ...uriEndpoint, ...player },
-  RecorderEndpoint: { ...mediaObject, ...mediaElement, ...uriEndpoint, ...recorder },
+  PlayerEndpoint: { ...elementTypes, ...uriEndpoint, ...player, ...extPlayer },
+  RecorderEndpoint: { ...elementTypes, ...uriEndpoint, ...recorder, ...extRecorder },
 };
 
 const METHODS = new Map<ObjectType, Map<string, Method>>(

@@ -124,14 +124,21 @@ export const HIERARCHY: Record<ObjectType, string[]> = {
   RecorderEndpoint: ['kurento.UriEndpoint', 'kurento.Endpoint', 'kurento.MediaElement', 'kurento.MediaObject'],
 };
 
-const ELEMENT_EVENTS = ['Error', 'ElementConnected', 'ElementDisconnected', 'MediaFlowInStateChanged', 'MediaFlowOutStateChanged', 'MediaTranscodingStateChanged'];
+/**
+ * Extension (docs/KURENTO.md "Extensions"): the engine's own event for an element, unrounded and
+ * with what Kurento's events do not carry (positions, loops, exact connection states). Fired on
+ * the element and on its pipeline (one subscription there covers every element).
+ */
+export const ENGINE_EVENT = 'NkmediaEngineEvent';
+
+const ELEMENT_EVENTS = ['Error', 'ElementConnected', 'ElementDisconnected', 'MediaFlowInStateChanged', 'MediaFlowOutStateChanged', 'MediaTranscodingStateChanged', ENGINE_EVENT];
 const RTP_EVENTS = [...ELEMENT_EVENTS, 'MediaSessionStarted', 'MediaSessionTerminated', 'ConnectionStateChanged', 'MediaStateChanged'];
 const URI_EVENTS = [...ELEMENT_EVENTS, 'UriEndpointStateChanged'];
 
 /** The events each type accepts subscriptions to. */
 export const EVENTS: Record<ObjectType, readonly string[]> = {
   ServerManager: ['Error', 'ObjectCreated', 'ObjectDestroyed'],
-  MediaPipeline: ['Error'],
+  MediaPipeline: ['Error', ENGINE_EVENT],
   PassThrough: ELEMENT_EVENTS,
   WebRtcEndpoint: [...RTP_EVENTS, 'DataChannelClosed', 'DataChannelOpened', 'DtlsConnectionStateChange', 'IceCandidateFound', 'IceComponentStateChanged', 'IceGatheringDone', 'NewCandidatePairSelected'],
   RtpEndpoint: [...RTP_EVENTS, 'OnKeySoftLimit'],
