@@ -33,6 +33,7 @@ serve options (each also settable in a JSON config file and as NKMEDIA_* variabl
   --no-ice-loopback       do not offer 127.0.0.1 candidates
   --ice-loopback-only     offer only 127.0.0.1 candidates (no other interfaces)
   --log-level LEVEL       fatal|error|warn|info|debug|trace|silent
+  --workers N|auto        media worker processes (0: media in this process; auto: one per core)
 `;
 
 export async function main(argv: string[]): Promise<number> {
@@ -44,7 +45,7 @@ export async function main(argv: string[]): Promise<number> {
       'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' }, auth: { type: 'string' },
       'users-file': { type: 'string' }, 'jwt-secret': { type: 'string' }, 'ice-ports': { type: 'string' },
       announce: { type: 'string' }, stun: { type: 'string' }, 'no-ice-loopback': { type: 'boolean' },
-      'ice-loopback-only': { type: 'boolean' }, 'log-level': { type: 'string' },
+      'ice-loopback-only': { type: 'boolean' }, 'log-level': { type: 'string' }, workers: { type: 'string' },
       user: { type: 'string' }, secret: { type: 'string' }, admin: { type: 'boolean' }, expires: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -75,6 +76,7 @@ export async function main(argv: string[]): Promise<number> {
     host: values.host,
     port: values.port !== undefined ? Number(values.port) : undefined,
     log_level: values['log-level'],
+    media: values.workers !== undefined ? { workers: values.workers === 'auto' ? 'auto' : Number(values.workers) } : undefined,
     tls: values['tls-cert'] || values['tls-key'] ? { cert: values['tls-cert'], key: values['tls-key'] } : undefined,
     auth: { mode: values.auth, users_file: values['users-file'], jwt_secret: values['jwt-secret'] },
     ice: {

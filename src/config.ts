@@ -118,6 +118,8 @@ export const configSchema = z.object({
     max_sessions: z.union([z.literal('auto'), z.number().int().min(1).max(1_000_000)]).default('auto'),
     /** Media sessions at once charged to one user (their own, and the legs of calls they place). */
     max_sessions_per_user: z.number().int().min(1).max(1_000_000).default(2000),
+    /** With a configured port range: the share of it one user may hold (a media worker's only client holds it all). */
+    port_share_per_user: z.number().gt(0).max(1).default(0.5),
     /** Event subscriptions one connection may hold (each session it creates gives it one). */
     max_subscriptions_per_connection: z.number().int().min(1).max(1_000_000).default(2000),
     /** Bytes of replies and events waiting to be sent to one client before it is disconnected. */
@@ -147,6 +149,27 @@ export const configSchema = z.object({
     /** The user Kurento clients act as in open mode (objects, quota). */
     open_user: z.string().min(1).max(128).default('kurento'),
   }).prefault({}),
+  /** Where media moves (README "Workers and media nodes"). */
+  media: z.object({
+    /**
+     * Media worker processes ('auto': one per core; 0: media in this process). With workers, this
+     * process keeps the API, sessions, rooms, calls and SIP signalling and moves no media.
+     */
+    workers: z.union([z.literal('auto'), z.number().int().min(0).max(256)]).default(0),
+    /** Media servers elsewhere: `nkmedia media-server` or Kurento Media Server 7, by Kurento URL. */
+    nodes: z.array(z.object({
+      id: z.string().min(1).max(64).regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'letters, digits and . _ -'),
+      url: z.string().regex(/^wss?:\/\/\S+$/, 'a ws:// or wss:// URL'),
+      /** Sent as access_token: a JWT, or user:password (our server's static users). */
+      token: z.string().optional(),
+    })).default([]),
+    /** Each request to a node fails after this long (ms); the node is dropped when pings go unanswered as long. */
+    node_request_timeout_ms: z.number().int().min(100).max(600_000).default(10_000),
+  }).prefault({}),
+  rooms: z.object({
+    /** Listeners of one room on one media node before further listeners go to another node (one pipe per node). */
+    max_listeners_per_node: z.number().int().min(1).max(100_000).default(200),
+  }).prefault({}),
   recordings_dir: z.string().default('./recordings'),
   /** Folders whose files `play` may open (besides the user's own recordings). */
   play_dirs: z.array(z.string()).default(['./media']),
@@ -163,6 +186,9 @@ export const configSchema = z.object({
   if (c.ice.port_min !== undefined && c.ice.port_max !== undefined && c.ice.port_min > c.ice.port_max) ctx.addIssue({ code: 'custom', path: ['ice', 'port_min'], message: 'port_min > port_max' });
   if ((c.rtp.port_min === undefined) !== (c.rtp.port_max === undefined)) ctx.addIssue({ code: 'custom', path: ['rtp', 'port_min'], message: 'port_min and port_max go together' });
   if (c.rtp.port_min !== undefined && c.rtp.port_max !== undefined && c.rtp.port_max - c.rtp.port_min < 1) ctx.addIssue({ code: 'custom', path: ['rtp', 'port_min'], message: 'the RTP range needs at least two ports' });
+  const ids = c.media.nodes.map((n) => n.id);
+  if (new Set(ids).size !== ids.length) ctx.addIssue({ code: 'custom', path: ['media', 'nodes'], message: 'node ids must be unique' });
+  if (ids.some((id) => /^worker-\d+$/.test(id))) ctx.addIssue({ code: 'custom', path: ['media', 'nodes'], message: 'node ids worker-N are the workers\' own' });
   if (c.auth.mode === 'jwt' && !c.auth.jwt_secret && !c.auth.jwt_public_key) ctx.addIssue({ code: 'custom', path: ['auth', 'jwt_secret'], message: 'jwt mode needs jwt_secret or jwt_public_key' });
 });
 
@@ -247,6 +273,9 @@ export function envLayer(env: NodeJS.ProcessEnv): Record<string, unknown> {
       announce_address: env.NKMEDIA_RTP_ANNOUNCE_ADDRESS,
       port_min: num(env.NKMEDIA_RTP_PORT_MIN),
       port_max: num(env.NKMEDIA_RTP_PORT_MAX),
+    },
+    media: {
+      workers: env.NKMEDIA_WORKERS === 'auto' ? 'auto' : num(env.NKMEDIA_WORKERS),
     },
     ice: {
       port_min: num(env.NKMEDIA_ICE_PORT_MIN),

@@ -2,8 +2,10 @@
 import type { Logger } from 'pino';
 import { kurentoFileDirs, parseConfig, type Config, type ConfigInput } from './config.js';
 import { isIP } from 'node:net';
-import { networkInterfaces } from 'node:os';
+import { availableParallelism, networkInterfaces } from 'node:os';
 import { LocalEngine } from './engine/local/engine.js';
+import type { MediaEngine } from './engine/types.js';
+import { MediaNodes } from './engine/pool/nodes.js';
 import { startApiServer, type RunningServer } from './api/server.js';
 import { KurentoService } from './kurento/service.js';
 import { MediaCore } from './core/core.js';
@@ -14,7 +16,10 @@ import { resolveLimits, type ResolvedLimits } from './limits.js';
 
 export interface Server extends RunningServer {
   config: Config;
-  engine: LocalEngine;
+  /** The engine the core drives: in this process, or a pool over worker processes and remote nodes. */
+  engine: MediaEngine;
+  /** The media nodes, when media runs elsewhere (media.workers, media.nodes). */
+  nodes?: MediaNodes;
   /** The domain: bus, sessions, rooms, calls (shared by the API, SIP and the Kurento door's quota). */
   core: MediaCore;
   /** The SIP gateway, when SIP is configured (config.sip udp_port/tcp_port). */
@@ -82,7 +87,12 @@ export async function startServer(input: ConfigInput | Config, log?: Logger, opt
     session_descriptors: limits.sessionDescriptors, max_sessions: Number.isFinite(limits.maxSessions) ? limits.maxSessions : 'by descriptors',
     descriptors_per_session: limits.weights,
   }, 'limits');
-  const engine = engineFor(config);
+  const workers = config.media.workers === 'auto' ? availableParallelism() : config.media.workers;
+  // A media server is a node itself: its engine is always in-process.
+  const nodes = !mediaServer && (workers > 0 || config.media.nodes.length > 0)
+    ? await MediaNodes.start(config, workers, logger)
+    : undefined;
+  const engine: MediaEngine = nodes ? nodes.engine : engineFor(config);
   const core = new MediaCore({
     engine,
     log: logger,
@@ -94,11 +104,13 @@ export async function startServer(input: ConfigInput | Config, log?: Logger, opt
       maxSessionsPerUser: config.limits.max_sessions_per_user,
       weights: limits.weights,
       portRanges: limits.portRanges,
+      portSharePerUser: config.limits.port_share_per_user,
     },
   });
   try {
     const api = await startApiServer(config, core, logger, limits, {
       nkmedia: !mediaServer,
+      ...(nodes ? { nodes } : {}),
       doors: [(services) => new KurentoService(config, engine, core.quota, services.auth, logger)],
     }).catch((err: unknown) => { core.close(); throw err; });
     let sip: SipGateway | undefined;
@@ -113,6 +125,7 @@ export async function startServer(input: ConfigInput | Config, log?: Logger, opt
       ...api,
       config,
       engine,
+      ...(nodes ? { nodes } : {}),
       core,
       sip,
       limits,
@@ -126,10 +139,12 @@ export async function startServer(input: ConfigInput | Config, log?: Logger, opt
         await api.close();
         core.close();
         await engine.close();
+        await nodes?.close();
       },
     };
   } catch (err) {
     await engine.close();
+    await nodes?.close();
     throw err;
   }
 }

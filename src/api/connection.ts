@@ -13,11 +13,12 @@ import { sessionCommands } from './session-commands.js';
 import { roomCommands } from './room-commands.js';
 import { callCommands } from './call-commands.js';
 import { kurentoCommands } from './kurento-commands.js';
+import { nodeCommands } from './node-commands.js';
 import { WireCallParty, type ClientReply, type RequestingSubscriber } from './call-party.js';
 
 const HANDLERS: Record<string, Record<string, Record<string, Handler>>> = {
   core: coreCommands,
-  media: { session: sessionCommands, room: roomCommands, call: callCommands, kurento: kurentoCommands },
+  media: { session: sessionCommands, room: roomCommands, call: callCommands, kurento: kurentoCommands, node: nodeCommands },
 };
 
 /**

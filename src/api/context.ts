@@ -11,6 +11,8 @@ import type { RoomManager } from '../core/rooms/manager.js';
 import type { CallManager } from '../core/calls/manager.js';
 import type { Authenticator, Identity } from '../access/auth.js';
 import type { WireCallParty } from './call-party.js';
+import type { MediaEngine } from '../engine/types.js';
+import type { NodeInfo } from '../engine/pool/nodes.js';
 
 export interface Services {
   config: Config;
@@ -23,6 +25,10 @@ export interface Services {
   quota: SessionQuota;
   /** Pipelines made over the Kurento protocol (when that door is open), for the console. */
   pipelines?: PipelineDirectory;
+  /** The media nodes, when media runs in worker processes or elsewhere. */
+  nodes?: { list(): NodeInfo[] };
+  /** The engine the core drives (for `media/node get_list` when media runs in this process). */
+  engine: MediaEngine;
 }
 
 /** The Kurento door's pipelines as the NkMEDIA API shows them (see src/kurento/service.ts). */

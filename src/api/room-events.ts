@@ -23,7 +23,14 @@ function follow(room: Room, bus: EventBus): void {
 /** A room's `get_info` body (and its `created` event's). */
 export function roomInfo(room: Room): Record<string, unknown> {
   const members: Record<string, unknown> = {};
-  for (const m of room.memberships()) members[m.member.id] = { role: m.role, user_id: m.member.userId, ...(m.peerId ? { peer_id: m.peerId } : {}) };
+  const nodes = new Set<string>();
+  for (const m of room.memberships()) {
+    const node = m.member.nodeId;
+    if (node !== undefined) nodes.add(node);
+    members[m.member.id] = { role: m.role, user_id: m.member.userId, ...(m.peerId ? { peer_id: m.peerId } : {}), ...(node !== undefined ? { node_id: node } : {}) };
+  }
+  // With several media nodes: the room's node is its publisher's; `nodes` are all it spans.
+  const publisherNode = room.memberships().find((m) => m.role === 'publisher')?.member.nodeId;
   const o = room.opts;
   return {
     room_id: room.id,
@@ -37,6 +44,8 @@ export function roomInfo(room: Room): Record<string, unknown> {
     ...(o.audio_codec ? { audio_codec: o.audio_codec } : {}),
     ...(o.video_codec ? { video_codec: o.video_codec } : {}),
     ...(o.room_meta ? { room_meta: o.room_meta } : {}),
+    ...(publisherNode !== undefined ? { node_id: publisherNode } : {}),
+    ...(nodes.size > 0 ? { nodes: [...nodes] } : {}),
   };
 }
 

@@ -19,6 +19,7 @@ import { handleDemo } from './demo-http.js';
 import type { Services, UpgradeDoor } from './context.js';
 import { Admission, refuseSocket, type Refusal } from '../access/admission.js';
 import type { ResolvedLimits } from '../limits.js';
+import type { NodeInfo } from '../engine/pool/nodes.js';
 
 export interface RunningServer {
   url: string;
@@ -36,6 +37,8 @@ export class StartupError extends Error {}
 export interface ApiServerOptions {
   /** Serve the NkMEDIA API, demo pages and recordings (off for `nkmedia media-server`). */
   nkmedia?: boolean;
+  /** The media nodes, when media runs in workers or elsewhere (`media/node get_list`). */
+  nodes?: { list(): NodeInfo[] };
   /** Other protocols on this port, each under its path, made once the services exist. */
   doors?: ((services: Services) => UpgradeDoor)[];
 }
@@ -54,7 +57,7 @@ export async function startApiServer(config: Config, core: MediaCore, log: Logge
   publishCallEvents(calls, bus);
   const paths = sessions.paths;
   const auth = new Authenticator(config.auth, { perAddress: config.limits.login_failures_per_address, perUser: config.limits.login_failures_per_user });
-  const services: Services = { config, log, bus, sessions, rooms, calls, auth, quota };
+  const services: Services = { config, log, bus, sessions, rooms, calls, auth, quota, engine: core.engine, ...(options.nodes ? { nodes: options.nodes } : {}) };
   const doors = (options.doors ?? []).map((make) => make(services));
   const pipelines = doors.find((d) => d.directory)?.directory;
   if (pipelines) services.pipelines = pipelines;

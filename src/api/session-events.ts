@@ -98,6 +98,7 @@ export function sessionInfo(s: Session): Record<string, unknown> {
     slave_id: [...s.slaveIds].pop(), bitrate: s.bitrate,
     session_meta: o.session_meta, session_events: o.session_events, session_events_body: o.session_events_body,
     stop_time: s.stopTime !== undefined ? Math.floor(s.stopTime / 1000) : undefined,
+    node_id: s.nodeId,
     ...typeExt,
   };
   for (const [k, v] of Object.entries(optional)) if (v !== undefined) info[k] = v;

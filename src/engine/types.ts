@@ -12,10 +12,25 @@ export interface IceCandidateInit {
   sdpMLineIndex: number;
 }
 
-export interface WebRtcEndpointOptions {
+/**
+ * Where a new element should go when the engine spans several media nodes (a single engine
+ * ignores it): with another element, and for a room's listeners, spread so that no node carries
+ * more than its share of one room.
+ */
+export interface Placement {
+  /** On the node of this element (a session's other elements, its bridge peer, its publisher, its master). */
+  near?: ElementId;
+  /** The room a listener joins: at most the configured number of its listeners share a node. */
+  room?: string;
+}
+
+export interface ElementOptions {
   /** Free-form tag carried in the element's events (the session id). */
   tag: string;
+  placement?: Placement;
 }
+
+export type WebRtcEndpointOptions = ElementOptions;
 
 export interface OfferOptions {
   audio: boolean;
@@ -39,6 +54,9 @@ export type EngineEvent =
   | { type: 'player_state'; elementId: ElementId; tag: string; state: 'playing' | 'paused' | 'stopped' | 'eos'; position: number }
   | { type: 'player_loop'; elementId: ElementId; tag: string; loop: number; loops_left: number | null }
   | { type: 'error'; elementId: ElementId; tag: string; message: string; code?: string };
+
+/** The `code` of the `error` event an element gets when the media node holding it is lost. */
+export const NODE_DOWN = 'media_node_down';
 
 export interface MediaStats {
   packets: number;
@@ -71,8 +89,8 @@ export interface EngineCounters {
 export interface MediaEngine {
   createWebRtcEndpoint(opts: WebRtcEndpointOptions): Promise<ElementId>;
   /** A plain RTP/AVP endpoint (SIP phones, gateways): SDP without ICE or DTLS, no candidates. */
-  createRtpEndpoint(opts: { tag: string }): Promise<ElementId>;
-  createPassThrough(opts: { tag: string }): Promise<ElementId>;
+  createRtpEndpoint(opts: ElementOptions): Promise<ElementId>;
+  createPassThrough(opts: ElementOptions): Promise<ElementId>;
   /** Offeree: takes the remote offer, returns our answer SDP (without candidates). On a live RTP endpoint, a re-offer (hold, resume, moved). */
   processOffer(endpoint: ElementId, sdp: string): Promise<string>;
   /** Offerer: returns our offer SDP (without candidates). */
@@ -95,7 +113,7 @@ export interface MediaEngine {
   negotiatedCodecs(endpoint: ElementId): Promise<{ audio?: string; video?: string }>;
 
   /** A sink writing what it receives to a file (connect a session's proxy to it). */
-  createRecorderEndpoint(opts: { tag: string }): Promise<ElementId>;
+  createRecorderEndpoint(opts: ElementOptions): Promise<ElementId>;
   recorderStart(recorder: ElementId, path: string, format: RecordingFormat): Promise<void>;
   recorderPause(recorder: ElementId): Promise<void>;
   recorderResume(recorder: ElementId): Promise<void>;
@@ -103,7 +121,7 @@ export interface MediaEngine {
   recorderStop(recorder: ElementId): Promise<RecordingResult>;
 
   /** A source playing a media file or URL (connect it to an endpoint). */
-  createPlayerEndpoint(opts: { tag: string }): Promise<ElementId>;
+  createPlayerEndpoint(opts: ElementOptions): Promise<ElementId>;
   /** Rejects with EngineError 'invalid_uri' (cannot open) or 'failed' (cannot play). */
   playerStart(player: ElementId, uri: string, loops: number): Promise<PlayerInfo>;
   playerPause(player: ElementId): Promise<void>;
@@ -116,6 +134,8 @@ export interface MediaEngine {
   release(element: ElementId): Promise<void>;
   /** Engine-wide counters for leak checks and monitoring. */
   counters(): Promise<EngineCounters>;
+  /** The media node holding an element, when the engine spans several (undefined: in this process). */
+  nodeOf?(element: ElementId): string | undefined;
   onEvent(listener: (event: EngineEvent) => void): () => void;
   close(): Promise<void>;
 }

@@ -61,6 +61,8 @@ const TABLE = {
   no_active_player: [300031, 'No active player'],
   no_active_room: [300032, 'No active room'],
   media_error: [303001, 'Media engine error'],
+  // Not in the original (one process had one engine): the media node holding a session was lost.
+  media_node_down: [303002, 'Media node down'],
   room_not_found: [304001, 'Room not found'],
   room_already_exists: [304002, 'Room already exists'],
   room_destroyed: [304003, 'Room destroyed'],
@@ -87,7 +89,7 @@ export type ErrorTerm = keyof typeof TABLE;
 /** Terms whose text carries a detail, rendered "Text: detail" (or "Unknown command 'x'"). */
 const DETAILED = new Set<ErrorTerm>([
   'unknown_command', 'invalid_action', 'syntax_error', 'missing_field', 'invalid_value',
-  'media_error', 'invalid_sdp', 'too_many_requests', 'frame_too_large', 'internal_error',
+  'media_error', 'media_node_down', 'invalid_sdp', 'too_many_requests', 'frame_too_large', 'internal_error',
   'invalid_parameters', 'invalid_operation', 'not_implemented', 'incompatible_session',
   'no_destination', 'api_hangup', 'not_invited', 'too_many_sessions', 'too_many_connections',
   'too_many_subscriptions', 'too_many_logins', 'out_of_resources', 'invalid_uri',

@@ -3,10 +3,14 @@ import { startServer, type Server } from '../../src/main.js';
 import type { ConfigInput } from '../../src/config.js';
 import { NkMediaClient } from '../../src/client/index.js';
 
+/** NKMEDIA_TEST_WORKERS=N runs every test server's media in N worker processes (npm run test:workers). */
+const testWorkers = process.env.NKMEDIA_TEST_WORKERS ? Number(process.env.NKMEDIA_TEST_WORKERS) : undefined;
+
 export async function startTestServer(overrides: ConfigInput = {}): Promise<Server> {
   return startServer({
     port: 0,
     log_level: (process.env.NKMEDIA_TEST_LOG as ConfigInput['log_level']) ?? 'silent',
+    ...(testWorkers !== undefined ? { media: { workers: testWorkers } } : {}),
     ...overrides,
     ice: { use_interfaces: false, include_loopback: true, ...(overrides.ice ?? {}) },
   });

@@ -10,6 +10,8 @@ export type MemberRole = 'publisher' | 'listener';
 export interface RoomMember {
   readonly id: string;
   readonly userId: string;
+  /** The media node holding its media, when media runs on several. */
+  readonly nodeId?: string | undefined;
   stop(term: ErrorTerm): Promise<void>;
 }
 

@@ -19,6 +19,8 @@ export interface QuotaLimits {
   weights: Record<SessionKind, number>;
   /** Port range sizes, when ranges are configured. */
   portRanges: Partial<Record<SessionKind, number>>;
+  /** The share of a port range one user may hold (default one half). */
+  portSharePerUser?: number;
 }
 
 /** Who a session counts against. */
@@ -61,8 +63,9 @@ export class SessionQuota {
         throw new ApiError('too_many_sessions', `user ${displayUser(user)} has ${use.sessions} sessions (limit ${l.maxSessionsPerUser} per user)`);
       }
       const range = l.portRanges[kind];
-      if (range !== undefined && use.ports[kind] + weight > Math.max(weight, Math.floor(range / 2))) {
-        throw new ApiError('too_many_sessions', `user ${displayUser(user)} holds ${use.ports[kind]} of the ${range} media ports; one user may hold at most half`);
+      const share = l.portSharePerUser ?? 0.5;
+      if (range !== undefined && use.ports[kind] + weight > Math.max(weight, Math.floor(range * share))) {
+        throw new ApiError('too_many_sessions', `user ${displayUser(user)} holds ${use.ports[kind]} of the ${range} media ports; one user may hold at most ${share === 0.5 ? 'half' : `${Math.round(share * 100)}%`}`);
       }
     }
     use.sessions++;

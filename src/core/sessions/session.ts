@@ -6,8 +6,8 @@ import type { Logger } from 'pino';
 import { ApiError, type ErrorTerm, type StopCause } from '../../protocol/errors.js';
 import { checkSdp, countCandidates, insertCandidates, stripCandidates, type CandidateInit } from '../../protocol/sdp.js';
 import { BACKEND, SESSION_TYPES, type CreateRequest, type SdpObject, type SessionType } from '../../protocol/session-schemas.js';
-import type { ConnectionState, ElementId, EngineEvent, MediaEngine, MediaKind } from '../../engine/types.js';
-import { EngineError, MEDIA_KINDS } from '../../engine/types.js';
+import type { ConnectionState, ElementId, EngineEvent, MediaEngine, MediaKind, Placement } from '../../engine/types.js';
+import { EngineError, MEDIA_KINDS, NODE_DOWN } from '../../engine/types.js';
 import { CandidateCollector } from './candidate-collector.js';
 import type { RoomManager } from '../rooms/manager.js';
 import type { Room } from '../rooms/room.js';
@@ -214,10 +214,11 @@ export class Session {
     this.armTimer(this.opts.wait_timeout ?? 60, 'wait');
     return this.queue.run(async () => {
       try {
-        this.proxy = await this.own(this.env.engine.createPassThrough({ tag: this.tag }));
+        this.proxy = await this.own(this.env.engine.createPassThrough({ tag: this.tag, placement: this.placementFor(target) }));
+        const mine = { tag: this.tag, placement: { near: this.proxy } };
         this.endpoint = await this.own(this.sdpType === 'rtp'
-          ? this.env.engine.createRtpEndpoint({ tag: this.tag })
-          : this.env.engine.createWebRtcEndpoint({ tag: this.tag }));
+          ? this.env.engine.createRtpEndpoint(mine)
+          : this.env.engine.createWebRtcEndpoint(mine));
         await this.applyUplink();
         if (this.bitrate) await this.env.engine.setMaxBitrate(this.endpoint, this.bitrate);
         if (this.videoLayer !== 'high') await this.env.engine.setVideoLayer(this.endpoint, this.videoLayer);
@@ -229,6 +230,18 @@ export class Session {
         await this.failWith(err);
       }
     });
+  }
+
+  /**
+   * Where this session's media should live when there are several media nodes: with what it will
+   * hear or feed (its bridge peer, its publisher, its master), or wherever there is room.
+   */
+  private placementFor(target: TypeTarget): Placement {
+    if (target.type === 'listen' && target.publisher?.proxy) return { near: target.publisher.proxy, room: target.publisher.room?.id };
+    if (target.type === 'bridge' && target.peer?.proxy) return { near: target.peer.proxy };
+    const master = this.masterId !== undefined ? this.env.registry.lookup(this.masterId) : undefined;
+    if (master?.proxy) return { near: master.proxy };
+    return {};
   }
 
   /** Resolves with the SDP the creator waits for (`wait_reply`). */
@@ -524,6 +537,12 @@ export class Session {
         }
         break;
       case 'error':
+        if (ev.code === NODE_DOWN) {
+          // Its media node is gone (a worker died, a remote node was lost): so is this session's media.
+          this.env.log.warn({ session: this.id, message: ev.message }, 'media node down');
+          setImmediate(() => void this.stop('media_node_down', ev.message));
+          break;
+        }
         // Clients get the element's message (a fixed text); its detail (ffmpeg's, Node's words) stays in the log.
         this.env.log.warn({ session: this.id, code: ev.code, message: ev.message, detail: 'detail' in ev ? ev.detail : undefined }, 'engine element error');
         if (ev.elementId === this.player) this.events.emit('player', { state: 'stopped', error: ev.message, ...(ev.code ? { code: ev.code } : {}) });
@@ -809,7 +828,7 @@ export class Session {
 
   /** Creates a player and starts it on `uri`; the caller makes it this session's player or releases it. */
   private async startPlayer(uri: string, loops: number): Promise<ElementId> {
-    const player = await this.own(this.env.engine.createPlayerEndpoint({ tag: this.tag }));
+    const player = await this.own(this.env.engine.createPlayerEndpoint({ tag: this.tag, placement: { near: this.proxy } }));
     // Its first `playing` comes while it starts, before it is this session's player.
     this.startingPlayer = player;
     try {
@@ -879,7 +898,7 @@ export class Session {
         const name = `${this.id}_p${String(this.recordings++).padStart(4, '0')}.webm`;
         const target = recordingTarget(this.env.paths, this.owner.user, uri, name);
         await mkdir(dirname(target.path), { recursive: true });
-        const rec = await this.own(this.env.engine.createRecorderEndpoint({ tag: this.tag }));
+        const rec = await this.own(this.env.engine.createRecorderEndpoint({ tag: this.tag, placement: { near: this.proxy } }));
         try {
           await this.engineCall(() => this.env.engine.recorderStart(rec, target.path, target.format));
           // The session may have stopped during those awaits (its proxy is then gone).
@@ -957,6 +976,8 @@ export class Session {
   // ---- reporting -----------------------------------------------------------------------------
 
   get connectionState(): ConnectionState { return this.connection; }
+  /** The media node holding this session's media, when media runs on several. */
+  get nodeId(): string | undefined { return this.proxy !== undefined ? this.env.engine.nodeOf?.(this.proxy) : undefined; }
   /** Media flowing in from the client and out to it, by kind, as the engine last reported. */
   get mediaFlows(): { in: ReadonlyMap<MediaKind, 'up' | 'down'>; out: ReadonlyMap<MediaKind, 'up' | 'down'> } {
     return { in: this.mediaIn, out: this.mediaOut };

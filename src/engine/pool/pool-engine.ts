@@ -1,0 +1,231 @@
+// One MediaEngine over several media nodes (worker processes, remote media servers): the core
+// drives it as it drives the in-process engine. Each element lives on one node, chosen when it is
+// made (placement.ts); media between elements of two nodes goes through a pipe (pipes.ts). A node
+// that is lost takes its elements with it: each gets an `error` event with code NODE_DOWN (its
+// session stops with `media_node_down`), every other node goes on.
+import {
+  EngineError, NODE_DOWN,
+  type ElementId, type ElementOptions, type ElementStats, type EngineCounters, type EngineEvent, type IceCandidateInit,
+  type MediaEngine, type MediaKind, type OfferOptions, type PlayerInfo, type RecordingFormat, type RecordingResult,
+} from '../types.js';
+import type { MediaNode } from './node.js';
+import { choose, type PlacementPolicy } from './placement.js';
+import { PipeSet } from './pipes.js';
+
+/** Where a pool element is: its node, and its id there. */
+export interface Placed {
+  readonly id: ElementId;
+  readonly node: MediaNode;
+  /** The node engine's id of it (valid for the node's engine of `generation`). */
+  readonly inner: ElementId;
+  readonly generation: number;
+  readonly tag: string;
+  readonly kind: 'webrtc' | 'rtp' | 'passthrough' | 'player' | 'recorder';
+  /** The room a listener joins, on the element placed for it (placement counts them per node). */
+  readonly room?: string;
+}
+
+export class PoolEngine implements MediaEngine {
+  private seq = 0;
+  private readonly elements = new Map<ElementId, Placed>();
+  /** Per node id, its engine's element id → pool element (to name events). */
+  private readonly byInner = new Map<string, Map<ElementId, Placed>>();
+  private readonly listeners = new Set<(ev: EngineEvent) => void>();
+  private readonly detach: (() => void)[] = [];
+  readonly pipes: PipeSet;
+
+  constructor(readonly nodes: readonly MediaNode[], private readonly policy: PlacementPolicy) {
+    this.pipes = new PipeSet((ev) => this.emit(ev));
+    for (const node of nodes) {
+      this.detach.push(node.onEngine((engine) => engine.onEvent((ev) => this.fromNode(node, ev))));
+      this.detach.push(node.onDown((reason) => this.nodeLost(node, reason)));
+    }
+  }
+
+  /** The node holding an element (for `node_id` in get_info), if it is one of ours. */
+  nodeOf(id: ElementId): string | undefined { return this.elements.get(id)?.node.id; }
+
+  /** Elements on each node, by kind (placement and the node list read it). */
+  countOn(node: MediaNode): { endpoints: number; elements: number } {
+    let endpoints = 0;
+    let elements = 0;
+    for (const e of this.elements.values()) {
+      if (e.node !== node) continue;
+      elements++;
+      if (e.kind === 'webrtc' || e.kind === 'rtp') endpoints++;
+    }
+    return { endpoints, elements };
+  }
+
+  // ---- element table -----------------------------------------------------------------------------
+
+  private get(id: ElementId): Placed {
+    const e = this.elements.get(id);
+    if (!e) throw new EngineError('not_found', `element ${id}`);
+    if (e.node.generation !== e.generation || e.node.state !== 'up') throw new EngineError('failed', `media node ${e.node.id} is down`);
+    return e;
+  }
+
+  private async make(kind: Placed['kind'], opts: ElementOptions, create: (engine: MediaEngine, o: ElementOptions) => Promise<ElementId>): Promise<ElementId> {
+    const near = opts.placement?.near !== undefined ? this.elements.get(opts.placement.near) : undefined;
+    const room = opts.placement?.room;
+    const node = choose(this.nodes, this.policy, {
+      near: near?.node,
+      room,
+      load: (n) => this.countOn(n),
+      roomCount: (n, r) => this.roomCount(n, r),
+    });
+    const engine = node.engine;
+    const generation = node.generation;
+    const inner = await create(engine, { tag: opts.tag });
+    if (node.generation !== generation || node.state !== 'up') {
+      // The node went down while the element was being made: nothing to keep.
+      throw new EngineError('failed', `media node ${node.id} went down`);
+    }
+    const id = `${node.id}/${++this.seq}`;
+    const placed: Placed = { id, node, inner, generation, tag: opts.tag, kind, ...(room !== undefined ? { room } : {}) };
+    this.elements.set(id, placed);
+    let map = this.byInner.get(node.id);
+    if (!map) this.byInner.set(node.id, (map = new Map()));
+    map.set(inner, placed);
+    return id;
+  }
+
+  private roomCount(node: MediaNode, room: string): number {
+    let n = 0;
+    // One element per listener carries the room: the first it made (its proxy); the rest sit near it.
+    for (const e of this.elements.values()) if (e.node === node && e.room === room) n++;
+    return n;
+  }
+
+  private forget(e: Placed): void {
+    this.elements.delete(e.id);
+    this.byInner.get(e.node.id)?.delete(e.inner);
+  }
+
+  // ---- events ------------------------------------------------------------------------------------
+
+  private fromNode(node: MediaNode, ev: EngineEvent): void {
+    const placed = this.byInner.get(node.id)?.get(ev.elementId);
+    if (!placed) {
+      this.pipes.nodeEvent(node, ev);
+      return;
+    }
+    this.emit({ ...ev, elementId: placed.id, tag: placed.tag });
+  }
+
+  private emit(ev: EngineEvent): void {
+    for (const l of [...this.listeners]) {
+      try { l(ev); } catch { /* a listener's failure is its own */ }
+    }
+  }
+
+  onEvent(listener: (event: EngineEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => { this.listeners.delete(listener); };
+  }
+
+  /** A node is lost: its elements are gone; each says so once, and pipes through it close. */
+  private nodeLost(node: MediaNode, reason: string): void {
+    const lost = [...this.elements.values()].filter((e) => e.node === node);
+    for (const e of lost) this.forget(e);
+    this.byInner.delete(node.id);
+    this.pipes.nodeLost(node);
+    const message = `media node ${node.id} is down${reason ? `: ${reason}` : ''}`;
+    // Endpoints first: a session stops on its endpoint's event; the rest follow for anyone else.
+    for (const e of lost.sort((a, b) => Number(b.kind === 'webrtc' || b.kind === 'rtp') - Number(a.kind === 'webrtc' || a.kind === 'rtp'))) {
+      this.emit({ type: 'error', elementId: e.id, tag: e.tag, message, code: NODE_DOWN });
+    }
+  }
+
+  // ---- creation ----------------------------------------------------------------------------------
+
+  createWebRtcEndpoint(opts: ElementOptions): Promise<ElementId> { return this.make('webrtc', opts, (e, o) => e.createWebRtcEndpoint(o)); }
+  createRtpEndpoint(opts: ElementOptions): Promise<ElementId> { return this.make('rtp', opts, (e, o) => e.createRtpEndpoint(o)); }
+  createPassThrough(opts: ElementOptions): Promise<ElementId> { return this.make('passthrough', opts, (e, o) => e.createPassThrough(o)); }
+  createRecorderEndpoint(opts: ElementOptions): Promise<ElementId> { return this.make('recorder', opts, (e, o) => e.createRecorderEndpoint(o)); }
+  createPlayerEndpoint(opts: ElementOptions): Promise<ElementId> { return this.make('player', opts, (e, o) => e.createPlayerEndpoint(o)); }
+
+  // ---- one element's operations: routed to its node ------------------------------------------------
+
+  private on<T>(id: ElementId, f: (engine: MediaEngine, inner: ElementId) => Promise<T>): Promise<T> {
+    let e: Placed;
+    try { e = this.get(id); } catch (err) { return Promise.reject(err); }
+    return f(e.node.engine, e.inner);
+  }
+
+  processOffer(id: ElementId, sdp: string): Promise<string> { return this.on(id, (e, i) => e.processOffer(i, sdp)); }
+  generateOffer(id: ElementId, opts: OfferOptions): Promise<string> { return this.on(id, (e, i) => e.generateOffer(i, opts)); }
+  processAnswer(id: ElementId, sdp: string): Promise<void> { return this.on(id, (e, i) => e.processAnswer(i, sdp)); }
+  gatherCandidates(id: ElementId): Promise<void> { return this.on(id, (e, i) => e.gatherCandidates(i)); }
+  addIceCandidate(id: ElementId, c: IceCandidateInit): Promise<void> { return this.on(id, (e, i) => e.addIceCandidate(i, c)); }
+  requestKeyframe(id: ElementId): Promise<void> { return this.on(id, (e, i) => e.requestKeyframe(i)); }
+  setMaxBitrate(id: ElementId, bps: number | null): Promise<void> { return this.on(id, (e, i) => e.setMaxBitrate(i, bps)); }
+  setVideoLayer(id: ElementId, layer: string): Promise<void> { return this.on(id, (e, i) => e.setVideoLayer(i, layer)); }
+  async getStats(id: ElementId): Promise<ElementStats> { return { ...(await this.on(id, (e, i) => e.getStats(i))), elementId: id }; }
+  negotiatedCodecs(id: ElementId): Promise<{ audio?: string; video?: string }> { return this.on(id, (e, i) => e.negotiatedCodecs(i)); }
+  recorderStart(id: ElementId, path: string, format: RecordingFormat): Promise<void> { return this.on(id, (e, i) => e.recorderStart(i, path, format)); }
+  recorderPause(id: ElementId): Promise<void> { return this.on(id, (e, i) => e.recorderPause(i)); }
+  recorderResume(id: ElementId): Promise<void> { return this.on(id, (e, i) => e.recorderResume(i)); }
+  recorderStop(id: ElementId): Promise<RecordingResult> { return this.on(id, (e, i) => e.recorderStop(i)); }
+  playerStart(id: ElementId, uri: string, loops: number): Promise<PlayerInfo> { return this.on(id, (e, i) => e.playerStart(i, uri, loops)); }
+  playerPause(id: ElementId): Promise<void> { return this.on(id, (e, i) => e.playerPause(i)); }
+  playerResume(id: ElementId): Promise<void> { return this.on(id, (e, i) => e.playerResume(i)); }
+  playerStop(id: ElementId): Promise<void> { return this.on(id, (e, i) => e.playerStop(i)); }
+  playerSeek(id: ElementId, ms: number): Promise<void> { return this.on(id, (e, i) => e.playerSeek(i, ms)); }
+  playerPosition(id: ElementId): Promise<number> { return this.on(id, (e, i) => e.playerPosition(i)); }
+  playerInfo(id: ElementId): Promise<PlayerInfo> { return this.on(id, (e, i) => e.playerInfo(i)); }
+
+  // ---- the graph: across nodes through pipes ---------------------------------------------------------
+
+  async connect(source: ElementId, sink: ElementId, kind?: MediaKind): Promise<void> {
+    const s = this.get(source);
+    const d = this.get(sink);
+    if (s.node === d.node) {
+      // A pipe this sink had from elsewhere for that media is replaced by the local link.
+      await this.pipes.unlink(d, kind);
+      await s.node.engine.connect(s.inner, d.inner, kind);
+      return;
+    }
+    await this.pipes.link(s, d, kind);
+  }
+
+  async disconnect(source: ElementId, sink: ElementId, kind?: MediaKind): Promise<void> {
+    // As in one engine: either side may already be gone (a released peer, a lost node): nothing to cut.
+    const s = this.elements.get(source);
+    const d = this.elements.get(sink);
+    if (!s || !d) return;
+    if (s.node === d.node) {
+      if (d.node.generation === d.generation && d.node.state === 'up') await d.node.engine.disconnect(s.inner, d.inner, kind);
+      return;
+    }
+    await this.pipes.unlink(d, kind, s);
+  }
+
+  async release(id: ElementId): Promise<void> {
+    const e = this.elements.get(id);
+    if (!e) return;
+    this.forget(e);
+    await this.pipes.released(e);
+    if (e.node.generation === e.generation && e.node.state === 'up') await e.node.engine.release(e.inner);
+  }
+
+  async counters(): Promise<EngineCounters> {
+    const all = await Promise.all(this.nodes.filter((n) => n.state === 'up').map((n) => n.engine.counters().catch(() => undefined)));
+    const sum: EngineCounters = { elements: 0, endpoints: 0, udpSockets: 0 };
+    for (const c of all) {
+      if (!c) continue;
+      sum.elements += c.elements;
+      sum.endpoints += c.endpoints;
+      sum.udpSockets += c.udpSockets;
+    }
+    return sum;
+  }
+
+  async close(): Promise<void> {
+    for (const d of this.detach.splice(0)) d();
+    this.listeners.clear();
+    this.elements.clear();
+    this.byInner.clear();
+  }
+}
