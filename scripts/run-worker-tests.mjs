@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 const SUITES = [
   'park', 'media', 'bad-input', 'calls', 'call-switch', 'rooms', 'simulcast', 'rtp-sessions',
   'play-record-api', 'lifecycle', 'leaks', 'hardening-api', 'framing', 'auth', 'transport',
-  'kurento-protocol', 'kurento-door',
+  'kurento-protocol', 'kurento-door', 'sip-ua', 'sip-baresip', 'recording-crash',
 ].map((s) => `/${s}.test.ts`);
 
 const r = spawnSync(process.execPath, [new URL('./run-tests.mjs', import.meta.url).pathname, 'test', ...SUITES], {

@@ -62,7 +62,8 @@ describe('baresip, a real SIP phone', { skip }, () => {
     const p = phone({ sipPort: await freeUdpPort(), toneHz: PHONE_HZ, seconds: 5, commands: [`/dial sip:echo@127.0.0.1:${sipPort}`] });
     await eventually(() => server.services.sessions.size === 1, 8000, 'the echo session');
     const [session] = server.services.sessions.list({ user: 'admin', admin: true, connId: 'x' });
-    assert.equal(session!.type, 'echo');
+    // It takes its type once its media elements exist (a moment later with media in a worker).
+    await eventually(() => session!.type === 'echo', 5000, 'type echo');
     assert.equal(session!.sdpType, 'rtp');
     await p.exited;
     assert.match(p.output, /Call established/, p.output.slice(-2000));
