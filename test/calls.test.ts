@@ -4,6 +4,7 @@
 // every call nothing is left: no session, engine element, call or subscription.
 import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { receives } from './helpers/flows.js';
 import { startTestServer, connectClient, eventually } from './helpers/server.js';
 import { TestPeer } from './helpers/peer.js';
 import type { Server } from '../src/main.js';
@@ -86,10 +87,6 @@ async function inviteOf(p: Party, callId: string): Promise<CallInvite> {
   return eventually(() => p.invites.find((i) => i.call_id === callId), 5000, `invite of ${callId}`);
 }
 
-async function receives(peer: TestPeer, kind: 'audio' | 'video', tag: number, n = 10): Promise<void> {
-  const start = peer.from(kind, tag).length;
-  await eventually(() => peer.from(kind, tag).length >= start + n, 5000, `${kind} from ${tag.toString(16)}`);
-}
 
 async function rejects(p: Promise<unknown>, code: number, what: string): Promise<NkMediaError> {
   const err = await p.then(() => undefined, (e: unknown) => e);

@@ -4,18 +4,13 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestServer, connectClient, eventually } from './helpers/server.js';
-import { connectParked } from './helpers/flows.js';
+import { connectParked, hearEachOther, receives } from './helpers/flows.js';
 import { startMediaNode, type MediaNode as TestNode } from './helpers/remote-node.js';
 import type { TestPeer } from './helpers/peer.js';
 import type { Server } from '../src/main.js';
 import type { EventData, NkMediaClient } from '../src/client/index.js';
 import { hashPassword } from '../src/access/auth.js';
 
-/** Waits until `peer` has received `n` more packets of `kind` tagged `tag`. */
-async function receives(peer: TestPeer, kind: 'audio' | 'video', tag: number, n = 10): Promise<void> {
-  const start = peer.from(kind, tag).length;
-  await eventually(() => peer.from(kind, tag).length >= start + n, 8000, `${kind} from ${tag.toString(16)}`);
-}
 
 const nodeList = (c: NkMediaClient) => c.request<Record<string, any>[]>('media', 'node', 'get_list', {});
 
@@ -62,10 +57,7 @@ describe('two workers', () => {
     await alice.setType(b.id, 'bridge', { peer_id: a.id });
     a.peer.startSending();
     b.peer.startSending();
-    await receives(a.peer, 'video', b.peer.tag);
-    await receives(a.peer, 'audio', b.peer.tag);
-    await receives(b.peer, 'video', a.peer.tag);
-    await receives(b.peer, 'audio', a.peer.tag);
+    await hearEachOther(a.peer, b.peer);
     assert.equal(server.nodes!.engine.pipes.size, 2, 'one pipe each way');
     // Back to park: the pipes close.
     await alice.setType(b.id, 'park');

@@ -3,7 +3,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestServer, connectClient, eventually } from './helpers/server.js';
-import { connectParked } from './helpers/flows.js';
+import { connectParked, hearEachOther, receives } from './helpers/flows.js';
 import type { Rx, TestPeer } from './helpers/peer.js';
 import type { Server } from '../src/main.js';
 import type { EventData, NkMediaClient } from '../src/client/index.js';
@@ -20,11 +20,6 @@ after(async () => { await client.close(); await server.close(); });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Waits until `peer` has received `n` more packets of `kind` tagged `tag`. */
-async function receives(peer: TestPeer, kind: 'audio' | 'video', tag: number, n = 10): Promise<void> {
-  const start = peer.from(kind, tag).length;
-  await eventually(() => peer.from(kind, tag).length >= start + n, 5000, `${kind} from ${tag.toString(16)}`);
-}
 
 /** Packets of one outgoing stream keep one SSRC, and their sequence numbers never jump back or skip. */
 function assertContinuous(packets: Rx[]): void {
@@ -71,10 +66,7 @@ describe('bridge', () => {
     const b = await connectParked(client, { type: 'bridge', peer_id: a.id, master_id: a.id });
     a.peer.startSending();
     b.peer.startSending();
-    await receives(a.peer, 'video', b.peer.tag);
-    await receives(a.peer, 'audio', b.peer.tag);
-    await receives(b.peer, 'video', a.peer.tag);
-    await receives(b.peer, 'audio', a.peer.tag);
+    await hearEachOther(a.peer, b.peer);
     assert.equal(a.peer.from('video', a.peer.tag).length, 0, 'a bridge does not echo');
     assert.ok(events.some((e) => e.obj_id === a.id && e.type === 'type' && e.body?.type === 'bridge' && e.body.peer_id === b.id));
     assert.ok(events.some((e) => e.obj_id === b.id && e.type === 'type' && e.body?.type === 'bridge' && e.body.peer_id === a.id));

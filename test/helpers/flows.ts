@@ -2,6 +2,21 @@
 import type { RtpPacket } from 'werift';
 import type { CandidateInit, CreateSessionRequest, NkMediaClient } from '../../src/client/index.js';
 import { TestPeer } from './peer.js';
+import { eventually } from './server.js';
+
+/** Waits until `peer` has received `n` more packets of `kind` tagged `tag`. */
+export async function receives(peer: TestPeer, kind: 'audio' | 'video', tag: number, n = 10, ms = 5000): Promise<void> {
+  const start = peer.from(kind, tag).length;
+  await eventually(() => peer.from(kind, tag).length >= start + n, ms, `${kind} from ${tag.toString(16)}`);
+}
+
+/** Each peer gets the other's video and audio. */
+export async function hearEachOther(a: TestPeer, b: TestPeer): Promise<void> {
+  await receives(a, 'video', b.tag);
+  await receives(a, 'audio', b.tag);
+  await receives(b, 'video', a.tag);
+  await receives(b, 'audio', a.tag);
+}
 
 /**
  * The client offers (trickle both ways) into a new session — its offer passed through `munge`
