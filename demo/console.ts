@@ -1,15 +1,17 @@
-// Console page: the live list of sessions, rooms, calls and Kurento pipelines. Events (a subscription to every
-// media event: an admin gets every user's) add, change and remove rows at once; a poll every
-// second (get_list, get_status, get_stats, room and call get_info) fills in states and bitrates
-// and catches what has no event (calls have no `created`). Each row can be destroyed.
-import { $, action, demo, h, kbps, onRefresh, pageHeader, requireClient, setupLogin, showError, type EventData, type NkMediaClient } from './lib.js';
+// Console page: the live list of sessions, rooms, calls, Kurento pipelines and media nodes. Events (a
+// subscription to every media event: an admin gets every user's) add, change and remove rows at once;
+// a poll every second (get_list, get_status, get_stats, room and call get_info, media/node get_list)
+// fills in states and bitrates and catches what has no event (calls have no `created`, nodes none at
+// all). Each row but a node's can be destroyed; the node list is for admins only.
+import { $, action, demo, h, kbps, NkMediaError, onRefresh, pageHeader, requireClient, setupLogin, showError, type EventData, type NkMediaClient } from './lib.js';
 
 pageHeader('console.html');
 
 /** A table body whose rows are kept by id: cells are updated in place, so buttons stay put. */
 class KeyedTable {
   private readonly rows = new Map<string, { tr: HTMLTableRowElement; cells: HTMLTableCellElement[] }>();
-  constructor(private readonly table: HTMLTableElement, private readonly columns: number, private readonly count: HTMLElement, private readonly button: (id: string) => HTMLButtonElement) {
+  /** `button`: each row's action (e.g. Destroy) in a last column; a table without one has no such column. */
+  constructor(private readonly table: HTMLTableElement, private readonly columns: number, private readonly count: HTMLElement, private readonly button?: (id: string) => HTMLButtonElement) {
     this.renderEmpty();
   }
 
@@ -23,7 +25,7 @@ class KeyedTable {
       const tds = Array.from({ length: this.columns }, () => h('td'));
       tds[0]!.className = 'id';
       tds[0]!.textContent = id;
-      const tr = h('tr', { dataset: { id } }, ...tds, h('td', {}, this.button(id)));
+      const tr = h('tr', { dataset: { id } }, ...tds, ...(this.button ? [h('td', {}, this.button(id))] : []));
       row = { tr, cells: tds };
       this.rows.set(id, row);
       this.body().querySelector('tr.empty-row')?.remove();
@@ -49,7 +51,7 @@ class KeyedTable {
 
   private renderEmpty(): void {
     if (this.rows.size > 0 || this.body().querySelector('tr.empty-row')) return;
-    this.body().append(h('tr', { className: 'empty-row' }, h('td', { className: 'empty', colSpan: this.columns + 1, textContent: 'none' })));
+    this.body().append(h('tr', { className: 'empty-row' }, h('td', { className: 'empty', colSpan: this.columns + (this.button ? 1 : 0), textContent: 'none' })));
   }
 }
 
@@ -70,6 +72,37 @@ const pipelines = new KeyedTable($<HTMLTableElement>('pipelines'), 4, $('pipelin
   (id) => destroyButton('Release', `Release ${id}`, async (c) => { await c.request('media', 'kurento', 'destroy', { pipeline_id: id }); pipelines.remove(id); }));
 
 interface PipelineRow { id: string; user: string; elements: { type: string; media_state: string; flowing_in: string[] }[] }
+
+// Where media runs (docs/API.md §14): one `local` node with media in the server's process, else its
+// workers and remote media servers. Nothing to destroy here: a node is the server's to manage.
+const nodes = new KeyedTable($<HTMLTableElement>('nodes'), 9, $('node-count'));
+
+interface NodeRow {
+  node_id: string; kind: string; address?: string; state: string; pid?: number;
+  sessions: number; elements: number; cpu_percent?: number; error?: string; up_since?: number;
+}
+
+/** The node list is for admins (others get `unauthorized`): the table then gives way to a note. */
+function showNodes(list: NodeRow[] | 'admins only'): void {
+  const denied = list === 'admins only';
+  $('nodes').hidden = denied;
+  $('node-note').hidden = !denied;
+  if (denied) { nodes.clear(); return; }
+  const ids = new Set(list.map((n) => n.node_id));
+  for (const id of nodes.ids()) if (!ids.has(id)) nodes.remove(id);
+  for (const n of list) {
+    const since = n.up_since !== undefined ? new Date(n.up_since * 1000).toLocaleTimeString() : '–';
+    nodes.set(n.node_id, [n.kind, n.address ?? '–', n.error ? `${n.state}: ${n.error}` : n.state, n.pid !== undefined ? String(n.pid) : '–',
+      String(n.sessions), String(n.elements), n.cpu_percent !== undefined ? n.cpu_percent.toFixed(1) : '–', since]);
+  }
+}
+
+/** Clears the node table and note (logged out). */
+function resetNodes(): void {
+  nodes.clear();
+  $('nodes').hidden = false;
+  $('node-note').hidden = true;
+}
 
 /** Sessions and rooms recently destroyed: a poll that started before the event must not bring them back. */
 const gone = new Map<string, number>();
@@ -96,6 +129,7 @@ setupLogin({
     rooms.clear();
     calls.clear();
     pipelines.clear();
+    resetNodes();
   },
 });
 onRefresh(() => undefined);
@@ -145,13 +179,19 @@ async function poll(): Promise<void> {
   const c = demo.client;
   if (!c || c.closed) return;
   try {
-    const [sl, rl, cl, pl] = await Promise.all([
+    const [sl, rl, cl, pl, nl] = await Promise.all([
       c.listSessions(),
       c.request<{ room_id: string; class: string; owner: string }[]>('media', 'room', 'get_list'),
       c.listCalls(),
       // Kurento-protocol pipelines share the engine with these sessions (absent: the door is off).
       c.request<PipelineRow[]>('media', 'kurento', 'get_list').catch(() => [] as PipelineRow[]),
+      // Media nodes: admins only (unauthorized, 100030, for anyone else).
+      c.request<NodeRow[]>('media', 'node', 'get_list').catch((err: unknown) => {
+        if (err instanceof NkMediaError && err.code === 100030) return 'admins only' as const;
+        throw err;
+      }),
     ]);
+    showNodes(nl);
     const pIds = new Set(pl.map((p) => p.id));
     for (const id of pipelines.ids()) if (!pIds.has(id)) pipelines.remove(id);
     for (const p of pl) {
@@ -183,6 +223,6 @@ async function poll(): Promise<void> {
     if (!c.closed) showError(err, 'Refresh');
   } finally {
     if (demo.client === c && !c.closed) poller = setTimeout(() => void poll(), 1000);
-    else { sessions.clear(); rooms.clear(); calls.clear(); pipelines.clear(); }
+    else { sessions.clear(); rooms.clear(); calls.clear(); pipelines.clear(); resetNodes(); }
   }
 }

@@ -30,7 +30,7 @@ export const PAGES = [
   { file: 'room.html', title: 'Room', text: 'An SFU room: publish your camera (simulcast), listen to any publisher, pick a layer; members come and go.' },
   { file: 'player.html', title: 'Player', text: 'Play a file of the server\'s media folder or an http(s) URL: pause, resume, seek on a position bar, duration.' },
   { file: 'call.html', title: 'Call', text: 'Call another user by name, accept or reject calls, hang up, switch to echo and back while talking.' },
-  { file: 'console.html', title: 'Console', text: 'Live sessions, rooms and calls with their type, state, owner and bitrates; destroy any (as admin).' },
+  { file: 'console.html', title: 'Console', text: 'Live sessions, rooms and calls with their type, state, owner and bitrates; destroy any (as admin); where media runs (media nodes, admins only).' },
 ] as const;
 
 /** Fills <header> with the title and the links to every page. */

@@ -7,14 +7,30 @@
 // namespace (10.213.0.1/24 on one end, nothing on the other) and a default route through it.
 // Nothing routes out of the namespace: packets to any other address die at the veth's far end.
 //
-// Usage: node scripts/run-browser-tests.mjs [filter...]   (needs root and iproute2's `ip netns`)
+// Usage: node scripts/run-browser-tests.mjs [--workers N|auto] [filter...]
+//   (needs root and iproute2's `ip netns`)
+//   npm run test:browser -- --workers 2     the same suite with the server's media on two worker
+//                                           processes (media.workers; or NKMEDIA_TEST_WORKERS=2)
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
 const dir = join(root, 'test-browser');
-const only = process.argv.slice(2);
+const only = [];
+let workers = process.env.NKMEDIA_TEST_WORKERS || undefined;
+for (let i = 2; i < process.argv.length; i++) {
+  const a = process.argv[i];
+  if (a === '--workers' || a.startsWith('--workers=')) {
+    workers = a === '--workers' ? (process.argv[++i] ?? '') : a.slice('--workers='.length);
+  } else {
+    only.push(a);
+  }
+}
+if (workers !== undefined && !/^(\d+|auto)$/.test(workers)) {
+  console.error(`\nbrowser tests: --workers (or NKMEDIA_TEST_WORKERS) takes a number of media worker processes or auto, not ${JSON.stringify(workers)}; the suite was NOT run\n`);
+  process.exit(1);
+}
 const NS = `nkm-browser-${process.pid}`;
 const ADDR = '10.213.0.1';
 const CHROMIUM = process.env.NKMEDIA_CHROMIUM ?? '/usr/bin/chromium';
@@ -113,7 +129,8 @@ try {
   cleanup();
   fail(`cannot set up network namespace ${NS}: ${err.message}`);
 }
-console.error(`browser tests: namespace ${NS} (lo, nkm0 ${ADDR}/24, default route via nkm0); ${files.length} file(s)`);
+console.error(`browser tests: namespace ${NS} (lo, nkm0 ${ADDR}/24, default route via nkm0); ${files.length} file(s)` +
+  `; media ${workers !== undefined && workers !== '0' ? `on ${workers} worker process(es)` : 'in the test process'}`);
 
 // ---- the tests, inside the namespace --------------------------------------------------------------
 const started = Date.now();
@@ -123,7 +140,10 @@ const child = spawn('ip', [
 ], {
   cwd: root,
   stdio: 'inherit',
-  env: { ...process.env, NODE_ENV: 'test', NKMEDIA_BROWSER_NETNS: NS, NKMEDIA_BROWSER_ADDR: ADDR, NKMEDIA_CHROMIUM: CHROMIUM },
+  env: {
+    ...process.env, NODE_ENV: 'test', NKMEDIA_BROWSER_NETNS: NS, NKMEDIA_BROWSER_ADDR: ADDR, NKMEDIA_CHROMIUM: CHROMIUM,
+    ...(workers !== undefined ? { NKMEDIA_TEST_WORKERS: workers } : {}),
+  },
 });
 
 let signalled;

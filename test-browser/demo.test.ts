@@ -288,7 +288,28 @@ describe('demo pages', { timeout: 120000 }, () => {
     const roomRow = con.page.locator('#rooms tr[data-id="console-room"]');
     await roomRow.waitFor();
     assert.equal((await roomRow.locator('td').allInnerTexts())[2], 'admin');
+
+    // The media nodes (admins only): each node the server lists, up, with its kind; the echo's
+    // endpoint counted on one of them (one `local` node in-process, worker-N with workers).
+    const nodeList = await suite.admin.request<{ node_id: string; kind: string }[]>('media', 'node', 'get_list');
+    assert.ok(nodeList.length > 0, 'the server lists its media nodes');
+    const nodeRows = con.page.locator('#nodes tbody tr[data-id]');
+    await eventually(async () => {
+      const rows = await nodeRows.evaluateAll((trs) => trs.map((tr) => Array.from(tr.querySelectorAll('td'), (td) => td.textContent ?? '')));
+      const ok = nodeList.every((n) => rows.some((c) => c[0] === n.node_id && c[1] === n.kind && c[3] === 'up'));
+      return ok && rows.length === nodeList.length && rows.reduce((t, c) => t + Number(c[5]), 0) >= 1;
+    }, 10000, `the nodes table lists ${nodeList.map((n) => `${n.node_id} (${n.kind})`).join(', ')}, up, with the echo's endpoint`);
+    assert.equal(await con.text('#node-count'), `(${nodeList.length})`);
+    assert.equal(await con.page.isHidden('#node-note'), true, 'no "admins only" note for an admin');
     await con.screenshot('console');
+    // Anyone else gets a short note instead of the table.
+    const user = await DemoPage.open('console.html', 'console (not admin)');
+    await user.login('gina');
+    await user.page.locator('#node-note').waitFor({ state: 'visible' });
+    assert.match(await user.text('#node-note'), /^Admins only/);
+    assert.equal(await user.page.isHidden('#nodes'), true, 'no node table for a non-admin');
+    await user.assertNoErrors();
+    await user.close();
 
     // Stopped on its page: the row goes.
     await echo.page.click('#stop');

@@ -16,6 +16,9 @@
 //   const n = (await page.state(id)).negotiation;           // negotiationneeded / set*Description counts
 //   await page.screenshot('park-browser-offers');
 //   await suite.close();
+//
+// With NKMEDIA_TEST_WORKERS=N (`npm run test:browser -- --workers N`) the server's media runs in N
+// worker processes (media.workers) instead of the test process.
 import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdirSync } from 'node:fs';
@@ -74,6 +77,22 @@ export function assertInsideTestNamespace(): void {
       `(NKMEDIA_BROWSER_NETNS=${ns ?? 'unset'}; interfaces outside the test network: ${foreign.join(', ') || 'none'})`,
     );
   }
+}
+
+/**
+ * NKMEDIA_TEST_WORKERS=N (`npm run test:browser -- --workers N`) runs every suite server's media in
+ * N worker processes (`media.workers`; `auto` too), as `npm run test:workers` does for test/. The
+ * workers listen on 127.0.0.1 inside the same namespace and get the server's ICE settings, so
+ * Chromium reaches them on the namespace's address. Unset: media in the test process.
+ */
+export const TEST_WORKERS = testWorkers(process.env.NKMEDIA_TEST_WORKERS);
+
+function testWorkers(v: string | undefined): number | 'auto' | undefined {
+  if (v === undefined || v === '') return undefined;
+  if (v === 'auto') return 'auto';
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`NKMEDIA_TEST_WORKERS must be a number of workers (0, 1, 2...) or auto, not ${JSON.stringify(v)}`);
+  return n;
 }
 
 export interface SuiteOptions {
@@ -175,6 +194,7 @@ export async function startBrowserSuite(opts: SuiteOptions = {}): Promise<Browse
       host: '127.0.0.1',
       port: 0,
       log_level: (process.env.NKMEDIA_TEST_LOG as ConfigInput['log_level']) ?? 'silent',
+      ...(TEST_WORKERS !== undefined ? { media: { workers: TEST_WORKERS } } : {}),
       ...overrides,
       http: { allowed_origins: [new URL(page.url).origin], ...(overrides.http ?? {}) },
       // Chromium ignores loopback candidates: the server must offer the namespace's address.

@@ -183,8 +183,17 @@ describe('SFU room from Chromium: simulcast publisher, listeners', { timeout: 60
     }
 
     const info = await suite.admin.request('media', 'room', 'get_info', { room_id: roomId });
-    assert.deepEqual(info.members[id], { role: 'publisher', user_id: 'alice' });
-    for (const l of listeners) assert.deepEqual(info.members[l.id], { role: 'listener', user_id: l.user, peer_id: id });
+    // With media on workers (NKMEDIA_TEST_WORKERS) each member also names its node, the one its
+    // session's get_info names, and the room lists every node it spans (docs/API.md §14); with
+    // media in this process neither has a node.
+    const member = async (sid: string) => {
+      const { node_id: node, ...rest } = info.members[sid];
+      assert.equal(node, (await suite.admin.getInfo(sid)).node_id, `member ${sid}'s node is its session's`);
+      if (node !== undefined) assert.ok(info.nodes.includes(node), `the room's nodes (${info.nodes}) include ${node}`);
+      return rest;
+    };
+    assert.deepEqual(await member(id), { role: 'publisher', user_id: 'alice' });
+    for (const l of listeners) assert.deepEqual(await member(l.id), { role: 'listener', user_id: l.user, peer_id: id });
     // The server gets three layers and sends each listener one.
     const pubStats = (await suite.admin.getStats(id)).stats;
     const lisStats = (await suite.admin.getStats(listeners[0]!.id)).stats;
