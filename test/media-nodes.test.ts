@@ -103,6 +103,17 @@ describe('two workers', () => {
     await Promise.all([pub, ...listeners, late].map((x) => x.peer.close()));
   });
 
+  it('listeners joining at once are counted as they are placed: still two per node', async () => {
+    const pub = await connectParked(alice, { type: 'publish' });
+    const room = (await alice.getInfo(pub.id)).room_id as string;
+    const pubNode = (await alice.getInfo(pub.id)).node_id as string;
+    const listeners = await Promise.all(Array.from({ length: 4 }, () => connectParked(alice, { type: 'listen', publisher_id: pub.id, room_id: room })));
+    const nodes = await Promise.all(listeners.map(async (l) => (await alice.getInfo(l.id)).node_id as string));
+    assert.equal(nodes.filter((n) => n === pubNode).length, 2, nodes.join(', '));
+    await alice.destroySession(pub.id);
+    await Promise.all([pub, ...listeners].map((x) => x.peer.close()));
+  });
+
   it('SIGKILL of one worker: its sessions stop with media_node_down, the other keeps its media, a new worker takes new sessions', async () => {
     const a = await connectParked(alice, { type: 'echo' });
     const b = await connectParked(alice, { type: 'echo' });

@@ -639,6 +639,11 @@ export class Session {
   private async applyUplink(): Promise<void> {
     const { endpoint: ep, proxy } = this;
     if (!ep || !proxy) return;
+    // Nothing muted (the usual case): one call for every media, one round trip to a remote node rather than three.
+    if (!MEDIA_KINDS.some((k) => this.mute[k])) {
+      await this.env.engine.connect(ep, proxy);
+      return;
+    }
     for (const kind of MEDIA_KINDS) {
       if (this.mute[kind]) await this.env.engine.disconnect(ep, proxy, kind);
       else await this.env.engine.connect(ep, proxy, kind);

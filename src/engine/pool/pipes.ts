@@ -1,9 +1,12 @@
 // Media between elements of two nodes: one pipe per source element and destination node, made of
 // a plain RTP endpoint on each side (the destination offers, the source answers), shared by every
 // sink of that source on that node — a room's publisher reaches a node once however many of its
-// listeners are there. The RTP endpoints are forwarded by each node's native plane and carry RTCP
-// both ways, so keyframe requests and NACKs from the far side reach the source's side. A pipe
-// closes with its last sink, its source, or either node.
+// listeners are there. The RTP endpoints carry RTCP both ways, so keyframe requests from the far
+// side reach the source's side. They are plain RTP (no SRTP yet: keep remote nodes on a private
+// network) and take each node's JavaScript path: the native forwarding plane handles WebRTC
+// endpoints only, so a fan-out through a pipe costs about twice the CPU per packet of one kept on
+// one node (README "Workers and media nodes"). A pipe closes with its last sink, its source, or
+// either node.
 import { EngineError, MEDIA_KINDS, type ElementId, type EngineEvent, type MediaKind } from '../types.js';
 import type { MediaNode } from './node.js';
 import type { Placed } from './pool-engine.js';

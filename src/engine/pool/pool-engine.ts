@@ -32,6 +32,8 @@ export class PoolEngine implements MediaEngine {
   private readonly byInner = new Map<string, Map<ElementId, Placed>>();
   private readonly listeners = new Set<(ev: EngineEvent) => void>();
   private readonly detach: (() => void)[] = [];
+  /** Elements being made, by node: counted by placement at once, so joins in flight do not all see the old load. */
+  private readonly making = new Map<MediaNode, { endpoints: number; rooms: Map<string, number> }>();
   readonly pipes: PipeSet;
 
   constructor(readonly nodes: readonly MediaNode[], private readonly policy: PlacementPolicy) {
@@ -47,7 +49,7 @@ export class PoolEngine implements MediaEngine {
 
   /** Elements on each node, by kind (placement and the node list read it). */
   countOn(node: MediaNode): { endpoints: number; elements: number } {
-    let endpoints = 0;
+    let endpoints = this.making.get(node)?.endpoints ?? 0;
     let elements = 0;
     for (const e of this.elements.values()) {
       if (e.node !== node) continue;
@@ -77,7 +79,14 @@ export class PoolEngine implements MediaEngine {
     });
     const engine = node.engine;
     const generation = node.generation;
-    const inner = await create(engine, { tag: opts.tag });
+    const endpoint = kind === 'webrtc' || kind === 'rtp';
+    const release = this.reserve(node, endpoint, room);
+    let inner: ElementId;
+    try {
+      inner = await create(engine, { tag: opts.tag });
+    } finally {
+      release();
+    }
     if (node.generation !== generation || node.state !== 'up') {
       // The node went down while the element was being made: nothing to keep.
       throw new EngineError('failed', `media node ${node.id} went down`);
@@ -91,8 +100,26 @@ export class PoolEngine implements MediaEngine {
     return id;
   }
 
+  /** Counts an element being made on `node` until it exists (or failed). */
+  private reserve(node: MediaNode, endpoint: boolean, room: string | undefined): () => void {
+    let m = this.making.get(node);
+    if (!m) this.making.set(node, (m = { endpoints: 0, rooms: new Map() }));
+    const mine = m;
+    if (endpoint) mine.endpoints++;
+    if (room !== undefined) mine.rooms.set(room, (mine.rooms.get(room) ?? 0) + 1);
+    return () => {
+      if (endpoint) mine.endpoints--;
+      if (room !== undefined) {
+        const left = (mine.rooms.get(room) ?? 1) - 1;
+        if (left > 0) mine.rooms.set(room, left);
+        else mine.rooms.delete(room);
+      }
+      if (mine.endpoints === 0 && mine.rooms.size === 0 && this.making.get(node) === mine) this.making.delete(node);
+    };
+  }
+
   private roomCount(node: MediaNode, room: string): number {
-    let n = 0;
+    let n = this.making.get(node)?.rooms.get(room) ?? 0;
     // One element per listener carries the room: the first it made (its proxy); the rest sit near it.
     for (const e of this.elements.values()) if (e.node === node && e.room === room) n++;
     return n;
