@@ -1,12 +1,13 @@
 // A child process of the fan-out benchmark (bench/fanout.ts) holding some of the listener peers.
 // Driven over the fork IPC channel: { id, op, ... } requests, { id, ok, ... } replies.
-//   ops: init {url, user, passThrough}  add {n, publisherId, concurrency}  reset  counts  stats  close
+//   ops: init {url, user, passThrough}  add {n, publisherId, concurrency}  reset  counts  stats (by node too)  diagnose  close
 import { NkMediaClient } from '../src/client/index.js';
 import { connectParked } from '../test/helpers/flows.js';
 import type { TestPeer } from '../test/helpers/peer.js';
 import { countAtSocket, zeroCounts, type Counts } from './fanout-peers.js';
 
-interface Listener { id: string; peer: TestPeer; counts: Counts; base: { audio: number; video: number } }
+/** node: the media node the server placed the listener's session on (get_info node_id; 'local' without workers). */
+interface Listener { id: string; node: string; peer: TestPeer; counts: Counts; base: { audio: number; video: number } }
 
 let client: NkMediaClient | undefined;
 let passThrough = false;
@@ -21,7 +22,8 @@ async function add(n: number, publisherId: string, concurrency: number): Promise
       const l = await connectParked(client!, { type: 'listen', publisher_id: publisherId });
       const counts = zeroCounts();
       countAtSocket(l.peer, counts, passThrough);
-      listeners.push({ ...l, counts, base: { ...l.peer.received } });
+      const node = String((await client!.getInfo(l.id)).node_id ?? 'local');
+      listeners.push({ ...l, node, counts, base: { ...l.peer.received } });
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, n) }, one));
@@ -50,17 +52,23 @@ async function handle(msg: Record<string, any>): Promise<Record<string, unknown>
         })),
       };
     case 'stats': {
-      // What the server says it sent these listeners (get_stats outbound), summed.
-      // (at most 16 requests in flight: the server allows 64 per connection)
+      // What the server says it sent these listeners (get_stats outbound), summed, in all and by
+      // media node. (at most 16 requests in flight: the server allows 64 per connection)
       let packets = 0;
+      const byNode: Record<string, { listeners: number; packets: number }> = {};
       let next = 0;
       await Promise.all(Array.from({ length: 16 }, async () => {
         while (next < listeners.length) {
-          const { stats } = await client!.getStats(listeners[next++]!.id);
-          packets += stats.outbound.audio.packets + stats.outbound.video.packets;
+          const l = listeners[next++]!;
+          const { stats } = await client!.getStats(l.id);
+          const n = stats.outbound.audio.packets + stats.outbound.video.packets;
+          packets += n;
+          const node = (byNode[l.node] ??= { listeners: 0, packets: 0 });
+          node.listeners++;
+          node.packets += n;
         }
       }));
-      return { packets };
+      return { packets, byNode };
     }
     case 'diagnose': {
       // Listeners that counted nothing since the last reset: what each side says about them.

@@ -6,6 +6,11 @@
 // With $NKMEDIA_PROBE_PROFILE set to a file name, SIGUSR2 starts a CPU profile (sampling every
 // 1 ms, like --cpu-prof) and the next SIGUSR2 stops it and writes it there: a profile of just the
 // measured window (bench/analyze-profile.mjs reads it).
+// Each record names its process (pid): loaded with NODE_OPTIONS (bench/lib.ts probeEnv) the probe
+// runs in the server and in each of its media workers, all appending to the same file.
+// With $NKMEDIA_PROBE_UDP=1 it also counts the datagrams the process's JS handles (dgram 'message'
+// events: udp.jsIn) and sends (dgram send calls: udp.jsOut), so far (what the native forwarding plane
+// reads and sends itself is in plane.datagrams and plane.forwarded).
 // With $NKMEDIA_PROBE_INGRESS=1 it also times every large (> 1000 bytes: the publisher's video)
 // datagram the server's JS handles against the RTP timestamp in its clear header (90 kHz, taken
 // from the sender's clock): the growth of (handled at - sent at) is the lag the server's loop
@@ -46,6 +51,19 @@ if (file) {
       return emit.call(this, event, msg, ...rest);
     };
   }
+  const udp = { jsIn: 0, jsOut: 0 };
+  if (process.env.NKMEDIA_PROBE_UDP === '1') {
+    const emit = Socket.prototype.emit;
+    Socket.prototype.emit = function (event, ...rest) {
+      if (event === 'message') udp.jsIn++;
+      return emit.call(this, event, ...rest);
+    };
+    const send = Socket.prototype.send;
+    Socket.prototype.send = function (...args) {
+      udp.jsOut++;
+      return send.apply(this, args);
+    };
+  }
   let elu = performance.eventLoopUtilization();
   // The native forwarding plane's counters, when the server runs it (same module instance).
   let plane;
@@ -55,6 +73,7 @@ if (file) {
     const m = process.memoryUsage();
     const rec = {
       t: Date.now(),
+      pid: process.pid,
       loopDelayMaxMs: delay.max / 1e6,
       loopDelayP99Ms: delay.percentile(99) / 1e6,
       ingressLagMaxMs: lagMax,
@@ -65,6 +84,7 @@ if (file) {
       arrayBuffersMiB: m.arrayBuffers / 2 ** 20,
       rssMiB: m.rss / 2 ** 20,
       plane: plane?.forwardingPlane()?.counters(),
+      udp: { ...udp },
     };
     elu = now;
     lagMax = 0;
