@@ -22,6 +22,8 @@ export interface Placement {
   near?: ElementId;
   /** The room a listener joins: at most the configured number of its listeners share a node. */
   room?: string;
+  /** Elements made with the same key go to one node (a session's elements, made at once). */
+  with?: string;
 }
 
 export interface ElementOptions {

@@ -214,18 +214,31 @@ export class Session {
     this.armTimer(this.opts.wait_timeout ?? 60, 'wait');
     return this.queue.run(async () => {
       try {
-        this.proxy = await this.own(this.env.engine.createPassThrough({ tag: this.tag, placement: this.placementFor(target) }));
-        const mine = { tag: this.tag, placement: { near: this.proxy } };
-        this.endpoint = await this.own(this.sdpType === 'rtp'
-          ? this.env.engine.createRtpEndpoint(mine)
-          : this.env.engine.createWebRtcEndpoint(mine));
-        await this.applyUplink();
-        if (this.bitrate) await this.env.engine.setMaxBitrate(this.endpoint, this.bitrate);
-        if (this.videoLayer !== 'high') await this.env.engine.setVideoLayer(this.endpoint, this.videoLayer);
+        // Both elements at once, kept together (`with`): one round trip to a remote node, not two.
+        const mine = { tag: this.tag, placement: { ...this.placementFor(target), with: this.tag } };
+        const made = await Promise.allSettled([
+          this.own(this.env.engine.createPassThrough(mine)),
+          this.own(this.sdpType === 'rtp' ? this.env.engine.createRtpEndpoint(mine) : this.env.engine.createWebRtcEndpoint(mine)),
+        ]);
+        if (this.isStopped) {
+          // Stopped while they were made: the stop released nothing of them, so they go here.
+          for (const r of made) if (r.status === 'fulfilled') await this.env.engine.release(r.value).catch(() => undefined);
+          throw this.stopError ?? new ApiError('session_stopped');
+        }
+        if (made[0].status === 'fulfilled') this.proxy = made[0].value;
+        if (made[1].status === 'fulfilled') this.endpoint = made[1].value;
+        for (const r of made) if (r.status === 'rejected') throw r.reason;
+        const endpoint = this.endpoint!;
+        // The uplink does not depend on the SDP: it is connected while the offer is processed.
+        const uplink = this.applyUplink();
+        uplink.catch(() => undefined);
+        if (this.bitrate) await this.env.engine.setMaxBitrate(endpoint, this.bitrate);
+        if (this.videoLayer !== 'high') await this.env.engine.setVideoLayer(endpoint, this.videoLayer);
         // Joining the type now (rooms, bridge peers); the media is wired once the answer exists.
         await this.changeType(target);
         if (this.role === 'offeree') await this.takeClientSdp('offer', { ...this.opts.offer! });
         else await this.makeOffer();
+        await uplink;
       } catch (err) {
         await this.failWith(err);
       }

@@ -23,6 +23,8 @@ export interface Placed {
   readonly kind: 'webrtc' | 'rtp' | 'passthrough' | 'player' | 'recorder';
   /** The room a listener joins, on the element placed for it (placement counts them per node). */
   readonly room?: string;
+  /** Its placement group (`with`): elements made together stay together. */
+  readonly group?: string;
 }
 
 export class PoolEngine implements MediaEngine {
@@ -34,6 +36,8 @@ export class PoolEngine implements MediaEngine {
   private readonly detach: (() => void)[] = [];
   /** Elements being made, by node: counted by placement at once, so joins in flight do not all see the old load. */
   private readonly making = new Map<MediaNode, { endpoints: number; rooms: Map<string, number> }>();
+  /** Placement groups (`with`): their node, and how many of their elements are made or being made. */
+  private readonly groups = new Map<string, { node: MediaNode; n: number }>();
   readonly pipes: PipeSet;
 
   constructor(readonly nodes: readonly MediaNode[], private readonly policy: PlacementPolicy) {
@@ -70,13 +74,20 @@ export class PoolEngine implements MediaEngine {
 
   private async make(kind: Placed['kind'], opts: ElementOptions, create: (engine: MediaEngine, o: ElementOptions) => Promise<ElementId>): Promise<ElementId> {
     const near = opts.placement?.near !== undefined ? this.elements.get(opts.placement.near) : undefined;
-    const room = opts.placement?.room;
-    const node = choose(this.nodes, this.policy, {
+    const groupKey = opts.placement?.with;
+    const joined = groupKey !== undefined ? this.groups.get(groupKey) : undefined;
+    // The first of a group is placed (and counts for its room); the others follow it.
+    const room = joined ? undefined : opts.placement?.room;
+    const node = joined && joined.node.state === 'up' ? joined.node : choose(this.nodes, this.policy, {
       near: near?.node,
       room,
       load: (n) => this.countOn(n),
       roomCount: (n, r) => this.roomCount(n, r),
     });
+    if (groupKey !== undefined) {
+      if (joined && joined.node === node) joined.n++;
+      else this.groups.set(groupKey, { node, n: 1 });
+    }
     const engine = node.engine;
     const generation = node.generation;
     const endpoint = kind === 'webrtc' || kind === 'rtp';
@@ -84,15 +95,19 @@ export class PoolEngine implements MediaEngine {
     let inner: ElementId;
     try {
       inner = await create(engine, { tag: opts.tag });
+    } catch (err) {
+      this.leaveGroup(groupKey, node);
+      throw err;
     } finally {
       release();
     }
     if (node.generation !== generation || node.state !== 'up') {
       // The node went down while the element was being made: nothing to keep.
+      this.leaveGroup(groupKey, node);
       throw new EngineError('failed', `media node ${node.id} went down`);
     }
     const id = `${node.id}/${++this.seq}`;
-    const placed: Placed = { id, node, inner, generation, tag: opts.tag, kind, ...(room !== undefined ? { room } : {}) };
+    const placed: Placed = { id, node, inner, generation, tag: opts.tag, kind, ...(room !== undefined ? { room } : {}), ...(groupKey !== undefined ? { group: groupKey } : {}) };
     this.elements.set(id, placed);
     let map = this.byInner.get(node.id);
     if (!map) this.byInner.set(node.id, (map = new Map()));
@@ -128,6 +143,14 @@ export class PoolEngine implements MediaEngine {
   private forget(e: Placed): void {
     this.elements.delete(e.id);
     this.byInner.get(e.node.id)?.delete(e.inner);
+    this.leaveGroup(e.group, e.node);
+  }
+
+  private leaveGroup(key: string | undefined, node: MediaNode): void {
+    if (key === undefined) return;
+    const g = this.groups.get(key);
+    if (!g || g.node !== node) return;
+    if (--g.n <= 0) this.groups.delete(key);
   }
 
   // ---- events ------------------------------------------------------------------------------------
