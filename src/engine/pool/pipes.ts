@@ -9,7 +9,7 @@
 // either node.
 import { EngineError, MEDIA_KINDS, type ElementId, type EngineEvent, type MediaKind } from '../types.js';
 import type { MediaNode } from './node.js';
-import type { Placed } from './pool-engine.js';
+import type { Placed } from './placed.js';
 
 interface Pipe {
   readonly key: string;

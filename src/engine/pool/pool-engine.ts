@@ -11,21 +11,7 @@ import {
 import type { MediaNode } from './node.js';
 import { choose, type PlacementPolicy } from './placement.js';
 import { PipeSet } from './pipes.js';
-
-/** Where a pool element is: its node, and its id there. */
-export interface Placed {
-  readonly id: ElementId;
-  readonly node: MediaNode;
-  /** The node engine's id of it (valid for the node's engine of `generation`). */
-  readonly inner: ElementId;
-  readonly generation: number;
-  readonly tag: string;
-  readonly kind: 'webrtc' | 'rtp' | 'passthrough' | 'player' | 'recorder';
-  /** The room a listener joins, on the element placed for it (placement counts them per node). */
-  readonly room?: string;
-  /** Its placement group (`with`): elements made together stay together. */
-  readonly group?: string;
-}
+import type { Placed } from './placed.js';
 
 export class PoolEngine implements MediaEngine {
   private seq = 0;

@@ -18,11 +18,11 @@ const STOP_GRACE_MS = 5000;
 /** The user the main process is on its workers. */
 export const WORKER_CLIENT = 'nkmedia-main';
 
-/** The worker's entry: the compiled file next to this one, or the TypeScript source under tsx. */
+/** The worker's entry (src/worker.ts): compiled beside this build, or the TypeScript source under tsx. */
 function workerEntry(): { file: string; execArgv: string[] } {
-  const here = fileURLToPath(import.meta.url);
-  if (here.endsWith('.ts')) return { file: here.replace(/worker-process\.ts$/, 'worker-main.ts'), execArgv: ['--import', 'tsx'] };
-  return { file: here.replace(/worker-process\.js$/, 'worker-main.js'), execArgv: [] };
+  const source = fileURLToPath(import.meta.url).endsWith('.ts');
+  const file = fileURLToPath(new URL(source ? '../../worker.ts' : '../../worker.js', import.meta.url));
+  return { file, execArgv: source ? ['--import', 'tsx'] : [] };
 }
 
 /**

@@ -1,7 +1,7 @@
-// A media worker: `nkmedia media-server` on loopback, started by a main process (worker-process.ts)
+// A media worker: `nkmedia media-server` on loopback, started by a main process (engine/pool/worker-process.ts)
 // that gives it its configuration in NKMEDIA_WORKER_CONFIG and learns its URL over IPC. It ends
 // when the main process goes (the IPC channel closes) or on SIGTERM, finalising what it holds.
-import { startServer } from '../../main.js';
+import { startServer } from './main.js';
 
 async function run(): Promise<void> {
   if (!process.send) throw new Error('a media worker is started by nkmedia serve (--workers), not by hand');
