@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
+import { decodeProblems } from './helpers/decode-check.js';
 import { RTCPeerConnection, useH264, useOPUS, type RtpPacket, type RTCRtpTransceiver } from 'werift';
 import { LocalEngine } from '../src/engine/local/engine.js';
 import { Element, type CodecInfo, type MediaUnit } from '../src/engine/local/graph/element.js';
@@ -425,8 +426,9 @@ async function hasCues(file: string): Promise<boolean> {
 }
 
 async function decodesCleanly(file: string): Promise<void> {
-  const { stderr } = await run('ffmpeg', ['-v', 'error', '-i', file, '-f', 'null', '-']);
-  assert.equal(stderr.trim(), '', `ffmpeg decodes ${file} without errors`);
+  const { status, stderr } = decodeProblems(file);
+  assert.equal(stderr, '', `ffprobe decodes ${file} without errors`);
+  assert.equal(status, 0);
 }
 
 /**
