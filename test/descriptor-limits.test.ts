@@ -40,7 +40,8 @@ async function spawnLimited(configPath: string): Promise<Child> {
   proc.stderr!.on('data', (d: Buffer) => stderr.push(d.toString()));
   await eventually(() => url !== '' || proc.exitCode !== null, 30000, 'the server to start');
   if (!url) throw new Error(`server did not start: ${stderr.join('')}`);
-  const sip = logs.find((l) => l.msg === 'SIP listening');
+  // The JSON logs may reach the pipe after the CLI's own line: wait for the SIP one too.
+  const sip = await eventually(() => logs.find((l) => l.msg === 'SIP listening') ?? (proc.exitCode !== null ? {} : undefined), 10000, 'the SIP listening log');
   return { proc, url, sipPort: sip?.sip?.udp?.port ?? 0, logs, stderr };
 }
 
