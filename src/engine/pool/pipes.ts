@@ -74,9 +74,8 @@ export class PipeSet {
     }
     if (byKind.size === 0) this.feeding.delete(sink.id);
     for (const pipe of touched) {
-      if (!pipe.closed && pipe.in !== undefined && sink.node.state === 'up') {
-        for (const k of kinds) await sink.node.engine.disconnect(pipe.in, sink.inner, k).catch(() => undefined);
-      }
+      // One call for every media cut (the engine cuts only what this pipe feeds the sink).
+      if (!pipe.closed && pipe.in !== undefined && sink.node.state === 'up') await sink.node.engine.disconnect(pipe.in, sink.inner, kind).catch(() => undefined);
       if (pipe.sinks.get(sink.id)?.kinds.size === 0) pipe.sinks.delete(sink.id);
       if (pipe.sinks.size === 0) await this.close(pipe);
     }

@@ -13,6 +13,14 @@ import { choose, type PlacementPolicy } from './placement.js';
 import { PipeSet } from './pipes.js';
 import type { Placed } from './placed.js';
 
+/** What a node carries. Endpoints and rooms count elements from the moment they are placed. */
+interface NodeLoad { elements: number; endpoints: number; rooms: Map<string, number> }
+
+const isEndpoint = (kind: Placed['kind']): boolean => kind === 'webrtc' || kind === 'rtp';
+
+/** Whether an element's node still holds it (the same generation, up). */
+const alive = (e: Placed): boolean => e.node.generation === e.generation && e.node.state === 'up';
+
 export class PoolEngine implements MediaEngine {
   private seq = 0;
   private readonly elements = new Map<ElementId, Placed>();
@@ -20,8 +28,8 @@ export class PoolEngine implements MediaEngine {
   private readonly byInner = new Map<string, Map<ElementId, Placed>>();
   private readonly listeners = new Set<(ev: EngineEvent) => void>();
   private readonly detach: (() => void)[] = [];
-  /** Elements being made, by node: counted by placement at once, so joins in flight do not all see the old load. */
-  private readonly making = new Map<MediaNode, { endpoints: number; rooms: Map<string, number> }>();
+  /** What each node carries, kept as elements come and go (placement reads it for every new element). */
+  private readonly loads = new Map<MediaNode, NodeLoad>();
   /** Placement groups (`with`): their node, and how many of their elements are made or being made. */
   private readonly groups = new Map<string, { node: MediaNode; n: number }>();
   readonly pipes: PipeSet;
@@ -37,16 +45,10 @@ export class PoolEngine implements MediaEngine {
   /** The node holding an element (for `node_id` in get_info), if it is one of ours. */
   nodeOf(id: ElementId): string | undefined { return this.elements.get(id)?.node.id; }
 
-  /** Elements on each node, by kind (placement and the node list read it). */
+  /** Elements and endpoints on a node (placement and the node list read it). */
   countOn(node: MediaNode): { endpoints: number; elements: number } {
-    let endpoints = this.making.get(node)?.endpoints ?? 0;
-    let elements = 0;
-    for (const e of this.elements.values()) {
-      if (e.node !== node) continue;
-      elements++;
-      if (e.kind === 'webrtc' || e.kind === 'rtp') endpoints++;
-    }
-    return { endpoints, elements };
+    const l = this.loads.get(node);
+    return { endpoints: l?.endpoints ?? 0, elements: l?.elements ?? 0 };
   }
 
   // ---- element table -----------------------------------------------------------------------------
@@ -54,7 +56,7 @@ export class PoolEngine implements MediaEngine {
   private get(id: ElementId): Placed {
     const e = this.elements.get(id);
     if (!e) throw new EngineError('not_found', `element ${id}`);
-    if (e.node.generation !== e.generation || e.node.state !== 'up') throw new EngineError('failed', `media node ${e.node.id} is down`);
+    if (!alive(e)) throw new EngineError('failed', `media node ${e.node.id} is down`);
     return e;
   }
 
@@ -76,22 +78,19 @@ export class PoolEngine implements MediaEngine {
     }
     const engine = node.engine;
     const generation = node.generation;
-    const endpoint = kind === 'webrtc' || kind === 'rtp';
-    const release = this.reserve(node, endpoint, room);
+    // Counted from now, so that joins in flight do not all see the old load.
+    this.account(node, kind, room, 1);
     let inner: ElementId;
     try {
       inner = await create(engine, { tag: opts.tag });
+      // The node went down while the element was being made: nothing to keep.
+      if (node.generation !== generation || node.state !== 'up') throw new EngineError('failed', `media node ${node.id} went down`);
     } catch (err) {
+      this.account(node, kind, room, -1);
       this.leaveGroup(groupKey, node);
       throw err;
-    } finally {
-      release();
     }
-    if (node.generation !== generation || node.state !== 'up') {
-      // The node went down while the element was being made: nothing to keep.
-      this.leaveGroup(groupKey, node);
-      throw new EngineError('failed', `media node ${node.id} went down`);
-    }
+    this.loadOf(node).elements++;
     const id = `${node.id}/${++this.seq}`;
     const placed: Placed = { id, node, inner, generation, tag: opts.tag, kind, ...(room !== undefined ? { room } : {}), ...(groupKey !== undefined ? { group: groupKey } : {}) };
     this.elements.set(id, placed);
@@ -101,34 +100,32 @@ export class PoolEngine implements MediaEngine {
     return id;
   }
 
-  /** Counts an element being made on `node` until it exists (or failed). */
-  private reserve(node: MediaNode, endpoint: boolean, room: string | undefined): () => void {
-    let m = this.making.get(node);
-    if (!m) this.making.set(node, (m = { endpoints: 0, rooms: new Map() }));
-    const mine = m;
-    if (endpoint) mine.endpoints++;
-    if (room !== undefined) mine.rooms.set(room, (mine.rooms.get(room) ?? 0) + 1);
-    return () => {
-      if (endpoint) mine.endpoints--;
-      if (room !== undefined) {
-        const left = (mine.rooms.get(room) ?? 1) - 1;
-        if (left > 0) mine.rooms.set(room, left);
-        else mine.rooms.delete(room);
-      }
-      if (mine.endpoints === 0 && mine.rooms.size === 0 && this.making.get(node) === mine) this.making.delete(node);
-    };
+  private loadOf(node: MediaNode): NodeLoad {
+    let l = this.loads.get(node);
+    if (!l) this.loads.set(node, (l = { elements: 0, endpoints: 0, rooms: new Map() }));
+    return l;
   }
 
+  /** An element placed on a node (+1) or gone from it, or never made (-1): its endpoint and room share. */
+  private account(node: MediaNode, kind: Placed['kind'], room: string | undefined, delta: 1 | -1): void {
+    const l = this.loadOf(node);
+    if (isEndpoint(kind)) l.endpoints += delta;
+    if (room === undefined) return;
+    const n = (l.rooms.get(room) ?? 0) + delta;
+    if (n > 0) l.rooms.set(room, n);
+    else l.rooms.delete(room);
+  }
+
+  /** A room's listeners on a node: one element per listener carries the room (its proxy); the rest sit near it. */
   private roomCount(node: MediaNode, room: string): number {
-    let n = this.making.get(node)?.rooms.get(room) ?? 0;
-    // One element per listener carries the room: the first it made (its proxy); the rest sit near it.
-    for (const e of this.elements.values()) if (e.node === node && e.room === room) n++;
-    return n;
+    return this.loads.get(node)?.rooms.get(room) ?? 0;
   }
 
   private forget(e: Placed): void {
     this.elements.delete(e.id);
     this.byInner.get(e.node.id)?.delete(e.inner);
+    this.account(e.node, e.kind, e.room, -1);
+    this.loadOf(e.node).elements--;
     this.leaveGroup(e.group, e.node);
   }
 
@@ -169,7 +166,7 @@ export class PoolEngine implements MediaEngine {
     this.pipes.nodeLost(node);
     const message = `media node ${node.id} is down${reason ? `: ${reason}` : ''}`;
     // Endpoints first: a session stops on its endpoint's event; the rest follow for anyone else.
-    for (const e of lost.sort((a, b) => Number(b.kind === 'webrtc' || b.kind === 'rtp') - Number(a.kind === 'webrtc' || a.kind === 'rtp'))) {
+    for (const e of lost.sort((a, b) => Number(isEndpoint(b.kind)) - Number(isEndpoint(a.kind)))) {
       this.emit({ type: 'error', elementId: e.id, tag: e.tag, message, code: NODE_DOWN });
     }
   }
@@ -232,7 +229,7 @@ export class PoolEngine implements MediaEngine {
     const d = this.elements.get(sink);
     if (!s || !d) return;
     if (s.node === d.node) {
-      if (d.node.generation === d.generation && d.node.state === 'up') await d.node.engine.disconnect(s.inner, d.inner, kind);
+      if (alive(d)) await d.node.engine.disconnect(s.inner, d.inner, kind);
       return;
     }
     await this.pipes.unlink(d, kind, s);
@@ -243,7 +240,7 @@ export class PoolEngine implements MediaEngine {
     if (!e) return;
     this.forget(e);
     await this.pipes.released(e);
-    if (e.node.generation === e.generation && e.node.state === 'up') await e.node.engine.release(e.inner);
+    if (alive(e)) await e.node.engine.release(e.inner);
   }
 
   async counters(): Promise<EngineCounters> {
@@ -263,5 +260,6 @@ export class PoolEngine implements MediaEngine {
     this.listeners.clear();
     this.elements.clear();
     this.byInner.clear();
+    this.loads.clear();
   }
 }
