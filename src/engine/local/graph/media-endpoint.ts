@@ -124,6 +124,17 @@ export abstract class MediaEndpoint extends Element {
   }
 
   /**
+   * Whether a unit goes to our client: a simulcast unit only when its layer is the one chosen
+   * (a switch asks the source for a keyframe of the new layer); anything else always.
+   */
+  protected layerAllows(unit: Extract<MediaUnit, { rtp: unknown }>): boolean {
+    if (!unit.layer) return true;
+    const d = this.layers.decide(unit.layer);
+    if (d.needKeyframe) this.sources.get('video')?.requestKeyframe(true);
+    return d.send;
+  }
+
+  /**
    * Media of another codec than the one negotiated for `target`: audio is transcoded (the
    * packets to send instead, possibly none yet); anything else is reported once and dropped
    * (returns undefined) — never silently.

@@ -462,11 +462,7 @@ export class RtpEndpoint extends MediaEndpoint {
         return;
       }
     }
-    if (unit.layer) {
-      const d = this.layers.decide(unit.layer);
-      if (d.needKeyframe) this.sources.get('video')?.requestKeyframe(true);
-      if (!d.send) return;
-    }
+    if (!this.layerAllows(unit)) return;
     const h = unit.rtp.header;
     const { seq, ts } = continueStream(line.out, unit.origin, h.ssrc, h.sequenceNumber, h.timestamp, codec.clockRate, performance.now());
     const payload = unit.rtp.payload;

@@ -462,11 +462,7 @@ export class WebRtcEndpoint extends MediaEndpoint {
       for (const u of this.adapt(unit, target.codec) ?? []) this.accept(u);
       return;
     }
-    if (unit.layer) {
-      const d = this.layers.decide(unit.layer);
-      if (d.needKeyframe) this.sources.get('video')?.requestKeyframe(true);
-      if (!d.send) return;
-    }
+    if (!this.layerAllows(unit)) return;
     const inHeader = unit.rtp.header;
     // Through the native plane's output when it carries this endpoint (it owns the stream state then).
     if (this.attachment?.send(unit.kind, this.plane!.origin(unit.origin), inHeader, unit.rtp.payload, unit.codec.clockRate)) return;
