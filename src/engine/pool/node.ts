@@ -119,7 +119,8 @@ export class MediaNode {
         for (const attach of this.engineListeners) this.engineDetach.push(attach(engine));
         for (const w of this.upWaiters.splice(0)) w(true);
         this.readCpuSoon(engine);
-        reason = await Promise.race([lost, new Promise<string>((resolve) => { this.wake = () => resolve('closed'); })]);
+        // close() while the engine was opening found no wake-up to call: it is seen here.
+        reason = this.closed ? 'closed' : await Promise.race([lost, new Promise<string>((resolve) => { this.wake = () => resolve('closed'); })]);
       } catch (err) {
         reason = err instanceof Error ? err.message : String(err);
       }
