@@ -120,6 +120,11 @@ function renderText(term: ErrorTerm, detail?: string): string {
  */
 export interface StopCause { term: ErrorTerm; detail?: string }
 
+/** A cause from a term and an optional detail (no `detail` key when there is none). */
+export function causeOf(term: ErrorTerm, detail?: string): StopCause {
+  return detail !== undefined ? { term, detail } : { term };
+}
+
 /** Stop reason as sent in `destroyed` events: `{code, reason}`. */
 export function stopReason(term: ErrorTerm, detail?: string): { code: number; reason: string } {
   return { code: TABLE[term][0], reason: renderText(term, detail) };

@@ -5,7 +5,7 @@
 // leg can answer (all declined, ring time over); its sessions end with it.
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { ApiError, type ErrorTerm, type StopCause } from '../../protocol/errors.js';
+import { ApiError, causeOf, type ErrorTerm, type StopCause } from '../../protocol/errors.js';
 import { checkWebRtcSdp, type CandidateInit } from '../../protocol/sdp.js';
 import type { CreateRequest, SdpObject } from '../../protocol/session-schemas.js';
 import type { Caller, CreateResult, SessionManager } from '../sessions/manager.js';
@@ -414,7 +414,7 @@ export class Call {
     if (this.ended) return;
     this.state = 'ended';
     clearTimeout(this.ringTimer);
-    const cause: StopCause = { term, ...(detail !== undefined ? { detail } : {}) };
+    const cause = causeOf(term, detail);
     this.endCause = cause;
     this.endError = new ApiError(term, detail);
     this.env.removed(this);
@@ -466,7 +466,7 @@ export class Call {
     }
     this.env.log.info({ call: this.id, leg: leg.id, reason: err.message }, 'call leg failed');
     this.lastFailure = err;
-    this.finishLeg(leg, 'failed', { term: err.term, ...(err.detail !== undefined ? { detail: err.detail } : {}) }, { tell: leg.announced, unfollow: true });
+    this.finishLeg(leg, 'failed', causeOf(err.term, err.detail), { tell: leg.announced, unfollow: true });
     void leg.session?.stop(err.term, err.detail);
     this.checkAllDone();
   }

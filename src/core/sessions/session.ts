@@ -3,7 +3,7 @@
 // (docs/API.md §5, §7, §8). It talks to media only through the engine interface.
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { ApiError, type ErrorTerm, type StopCause } from '../../protocol/errors.js';
+import { ApiError, causeOf, type ErrorTerm, type StopCause } from '../../protocol/errors.js';
 import { checkSdp, countCandidates, insertCandidates, stripCandidates, type CandidateInit } from '../../protocol/sdp.js';
 import { BACKEND, SESSION_TYPES, type CreateRequest, type SdpObject, type SessionType } from '../../protocol/session-schemas.js';
 import type { ConnectionState, ElementId, EngineEvent, MediaEngine, MediaKind, Placement } from '../../engine/types.js';
@@ -275,7 +275,7 @@ export class Session {
     if (this.isStopped) return;
     this.state = 'stopped';
     this.stopTime = Date.now();
-    this.stopCause = { term, ...(detail !== undefined ? { detail } : {}) };
+    this.stopCause = causeOf(term, detail);
     this.stopError = new ApiError(term, detail);
     clearTimeout(this.timer);
     this.clientCollector?.cancel();
