@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { startTestServer, connectClient, eventually } from './helpers/server.js';
 import { TestPeer } from './helpers/peer.js';
 import { Baresip, haveBaresip } from './helpers/baresip.js';
-import { bind, rmsDb, toneShareWindowed } from './helpers/rtp-peer.js';
+import { rmsDb, toneShareWindowed } from './helpers/rtp-peer.js';
 import { decodeOpus, opusTone } from './helpers/tone.js';
 import type { Server } from '../src/main.js';
 import type { CallInvite, CandidateInit, EventData, NkMediaClient } from '../src/client/index.js';
@@ -22,15 +22,9 @@ const phones: Baresip[] = [];
 const peers: TestPeer[] = [];
 const clients: NkMediaClient[] = [];
 
-async function freeUdpPort(): Promise<number> {
-  const s = await bind('127.0.0.1', 0);
-  const port = s.address().port;
-  s.close();
-  return port;
-}
-
-function phone(o: Parameters<typeof Baresip.start>[0]): Baresip {
-  const p = Baresip.start(o);
+/** A phone listening on its own loopback port (commands such as /dial run once it is ready). */
+async function phone(o: Parameters<typeof Baresip.launch>[0]): Promise<Baresip> {
+  const p = await Baresip.launch(o);
   phones.push(p);
   return p;
 }
@@ -59,7 +53,7 @@ afterEach(async () => {
 
 describe('baresip, a real SIP phone', { skip }, () => {
   it('calls the echo user and hears its own tone; its hang-up ends the session', async () => {
-    const p = phone({ sipPort: await freeUdpPort(), toneHz: PHONE_HZ, seconds: 5, commands: [`/dial sip:echo@127.0.0.1:${sipPort}`] });
+    const p = await phone({ toneHz: PHONE_HZ, seconds: 5, commands: [`/dial sip:echo@127.0.0.1:${sipPort}`] });
     await eventually(() => server.services.sessions.size === 1, 8000, 'the echo session');
     const [session] = server.services.sessions.list({ user: 'admin', admin: true, connId: 'x' });
     // It takes its type once its media elements exist (a moment later with media in a worker).
@@ -73,9 +67,8 @@ describe('baresip, a real SIP phone', { skip }, () => {
   });
 
   it('is called by the server for a WebRTC caller; each hears the other (PCMU <-> Opus); the caller hangs up', async () => {
-    const phonePort = await freeUdpPort();
-    const p = phone({ sipPort: phonePort, toneHz: PHONE_HZ, seconds: 20 });
-    await new Promise((r) => setTimeout(r, 500)); // baresip listening
+    const p = await phone({ toneHz: PHONE_HZ, seconds: 20 });
+    const phonePort = p.sipPort;
     const alice = await connectClient(server, 'alice');
     clients.push(alice);
     const events: EventData[] = [];
@@ -89,7 +82,8 @@ describe('baresip, a real SIP phone', { skip }, () => {
     for (const c of offer.candidates) await alice.setCallCandidate(r.call_id, c);
     await alice.setCallCandidateEnd(r.call_id);
     await peer.waitConnected();
-    await eventually(() => events.some((e) => e.subclass === 'call' && e.type === 'accepted'), 8000, 'the phone answers (auto-answer)');
+    await eventually(() => events.some((e) => e.subclass === 'call' && e.type === 'accepted'), 8000, 'the phone answers (auto-answer)')
+      .catch((err: Error) => { throw new Error(`${err.message}; call events: ${events.filter((e) => e.subclass === 'call').map((e) => e.type).join(',')}; baresip: ${p.output.slice(-1500)}`); });
     const tone = opusTone(BROWSER_HZ, 50);
     const sending = peer.startSending({ videoPps: 0, audioPayload: (i) => tone[i % tone.length]! });
     await eventually(() => peer.audioPayloads.length >= 150, 10000, 'three seconds of the phone\'s audio');
@@ -109,7 +103,7 @@ describe('baresip, a real SIP phone', { skip }, () => {
     carol.onEvent((e) => events.push(e));
     const invites: CallInvite[] = [];
     carol.onInvite((inv) => { invites.push(inv); return true; });
-    const p = phone({ sipPort: await freeUdpPort(), toneHz: PHONE_HZ, seconds: 7, commands: [`/dial sip:carol@127.0.0.1:${sipPort}`] });
+    const p = await phone({ toneHz: PHONE_HZ, seconds: 7, commands: [`/dial sip:carol@127.0.0.1:${sipPort}`] });
     const inv = await eventually(() => invites[0], 8000, 'carol invited');
     assert.match(String((inv.caller as { sip_from?: string }).sip_from), /^sip:bob@/);
     const peer = new TestPeer();

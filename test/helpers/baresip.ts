@@ -5,6 +5,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createSocket } from 'node:dgram';
 
 export const haveBaresip = spawnSync('baresip', ['-h']).error === undefined;
 const ffmpeg = process.env.NKMEDIA_FFMPEG ?? 'ffmpeg';
@@ -25,15 +26,47 @@ export class Baresip {
   private readonly proc: ChildProcess;
   private out = '';
   readonly exited: Promise<number | null>;
+  /** Resolves once baresip says it is ready (its SIP socket is bound); rejects if it exits first. */
+  readonly ready: Promise<void>;
+
+  readonly sipPort: number;
 
   private constructor(readonly dir: string, o: BaresipOptions) {
+    this.sipPort = o.sipPort;
     const args = ['-f', dir, '-t', String(o.seconds)];
     for (const c of o.commands ?? []) args.push('-e', c);
     this.proc = spawn('baresip', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.proc.stdout!.on('data', (d) => { this.out += String(d); });
-    this.proc.stderr!.on('data', (d) => { this.out += String(d); });
+    let isReady: () => void = () => undefined;
+    this.ready = new Promise<void>((resolve) => { isReady = resolve; });
+    const take = (d: Buffer) => {
+      this.out += String(d);
+      if (this.out.includes('baresip is ready')) isReady();
+    };
+    this.proc.stdout!.on('data', take);
+    this.proc.stderr!.on('data', take);
     const killer = setTimeout(() => this.proc.kill('SIGKILL'), (o.seconds + 15) * 1000);
     this.exited = new Promise((resolve) => this.proc.on('close', (code) => { clearTimeout(killer); resolve(code); }));
+    this.ready = Promise.race([this.ready, this.exited.then((code) => {
+      if (!this.out.includes('baresip is ready')) throw new Error(`baresip exited (${code}) before it was ready: ${this.out.slice(-1000)}`);
+    })]);
+  }
+
+  /**
+   * Starts baresip on a free loopback port and waits until it is ready. A port found free can be
+   * taken by another process before baresip binds it (tests run in parallel and media sockets
+   * take ephemeral ports): then baresip exits with EADDRINUSE and we try another port.
+   */
+  static async launch(o: Omit<BaresipOptions, 'sipPort'>): Promise<Baresip> {
+    for (let attempt = 1; ; attempt++) {
+      const p = Baresip.start({ ...o, sipPort: await freeLoopbackPort() });
+      try {
+        await p.ready;
+        return p;
+      } catch (err) {
+        p.cleanup();
+        if (attempt >= 5 || !p.output.includes('Address already in use')) throw err;
+      }
+    }
   }
 
   static start(o: BaresipOptions): Baresip {
@@ -83,4 +116,13 @@ export class Baresip {
     this.proc.kill('SIGKILL');
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** A UDP port free on 127.0.0.1 a moment ago. */
+async function freeLoopbackPort(): Promise<number> {
+  const s = createSocket('udp4');
+  await new Promise<void>((resolve, reject) => { s.once('error', reject); s.bind(0, '127.0.0.1', () => resolve()); });
+  const port = s.address().port;
+  s.close();
+  return port;
 }
