@@ -8,7 +8,8 @@
 //      decoded frame is measured in the page and reported (target ≤ 1 s; asserted ≤ 5 s);
 //   3. one listener goes high → low → medium with update_media video_layer: its decoded size
 //      follows (low < medium < high), with no renegotiation; the other listeners keep decoding
-//      the high layer;
+//      the high layer (with media on workers, one listener per node, and the one switching is
+//      on another node than the publisher: each layer reaches it through a pipe of its own);
 //   4. the room's events came in order (created, started_member publisher, then each listener),
 //      and when the publisher's session is destroyed every listener's session is destroyed with
 //      publisher_stop (304006) and its page stops receiving media.
@@ -26,7 +27,7 @@
 // all layers down under CPU load.
 import { after, before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { startBrowserSuite, eventually, sleep, type BrowserSuite, type TestPage } from './harness.js';
+import { startBrowserSuite, eventually, sleep, TEST_WORKERS, type BrowserSuite, type TestPage } from './harness.js';
 import type { NegotiationRecord, PeerStats, SimulcastEncoding, StartOptions, SwitchResult } from './page/api.js';
 import type { EventData } from '../src/client/index.js';
 
@@ -44,7 +45,12 @@ const PUBLISHER_STOP = { code: 304006, reason: 'Publisher stopped' };
 let suite: BrowserSuite;
 const roomEvents: EventData[] = [];
 before(async () => {
-  suite = await startBrowserSuite({ chromiumArgs: ['--force-fieldtrials=WebRTC-LegacySimulcastLayerLimit/Disabled/'] });
+  suite = await startBrowserSuite({
+    chromiumArgs: ['--force-fieldtrials=WebRTC-LegacySimulcastLayerLimit/Disabled/'],
+    // With media on workers, one listener per node: the room spans both, and the listener that
+    // switches layers is one fed through a pipe from the publisher's node.
+    ...(TEST_WORKERS ? { server: { rooms: { max_listeners_per_node: 1 } } } : {}),
+  });
   await suite.admin.subscribe({ class: 'media', subclass: 'room' });
   suite.admin.onEvent((e) => { if (e.subclass === 'room') roomEvents.push(e); });
 });
@@ -238,7 +244,15 @@ describe('SFU room from Chromium: simulcast publisher, listeners', { timeout: 60
 
   it('update_media video_layer high → low → medium changes one listener\'s decoded size, no renegotiation, others unaffected', async (t) => {
     const { publisher: pub } = requireRoom();
-    const [target, ...others] = listeners;
+    // On workers: a listener on another node than the publisher's (its layer is picked there, by
+    // the pipe that feeds it); in-process, the first.
+    const pubNode = (await suite.admin.getInfo(pub.id)).node_id;
+    const nodes = await Promise.all(listeners.map(async (l) => (await suite.admin.getInfo(l.id)).node_id));
+    const ti = pubNode === undefined ? 0 : nodes.findIndex((n) => n !== pubNode);
+    assert.ok(ti >= 0, `a listener on another node than the publisher's (${pubNode}): ${nodes.join(', ')}`);
+    const target = listeners[ti];
+    const others = listeners.filter((_, i) => i !== ti);
+    const name = `listener ${ti + 1}`;
     const negTarget = (await target!.page.state(target!.id)).negotiation;
     const negOthers = await Promise.all(others.map(async (o) => (await o.page.state(o.id)).negotiation));
     const otherFrames = await Promise.all(others.map(async (o) => (await o.page.stats(o.id)).inbound.video.framesDecoded));
@@ -246,22 +260,22 @@ describe('SFU room from Chromium: simulcast publisher, listeners', { timeout: 60
     const widths = await layerWidths(pub);
     const decoded: Record<string, Size> = {};
     const switchMs: Record<string, number> = {};
-    decoded.high = await decodes(target!, 'listener 1 decodes the high layer', 5, widths.high);
+    decoded.high = await decodes(target!, `${name} decodes the high layer`, 5, widths.high);
 
     for (const layer of ['low', 'medium'] as const) {
       const w = (await layerWidths(pub))[layer];
       const r: SwitchResult = await target!.page.switchAndWatch(target!.id, 'update_media', { video_layer: layer }, { width: w, timeoutMs: SWITCH_BOUND_MS });
       assert.deepEqual(r.reply, {});
-      assert.ok(r.resumeMs !== undefined, `listener 1 decodes the ${layer} layer (width in [${w}]) after the switch; last size ${size(r)}`);
+      assert.ok(r.resumeMs !== undefined, `${name} decodes the ${layer} layer (width in [${w}]) after the switch; last size ${size(r)}`);
       switchMs[layer] = Math.round(r.resumeMs);
-      note(t, `listener 1 → ${layer}: first ${layer} frame ${r.resumeMs.toFixed(0)} ms after the request (reply ${r.replyMs.toFixed(0)} ms), ${size(r)}`);
+      note(t, `${name} → ${layer}: first ${layer} frame ${r.resumeMs.toFixed(0)} ms after the request (reply ${r.replyMs.toFixed(0)} ms), ${size(r)}`);
       // It stays there: more frames, all of that layer's size.
-      decoded[layer] = await decodes(target!, `listener 1 keeps decoding the ${layer} layer`, 10, w);
+      decoded[layer] = await decodes(target!, `${name} keeps decoding the ${layer} layer`, 10, w);
       await target!.page.screenshot(`rooms-layer-${layer}`);
     }
     figures.decodedByLayer = Object.fromEntries(Object.entries(decoded).map(([k, v]) => [k, size(v)]));
     figures.switchMs = switchMs;
-    note(t, `listener 1 decoded: high ${size(decoded.high)}, low ${size(decoded.low!)}, medium ${size(decoded.medium!)}`);
+    note(t, `${name} decoded: high ${size(decoded.high)}, low ${size(decoded.low!)}, medium ${size(decoded.medium!)}`);
     const { low, medium, high } = decoded as Record<'low' | 'medium' | 'high', Size>;
     assert.ok(low.frameWidth < medium.frameWidth && medium.frameWidth < high.frameWidth, 'widths: low < medium < high');
     assert.ok(low.frameHeight < medium.frameHeight && medium.frameHeight < high.frameHeight, 'heights: low < medium < high');
@@ -270,15 +284,15 @@ describe('SFU room from Chromium: simulcast publisher, listeners', { timeout: 60
     // No renegotiation on the switched page, nor anywhere else.
     const st = await target!.page.state(target!.id);
     assert.equal(st.signalingState, 'stable');
-    assert.deepEqual(negotiationKey(st.negotiation), negotiationKey(negTarget), 'listener 1: no new SDP');
+    assert.deepEqual(negotiationKey(st.negotiation), negotiationKey(negTarget), `${name}: no new SDP`);
     const evs = await target!.page.events(target!.id);
-    assert.equal(evs.filter((e) => e.type === 'offer' || e.type === 'answer').length, 1, 'one SDP event for listener 1');
+    assert.equal(evs.filter((e) => e.type === 'offer' || e.type === 'answer').length, 1, `one SDP event for ${name}`);
     // The others kept decoding the high layer throughout.
     for (const [i, o] of others.entries()) {
       const v = (await o.page.stats(o.id)).inbound.video;
-      assert.ok(v.framesDecoded > otherFrames[i]! + 10, `listener ${i + 2} kept decoding (${otherFrames[i]} → ${v.framesDecoded})`);
-      assert.ok(v.frameWidth >= widths.high[0], `listener ${i + 2} still on the high layer (${size(v)})`);
-      assert.deepEqual(negotiationKey((await o.page.state(o.id)).negotiation), negotiationKey(negOthers[i]!), `listener ${i + 2}: no new SDP`);
+      assert.ok(v.framesDecoded > otherFrames[i]! + 10, `listener ${listeners.indexOf(o) + 1} kept decoding (${otherFrames[i]} → ${v.framesDecoded})`);
+      assert.ok(v.frameWidth >= widths.high[0], `listener ${listeners.indexOf(o) + 1} still on the high layer (${size(v)})`);
+      assert.deepEqual(negotiationKey((await o.page.state(o.id)).negotiation), negotiationKey(negOthers[i]!), `listener ${listeners.indexOf(o) + 1}: no new SDP`);
     }
   });
 

@@ -84,6 +84,17 @@ describe('two workers', () => {
       await receives(l.peer, 'audio', pub.peer.tag);
     }
     assert.equal(server.nodes!.engine.pipes.size, 1, 'the publisher reaches the other node once');
+    // The pipe's ends are WebRTC endpoints: each worker's native plane forwards the room (the
+    // publisher's to its two listeners and the pipe, the other's from the pipe to its four).
+    const workers = server.nodes!.engine.nodes;
+    const before = await Promise.all(workers.map((n) => n.engine.counters()));
+    await new Promise((r) => setTimeout(r, 1000));
+    const after = await Promise.all(workers.map((n) => n.engine.counters()));
+    for (let i = 0; i < workers.length; i++) {
+      const forwarded = after[i]!.plane!.forwarded - before[i]!.plane!.forwarded;
+      const toJs = after[i]!.plane!.toJs - before[i]!.plane!.toJs;
+      assert.ok(forwarded > 100 && forwarded > 5 * toJs, `${workers[i]!.id}: ${forwarded} packets forwarded natively, ${toJs} through JavaScript`);
+    }
     const info = await admin.request<Record<string, any>>('media', 'room', 'get_info', { room_id: room });
     assert.equal(info.node_id, pubNode);
     assert.deepEqual([...info.nodes].sort(), ['worker-1', 'worker-2']);
@@ -94,6 +105,30 @@ describe('two workers', () => {
     assert.notEqual((await alice.getInfo(late.id)).node_id, pubNode);
     await eventually(() => pub.peer.pliReceived > pli, 5000, 'the late listener\'s keyframe request reaches the publisher');
     await eventually(() => late.peer.from('video', pub.peer.tag).some((p) => p.keyframe), 8000, 'a keyframe reaches the late listener');
+    // Video the far listener loses: it NACKs, and the packets come again (answered on its node,
+    // which had them through the pipe; a loss on the pipe itself is NACKed by the pipe's end).
+    const dropped = new Set<number>();
+    const receiver = late.peer.video!.receiver as unknown as { handleRtpBySsrc: (p: { header: { sequenceNumber: number } }, x: unknown) => void };
+    const handle = receiver.handleRtpBySsrc;
+    receiver.handleRtpBySsrc = (p, x) => {
+      const seq = p.header.sequenceNumber;
+      if (dropped.size < 4 && seq % 20 === 0 && !dropped.has(seq)) { dropped.add(seq); return; }
+      handle(p, x);
+    };
+    await eventually(() => dropped.size === 4, 5000, 'four video packets lost');
+    await eventually(() => [...dropped].every((s) => late.peer.rx.video.some((r) => r.seq === s)), 5000,
+      `retransmissions of ${[...dropped].join(', ')}`);
+    receiver.handleRtpBySsrc = handle;
+    // A far listener choosing another simulcast layer gets a pipe of that layer (the layer is
+    // picked on the publisher's node); back to high, it shares the first pipe again.
+    const pipes = () => server.nodes!.engine.pipes.list().map((p) => `${p.layer}:${p.sinks}`).sort();
+    assert.deepEqual(pipes(), ['high:5']);
+    await alice.updateMedia(late.id, { video_layer: 'low' });
+    assert.deepEqual(pipes(), ['high:4', 'low:1']);
+    const got = late.peer.rx.audio.length;
+    await eventually(() => late.peer.rx.audio.length > got + 20, 5000, 'media through the low pipe');
+    await alice.updateMedia(late.id, { video_layer: 'high' });
+    assert.deepEqual(pipes(), ['high:5']);
     // The publisher leaves: every listener on both nodes stops.
     await alice.destroySession(pub.id);
     for (const l of [...listeners, late]) {

@@ -86,6 +86,11 @@ export interface EngineCounters {
   elements: number;
   endpoints: number;
   udpSockets: number;
+  /**
+   * The native forwarding plane, when the engine has one: packets it forwarded itself (one per
+   * output) and packets it handed to JavaScript, since the process started.
+   */
+  plane?: { forwarded: number; toJs: number };
 }
 
 export interface MediaEngine {

@@ -17,7 +17,7 @@ import { sharedCertificate } from './graph/certificate.js';
 import { candidateRewriter } from './graph/candidates.js';
 import { installFastRtpParser } from './accel/fast-rtp.js';
 import { installWeriftPatches } from './accel/werift-patches.js';
-import { forgetOrigin, invalidateRoutes } from './accel/forwarding-plane.js';
+import { forgetOrigin, invalidateRoutes, startedPlane } from './accel/forwarding-plane.js';
 import { assertInternals } from './accel/internals.js';
 
 const NO_STUN = 'stun:127.0.0.1:9';
@@ -293,7 +293,8 @@ export class LocalEngine implements MediaEngine {
     let endpoints = 0;
     for (const e of this.elements.values()) if (e instanceof MediaEndpoint) endpoints++;
     const udpSockets = process.getActiveResourcesInfo().filter((r) => r === 'UDPWrap').length;
-    return { elements: this.elements.size, endpoints, udpSockets };
+    const plane = startedPlane()?.counters();
+    return { elements: this.elements.size, endpoints, udpSockets, ...(plane ? { plane: { forwarded: plane.forwarded, toJs: plane.toJs } } : {}) };
   }
 
   onEvent(listener: (ev: EngineEvent) => void): () => void {

@@ -194,7 +194,12 @@ export class PoolEngine implements MediaEngine {
   addIceCandidate(id: ElementId, c: IceCandidateInit): Promise<void> { return this.on(id, (e, i) => e.addIceCandidate(i, c)); }
   requestKeyframe(id: ElementId): Promise<void> { return this.on(id, (e, i) => e.requestKeyframe(i)); }
   setMaxBitrate(id: ElementId, bps: number | null): Promise<void> { return this.on(id, (e, i) => e.setMaxBitrate(i, bps)); }
-  setVideoLayer(id: ElementId, layer: string): Promise<void> { return this.on(id, (e, i) => e.setVideoLayer(i, layer)); }
+  async setVideoLayer(id: ElementId, layer: string): Promise<void> {
+    const e = this.get(id);
+    await e.node.engine.setVideoLayer(e.inner, layer);
+    // Fed from another node: the layer is chosen where the source is, by the pipe that brings it.
+    await this.pipes.setLayer(e, layer);
+  }
   async getStats(id: ElementId): Promise<ElementStats> { return { ...(await this.on(id, (e, i) => e.getStats(i))), elementId: id }; }
   negotiatedCodecs(id: ElementId): Promise<{ audio?: string; video?: string }> { return this.on(id, (e, i) => e.negotiatedCodecs(i)); }
   recorderStart(id: ElementId, path: string, format: RecordingFormat): Promise<void> { return this.on(id, (e, i) => e.recorderStart(i, path, format)); }

@@ -85,7 +85,7 @@ export const serverInfoSchema = z.looseObject({
 /** ServerManager.nkmediaInfo (our door's extension handshake). */
 export const nkmediaInfoSchema = z.looseObject({ server: z.string().max(128), extensions: z.number().int() });
 
-export const countersSchema = z.object({ elements: count, endpoints: count, udpSockets: count });
+export const countersSchema = z.object({ elements: count, endpoints: count, udpSockets: count, plane: z.object({ forwarded: count, toJs: count }).optional() });
 
 const mediaStats = z.object({
   packets: count,

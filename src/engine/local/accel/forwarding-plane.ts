@@ -162,6 +162,11 @@ export function forwardingPlane(): ForwardingPlane | undefined {
   return plane ?? undefined;
 }
 
+/** The plane if something already started it (reading counters must not start one). */
+export function startedPlane(): ForwardingPlane | undefined {
+  return plane ?? undefined;
+}
+
 /** Why the plane is not in use (for the startup log), or undefined when it is. */
 export function planeUnavailableReason(): string | undefined {
   if (forwardingPlane()) return undefined;
