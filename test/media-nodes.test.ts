@@ -49,6 +49,24 @@ describe('two workers', () => {
     await Promise.all([a.peer.close(), b.peer.close()]);
   });
 
+  it('keeps a WebRTC endpoint and a pass-through made ahead on each node for the next sessions, outside the counters', async () => {
+    const raw = async () => Promise.all(server.nodes!.engine.nodes.map(async (n) => (await n.engine.counters()).elements));
+    // Two of each kind per node, made when the node came up; they are no one's elements.
+    await eventually(async () => (await raw()).every((n) => n === 4), 3000, 'four spares on each node');
+    assert.equal((await server.engine.counters()).elements, 0);
+    const taken = server.nodes!.engine.spares.taken;
+    const a = await connectParked(alice);
+    assert.equal(server.nodes!.engine.spares.taken, taken + 2, 'its endpoint and pass-through were spares');
+    const node = (await alice.getInfo(a.id)).node_id as string;
+    const i = server.nodes!.engine.nodes.findIndex((n) => n.id === node);
+    // The session took a spare of each kind (its two elements), and the stock is made up again.
+    await eventually(async () => (await raw())[i] === 6, 3000, 'the stock refilled next to the session\'s two elements');
+    assert.equal((await server.engine.counters()).elements, 2, 'the session\'s endpoint and pass-through');
+    await alice.destroySession(a.id);
+    await a.peer.close();
+    await eventually(async () => (await raw())[i] === 4 && (await server.engine.counters()).elements === 0, 3000, 'back to the spares');
+  });
+
   it('a bridge across the two nodes carries audio and video both ways through a pipe', async () => {
     const a = await connectParked(alice);
     const b = await connectParked(alice);

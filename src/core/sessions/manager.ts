@@ -115,7 +115,16 @@ export class SessionManager implements SessionRegistry {
     hooks.onSession?.(session);
     if (req.master_id !== undefined) session.linkMaster(this.getFor(req.master_id, caller, 'unknown_peer'));
     this.log.info({ session: id, type: req.type, role: session.role, user: caller.user }, 'session created');
-    await session.start(target);
+    const started = session.start(target);
+    if (req.wait_reply) {
+      // The reply goes as soon as our SDP exists: gathering and wiring the type go on meanwhile
+      // (on a remote media node each is a round trip the client need not wait for). A failure
+      // after that stops the session, which the client hears as `destroyed`.
+      started.catch(() => undefined);
+      await Promise.race([started, session.waitReply().then(() => undefined, () => undefined)]);
+    } else {
+      await started;
+    }
     if (session.isStopped) {
       // Fails only once `destroyed` is out: the creator's subscription must outlive it.
       await session.whenDestroyed;

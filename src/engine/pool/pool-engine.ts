@@ -12,6 +12,7 @@ import type { MediaNode } from './node.js';
 import { choose, type PlacementPolicy } from './placement.js';
 import { PipeSet } from './pipes.js';
 import type { Placed } from './placed.js';
+import { Spares } from './spares.js';
 
 /** What a node carries. Endpoints and rooms count elements from the moment they are placed. */
 interface NodeLoad { elements: number; endpoints: number; rooms: Map<string, number> }
@@ -33,11 +34,16 @@ export class PoolEngine implements MediaEngine {
   /** Placement groups (`with`): their node, and how many of their elements are made or being made. */
   private readonly groups = new Map<string, { node: MediaNode; n: number }>();
   readonly pipes: PipeSet;
+  readonly spares = new Spares();
 
   constructor(readonly nodes: readonly MediaNode[], private readonly policy: PlacementPolicy) {
     this.pipes = new PipeSet((ev) => this.emit(ev));
     for (const node of nodes) {
-      this.detach.push(node.onEngine((engine) => engine.onEvent((ev) => this.fromNode(node, ev))));
+      this.detach.push(node.onEngine((engine) => {
+        const off = engine.onEvent((ev) => this.fromNode(node, ev));
+        this.spares.refill(node);
+        return off;
+      }));
       this.detach.push(node.onDown((reason) => this.nodeLost(node, reason)));
     }
   }
@@ -82,7 +88,9 @@ export class PoolEngine implements MediaEngine {
     this.account(node, kind, room, 1);
     let inner: ElementId;
     try {
-      inner = await create(engine, { tag: opts.tag });
+      // A WebRTC endpoint or pass-through made ahead on that node costs no round trip.
+      const spare = kind === 'webrtc' || kind === 'passthrough' ? this.spares.take(node, kind) : undefined;
+      inner = spare ?? await create(engine, { tag: opts.tag });
       // The node went down while the element was being made: nothing to keep.
       if (node.generation !== generation || node.state !== 'up') throw new EngineError('failed', `media node ${node.id} went down`);
     } catch (err) {
@@ -164,6 +172,7 @@ export class PoolEngine implements MediaEngine {
     for (const e of lost) this.forget(e);
     this.byInner.delete(node.id);
     this.pipes.nodeLost(node);
+    this.spares.nodeLost(node);
     const message = `media node ${node.id} is down${reason ? `: ${reason}` : ''}`;
     // Endpoints first: a session stops on its endpoint's event; the rest follow for anyone else.
     for (const e of lost.sort((a, b) => Number(isEndpoint(b.kind)) - Number(isEndpoint(a.kind)))) {
@@ -249,7 +258,12 @@ export class PoolEngine implements MediaEngine {
   }
 
   async counters(): Promise<EngineCounters> {
-    const all = await Promise.all(this.nodes.filter((n) => n.state === 'up').map((n) => n.engine.counters().catch(() => undefined)));
+    const all = await Promise.all(this.nodes.filter((n) => n.state === 'up').map(async (n) => {
+      const c = await n.engine.counters().catch(() => undefined);
+      // The spares made ahead are not anyone's elements (nor leaks): left out.
+      const spare = this.spares.count(n);
+      return c && { ...c, elements: c.elements - spare.elements, endpoints: c.endpoints - spare.endpoints };
+    }));
     const sum: EngineCounters = { elements: 0, endpoints: 0, udpSockets: 0 };
     for (const c of all) {
       if (!c) continue;
@@ -261,6 +275,7 @@ export class PoolEngine implements MediaEngine {
   }
 
   async close(): Promise<void> {
+    await this.spares.close();
     for (const d of this.detach.splice(0)) d();
     this.listeners.clear();
     this.elements.clear();
