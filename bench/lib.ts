@@ -54,7 +54,8 @@ export function probeEnv(file: string, extra: Record<string, string> = {}): Reco
 export async function spawnServer(extraArgs: string[] = [], opts: ServerOptions = {}): Promise<ServerProcess> {
   const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const args = [...extraArgs];
-  if (opts.workers) args.push('--workers', String(opts.workers));
+  // Media in the server's process unless MEDIA_WORKERS says otherwise (the server's default is auto).
+  args.push('--workers', String(opts.workers ?? 0));
   if (opts.roomMaxPerNode !== undefined) {
     if (args.includes('--config')) throw new Error('roomMaxPerNode writes a config file of its own: put the setting in yours');
     const file = join(mkdtempSync(join(tmpdir(), 'nkm-bench-')), 'config.json');

@@ -33,7 +33,8 @@ serve options (each also settable in a JSON config file and as NKMEDIA_* variabl
   --no-ice-loopback       do not offer 127.0.0.1 candidates
   --ice-loopback-only     offer only 127.0.0.1 candidates (no other interfaces)
   --log-level LEVEL       fatal|error|warn|info|debug|trace|silent
-  --workers N|auto        media worker processes (0: media in this process; auto: one per core)
+  --workers N|auto        media worker processes (default auto: one per core, none on one core;
+                          0: media in this process)
 `;
 
 export async function main(argv: string[]): Promise<number> {

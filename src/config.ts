@@ -152,10 +152,11 @@ export const configSchema = z.object({
   /** Where media moves (README "Workers and media nodes"). */
   media: z.object({
     /**
-     * Media worker processes ('auto': one per core; 0: media in this process). With workers, this
-     * process keeps the API, sessions, rooms, calls and SIP signalling and moves no media.
+     * Media worker processes ('auto': one per core, none on a one-core machine; 0: media in this
+     * process). With workers, this process keeps the API, sessions, rooms, calls and SIP
+     * signalling and moves no media.
      */
-    workers: z.union([z.literal('auto'), z.number().int().min(0).max(256)]).default(0),
+    workers: z.union([z.literal('auto'), z.number().int().min(0).max(256)]).default('auto'),
     /** Media servers elsewhere: `nkmedia media-server` or Kurento Media Server 7, by Kurento URL. */
     nodes: z.array(z.object({
       id: z.string().min(1).max(64).regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'letters, digits and . _ -'),

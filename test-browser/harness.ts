@@ -194,8 +194,9 @@ export async function startBrowserSuite(opts: SuiteOptions = {}): Promise<Browse
       host: '127.0.0.1',
       port: 0,
       log_level: (process.env.NKMEDIA_TEST_LOG as ConfigInput['log_level']) ?? 'silent',
-      ...(TEST_WORKERS !== undefined ? { media: { workers: TEST_WORKERS } } : {}),
       ...overrides,
+      // Media in this process unless the run asks for workers (the server's own default is `auto`).
+      media: { workers: TEST_WORKERS ?? 0, ...(overrides.media ?? {}) },
       http: { allowed_origins: [new URL(page.url).origin], ...(overrides.http ?? {}) },
       // Chromium ignores loopback candidates: the server must offer the namespace's address.
       ice: { use_interfaces: true, include_loopback: false, ...(overrides.ice ?? {}) },

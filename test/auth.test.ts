@@ -12,6 +12,7 @@ import { startTestServer } from './helpers/server.js';
 import { hashPassword } from '../src/access/auth.js';
 import { envLayer, fileLayer, mergeConfig, parseConfig } from '../src/config.js';
 import { NkMediaClient, NkMediaError } from '../src/client/index.js';
+import { workerCount } from '../src/main.js';
 
 async function loginError(url: string, user: string, creds: { password?: string; token?: string }): Promise<number> {
   const c = await NkMediaClient.connect(url);
@@ -148,5 +149,14 @@ describe('configuration', () => {
     assert.throws(() => parseConfig({ auth: { mode: 'jwt' } }), /jwt mode needs/);
     assert.throws(() => parseConfig({ port: 'x' }), /port/);
     rmSync(dir, { recursive: true });
+  });
+
+  it('media workers: auto by default, one per core, none on a single core', () => {
+    assert.equal(parseConfig({}).media.workers, 'auto');
+    assert.equal(parseConfig(envLayer({ NKMEDIA_WORKERS: '0' })).media.workers, 0);
+    assert.equal(workerCount('auto', 8), 8);
+    assert.equal(workerCount('auto', 2), 2);
+    assert.equal(workerCount('auto', 1), 0, 'a worker on one core only adds a hop');
+    assert.equal(workerCount(3, 1), 3, 'a number is taken as it is');
   });
 });

@@ -67,7 +67,10 @@ before(() => {
   // 20 s of VP8 test pattern and Opus tone, a keyframe a second (as encoders send them).
   execFileSync('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
     '-t', '20', '-c:v', 'libvpx', '-b:v', '300k', '-g', '25', '-deadline', 'realtime', '-cpu-used', '8', '-c:a', 'libopus', '-ac', '2', '-shortest', clip]);
-  writeFileSync(join(dir, 'config.json'), JSON.stringify({ recordings_dir: join(dir, 'recordings'), play_dirs: [media], log_level: 'warn' }));
+  // Media in the server's process, or on workers when the run asks for them (npm run test:workers):
+  // then the recording is a worker's, which goes when the server it belongs to is killed.
+  const workers = Number(process.env.NKMEDIA_TEST_WORKERS ?? 0);
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ recordings_dir: join(dir, 'recordings'), play_dirs: [media], log_level: 'warn', media: { workers } }));
 });
 
 after(() => {

@@ -236,7 +236,7 @@ describe('EMFILE (a server process at its descriptor limit)', () => {
     const main = fileURLToPath(new URL('../src/main.ts', import.meta.url));
     const script = `
       import { startServer } from ${JSON.stringify(main)};
-      const s = await startServer({ port: 0, log_level: 'silent', ice: { use_interfaces: false, include_loopback: true } });
+      const s = await startServer({ port: 0, log_level: 'silent', media: { workers: 0 }, ice: { use_interfaces: false, include_loopback: true } });
       console.log(JSON.stringify({ url: s.url }));`;
     const proc = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
       cwd: fileURLToPath(new URL('..', import.meta.url)), stdio: ['ignore', 'pipe', 'pipe'],

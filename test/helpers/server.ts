@@ -3,15 +3,18 @@ import { startServer, type Server } from '../../src/main.js';
 import type { ConfigInput } from '../../src/config.js';
 import { NkMediaClient } from '../../src/client/index.js';
 
-/** NKMEDIA_TEST_WORKERS=N runs every test server's media in N worker processes (npm run test:workers). */
+/**
+ * NKMEDIA_TEST_WORKERS=N runs every test server's media in N worker processes (npm run test:workers);
+ * otherwise media is in the test process (not the server's default, `auto`), unless a test asks.
+ */
 const testWorkers = process.env.NKMEDIA_TEST_WORKERS ? Number(process.env.NKMEDIA_TEST_WORKERS) : undefined;
 
 export async function startTestServer(overrides: ConfigInput = {}): Promise<Server> {
   return startServer({
     port: 0,
     log_level: (process.env.NKMEDIA_TEST_LOG as ConfigInput['log_level']) ?? 'silent',
-    ...(testWorkers !== undefined ? { media: { workers: testWorkers } } : {}),
     ...overrides,
+    media: { workers: testWorkers ?? 0, ...(overrides.media ?? {}) },
     ice: { use_interfaces: false, include_loopback: true, ...(overrides.ice ?? {}) },
   });
 }
