@@ -35,7 +35,7 @@ setupLogin({
 
 /** A peer connection for our side of a call; our candidates go through the call. */
 async function callPeer(client: NkMediaClient, callId: () => string | undefined) {
-  const pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle' });
+  const pc = new RTCPeerConnection({ iceServers: client.iceServers, bundlePolicy: 'max-bundle' });
   demo.peers.call = pc;
   const remote = new MediaStream();
   $<HTMLVideoElement>('remote').srcObject = remote;

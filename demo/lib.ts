@@ -232,7 +232,7 @@ export interface PeerOptions {
 
 /** A media session with the server: the browser offers, the server answers (wait_reply). */
 export class Peer {
-  readonly pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle' });
+  readonly pc: RTCPeerConnection;
   readonly remote = new MediaStream();
   local?: MediaStream;
   id = '';
@@ -241,7 +241,10 @@ export class Peer {
   private untap?: () => void;
   private stopping = false;
 
-  constructor(readonly client: NkMediaClient, readonly opts: PeerOptions) {}
+  constructor(readonly client: NkMediaClient, readonly opts: PeerOptions) {
+    // TURN servers with this user's credentials, when the server hands them out (login reply).
+    this.pc = new RTCPeerConnection({ iceServers: client.iceServers, bundlePolicy: 'max-bundle' });
+  }
 
   async start(): Promise<string> {
     const { pc, opts, client } = this;

@@ -12,6 +12,9 @@ const userSchema = z.object({
   admin: z.boolean().default(false),
 });
 
+/** A TURN server's URL as browsers take it (turn:host:port?transport=udp|tcp, turns:...). */
+const turnUrl = z.string().max(512).regex(/^turns?:[^\s?]+(\?transport=(udp|tcp))?$/, 'a turn: or turns: URL (with ?transport=udp or tcp at most)');
+
 const iceServerSchema = z.object({
   urls: z.string().regex(/^(stun|turn|turns):/, 'must start with stun:, turn: or turns:'),
   username: z.string().optional(),
@@ -48,6 +51,16 @@ export const configSchema = z.object({
     turn_servers: z.array(iceServerSchema).default([]),
     /** How long to wait for STUN/TURN answers while gathering. */
     gather_timeout_ms: z.number().int().min(100).max(30000).default(2000),
+    /**
+     * TURN servers for clients, with the secret they share with us (coturn `use-auth-secret`,
+     * `static-auth-secret`): each logged-in client gets short-lived credentials for them.
+     */
+    client_turn: z.array(z.object({
+      urls: z.union([turnUrl, z.array(turnUrl).min(1)]),
+      secret: z.string().min(16, 'use at least 16 characters'),
+    })).default([]),
+    /** How long the clients' TURN credentials last. */
+    client_turn_ttl_seconds: z.number().int().min(60).max(7 * 86400).default(86400),
   }).prefault({}),
   /** Plain RTP endpoints (sdp_type "rtp": SIP phones, gateways). */
   rtp: z.object({

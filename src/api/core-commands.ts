@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { ApiError } from '../protocol/errors.js';
 import { parseData } from '../protocol/validate.js';
 import type { Handler } from './context.js';
+import { turnCredentials } from '../access/turn-credentials.js';
 
 const name = z.string().min(1).max(128);
 
@@ -44,6 +45,14 @@ const unsubscribe: Handler = async (ctx, data) => {
 
 const getSubscriptions: Handler = async (ctx) => ctx.services.bus.subscriptions(ctx.conn);
 
+/** Fresh TURN credentials for the caller (those of the login reply expire). */
+const getIceServers: Handler = async (ctx) => {
+  const ice = ctx.services.config.ice;
+  if (ice.client_turn.length === 0) return { ice_servers: [] };
+  return turnCredentials(ice.client_turn, ctx.caller.user, ice.client_turn_ttl_seconds);
+};
+
 export const coreCommands: Record<string, Record<string, Handler>> = {
   event: { subscribe, unsubscribe, get_subscriptions: getSubscriptions },
+  user: { get_ice_servers: getIceServers },
 };

@@ -130,6 +130,10 @@ interface Pending { resolve(v: any): void; reject(e: Error): void; timer: Return
 
 export type EventListener = (event: EventData) => void;
 
+/** An entry of RTCPeerConnection's `iceServers`. */
+export interface IceServer { urls: string | string[]; username?: string; credential?: string }
+interface IceServersReply { ice_servers: IceServer[]; expires?: number }
+
 export class NkMediaClient {
   private nextTid = 1;
   private readonly pending = new Map<Tid, Pending>();
@@ -177,9 +181,28 @@ export class NkMediaClient {
   sendRaw(text: string): void { this.ws.send(text); }
 
   async login(user: string, creds: { password?: string; token?: string } = {}): Promise<string> {
-    const r = await this.request<{ session_id: string }>('core', 'user', 'login', { user, ...creds });
+    const r = await this.request<{ session_id: string } & Partial<IceServersReply>>('core', 'user', 'login', { user, ...creds });
     this.sessionId = r.session_id;
+    this.iceServers = r.ice_servers ?? [];
+    this.iceServersExpire = r.expires;
     return r.session_id;
+  }
+
+  /**
+   * TURN servers with credentials for this user (from the login reply, refreshed by
+   * `refreshIceServers`): put them in RTCPeerConnection's `iceServers`. Empty when the server
+   * hands out none.
+   */
+  iceServers: IceServer[] = [];
+  /** When `iceServers`' credentials stop working (unix seconds). */
+  iceServersExpire?: number;
+
+  /** New TURN credentials (those of the login reply expire after `ice.client_turn_ttl_seconds`). */
+  async refreshIceServers(): Promise<IceServer[]> {
+    const r = await this.request<IceServersReply>('core', 'user', 'get_ice_servers', {});
+    this.iceServers = r.ice_servers;
+    this.iceServersExpire = r.expires;
+    return r.ice_servers;
   }
 
   subscribe(sub: { class: string; subclass?: string; type?: string; obj_id?: string; body?: Record<string, unknown> }): Promise<void> {

@@ -23,8 +23,7 @@ export async function hearEachOther(a: TestPeer, b: TestPeer): Promise<void> {
  * first — and waits for the WebRTC connection to come up. Returns the session id and the
  * connected peer.
  */
-export async function connectParked(client: NkMediaClient, extra: Partial<CreateSessionRequest> = {}, munge: (sdp: string) => string = (sdp) => sdp): Promise<{ id: string; peer: TestPeer }> {
-  const peer = new TestPeer();
+export async function connectParked(client: NkMediaClient, extra: Partial<CreateSessionRequest> = {}, munge: (sdp: string) => string = (sdp) => sdp, peer = new TestPeer()): Promise<{ id: string; peer: TestPeer }> {
   const offer = await peer.makeOffer();
   const pending: { obj_id?: string; c: CandidateInit }[] = [];
   let id: string | undefined;

@@ -61,7 +61,7 @@ export interface Sending {
 
 export class TestPeer {
   private keyframeDue = false;
-  readonly pc = new RTCPeerConnection(PEER_CONFIG);
+  readonly pc: RTCPeerConnection;
   readonly received = { audio: 0, video: 0 };
   readonly rx: { audio: Rx[]; video: Rx[] } = { audio: [], video: [] };
   readonly messages: string[] = [];
@@ -78,7 +78,9 @@ export class TestPeer {
   channel?: RTCDataChannel;
   private sending?: NodeJS.Timeout;
 
-  constructor() {
+  /** `config` adds to (or replaces parts of) PEER_CONFIG, e.g. TURN servers and a relay-only policy. */
+  constructor(config: Partial<ConstructorParameters<typeof RTCPeerConnection>[0]> = {}) {
+    this.pc = new RTCPeerConnection({ ...PEER_CONFIG, ...config });
     this.pc.onTrack.subscribe((track) => {
       const kind = track.kind === 'audio' ? 'audio' : 'video';
       track.onReceiveRtp.subscribe((rtp) => {
