@@ -26,6 +26,11 @@ export interface StartOptions extends Partial<CreateSessionRequest> {
   video?: boolean | MediaTrackConstraints;
   /** Open a data channel named "nkmedia" (browser offerer only; server offers always carry one). */
   data?: boolean;
+  /**
+   * Use the TURN servers of the login reply (`client.iceServers`) and relayed candidates only
+   * (`iceTransportPolicy: 'relay'`), as a browser behind a NAT no host candidate gets through.
+   */
+  relayOnly?: boolean;
   /** Longest wait for the browser's own ICE gathering when not trickling (default 10000 ms). */
   gatherTimeoutMs?: number;
   /**

@@ -118,10 +118,13 @@ function withoutSdp(reply: object): Record<string, unknown> {
 
 async function startSession(opts: StartOptions): Promise<string> {
   const c = requireClient();
-  const { offerer = 'browser', trickle = true, audio = true, video = true, data = false, gatherTimeoutMs = 10000, simulcast, simulcastDirection = 'sendrecv', ...create } = opts;
+  const { offerer = 'browser', trickle = true, audio = true, video = true, data = false, gatherTimeoutMs = 10000, simulcast, simulcastDirection = 'sendrecv', relayOnly = false, ...create } = opts;
   if (simulcast && offerer !== 'browser') throw new Error('simulcast: only when the browser offers');
-  // No ICE servers at all: host candidates only, nothing leaves the machine.
-  const pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle' });
+  // No ICE servers at all: host candidates only, nothing leaves the machine. Relay only: the
+  // server's TURN servers with our credentials (a TURN server the test started in the namespace).
+  const pc = new RTCPeerConnection(relayOnly
+    ? { iceServers: c.iceServers, iceTransportPolicy: 'relay', bundlePolicy: 'max-bundle' }
+    : { iceServers: [], bundlePolicy: 'max-bundle' });
   const negotiation = recordNegotiation(pc);
   const local = audio || video ? await navigator.mediaDevices.getUserMedia({ audio, video }) : undefined;
   const remote = new MediaStream();
