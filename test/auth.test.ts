@@ -148,6 +148,11 @@ describe('configuration', () => {
     assert.throws(() => parseConfig({ ice: { port_min: 50000, port_max: 40000 } }), /port_min > port_max/);
     assert.throws(() => parseConfig({ auth: { mode: 'jwt' } }), /jwt mode needs/);
     assert.throws(() => parseConfig({ port: 'x' }), /port/);
+    // TURN servers for clients: turn:/turns: URLs and a secret long enough to resist guessing.
+    assert.throws(() => parseConfig({ ice: { client_turn: [{ urls: 'http://turn.example.com', secret: 'x'.repeat(16) }] } }), /turn: or turns: URL/);
+    assert.throws(() => parseConfig({ ice: { client_turn: [{ urls: 'turn:turn.example.com:3478', secret: 'short' }] } }), /16 characters/);
+    assert.deepEqual(parseConfig({ ice: { client_turn: [{ urls: ['turn:t.example.com:3478?transport=udp', 'turns:t.example.com:5349'], secret: 'x'.repeat(16) }] } }).ice.client_turn[0]!.urls,
+      ['turn:t.example.com:3478?transport=udp', 'turns:t.example.com:5349']);
     rmSync(dir, { recursive: true });
   });
 
