@@ -364,7 +364,9 @@ export class WebRtcEndpoint extends MediaEndpoint {
    */
   private async localSdpAfter(step: () => Promise<void>): Promise<string> {
     const failures: Error[] = [];
-    await bindFailures.run(failures, step);
+    const done = bindFailures.run(failures, step);
+    if (this.noStun) await done;
+    else await this.hostCandidatesOr(done);
     if (!this.hasLocalCandidate()) {
       await this.pc.close().catch(() => undefined);
       const cause = failures.find((e) => e instanceof PortRangeExhausted) ?? failures[0];
@@ -372,6 +374,22 @@ export class WebRtcEndpoint extends MediaEndpoint {
     }
     this.watchSockets();
     return this.pc.localDescription!.sdp;
+  }
+
+  /**
+   * With STUN or TURN servers, werift completes our SDP only once they have answered (or its
+   * gather timeout passed): seconds, on a bad day. Ours goes as soon as every ICE transport has a
+   * host candidate; server-reflexive and relayed candidates follow as `ice_candidate` events, then
+   * `ice_gathering_done` (a session trickles them to its client, or holds its SDP for them, at
+   * most `trickle_ice_timeout`, when the client cannot trickle).
+   */
+  private async hostCandidatesOr(done: Promise<void>): Promise<void> {
+    let settled = false;
+    const watched = done.finally(() => { settled = true; });
+    watched.catch(() => undefined); // awaited below when it settles first; otherwise werift's gathering goes on
+    const hosts = () => { const conns = iceConnections(this.pc); return conns.length > 0 && conns.every((c) => c.localCandidates.length > 0); };
+    while (!settled && !hosts()) await new Promise((r) => setImmediate(r));
+    if (settled) await watched;
   }
 
   /** Whether every ICE transport (one, bundled) has a local candidate to offer. */
