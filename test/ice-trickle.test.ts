@@ -16,6 +16,9 @@ const STUN_DELAY_MS = 300;
 const COOKIE = 0x2112a442;
 
 let stun: Socket;
+/** Answers the responder still owes: cancelled when it closes. */
+const owed = new Set<NodeJS.Timeout>();
+let stunClosed = false;
 /** When the responder sent each answer (performance.now()). */
 const answeredAt: number[] = [];
 let server: Server;
@@ -39,8 +42,13 @@ function bindingSuccess(req: Buffer, address: string, port: number): Buffer {
 before(async () => {
   stun = await bind('127.0.0.1', 0);
   stun.on('message', (msg, rinfo) => {
-    if (msg.length < 20 || msg.readUInt16BE(0) !== 0x0001 || msg.readUInt32BE(4) !== COOKIE) return;
-    setTimeout(() => { answeredAt.push(performance.now()); stun.send(bindingSuccess(msg, rinfo.address, rinfo.port), rinfo.port, rinfo.address); }, STUN_DELAY_MS);
+    if (stunClosed || msg.length < 20 || msg.readUInt16BE(0) !== 0x0001 || msg.readUInt32BE(4) !== COOKIE) return;
+    const timer = setTimeout(() => {
+      owed.delete(timer);
+      answeredAt.push(performance.now());
+      stun.send(bindingSuccess(msg, rinfo.address, rinfo.port), rinfo.port, rinfo.address);
+    }, STUN_DELAY_MS);
+    owed.add(timer);
   });
   server = await startTestServer({ ice: { stun_servers: [`stun:127.0.0.1:${stun.address().port}`], gather_timeout_ms: 3000 } });
   client = await connectClient(server, 'alice');
@@ -49,6 +57,8 @@ before(async () => {
 after(async () => {
   await client?.close();
   await server?.close();
+  stunClosed = true;
+  for (const t of owed) clearTimeout(t);
   stun?.close();
 });
 
