@@ -15,6 +15,7 @@ import { TestPeer } from './helpers/peer.js';
 import { bind } from './helpers/rtp-peer.js';
 import type { Server } from '../src/main.js';
 import type { IceServer, NkMediaClient } from '../src/client/index.js';
+import { turnCredentials } from '../src/access/turn-credentials.js';
 
 const haveCoturn = spawnSync('turnserver', ['--version']).error === undefined;
 const SECRET = 'a-secret-shared-with-coturn-0123';
@@ -129,6 +130,25 @@ describe('TURN credentials for clients', { skip: haveCoturn ? false : 'coturn (t
     const peer = relayOnlyPeer(carol.iceServers, 2);
     const offer = await peer.makeOffer();
     assert.equal(offer.candidates.length, 0, `coturn gave no relay to refused credentials: ${offer.candidates.map((c) => c.candidate).join(' | ')}`);
+    await peer.close();
+  });
+
+  it('the server\'s own TURN (ice.turn_servers, here with REST credentials): coturn relays for it, and the relayed candidate follows the answer as an event', async () => {
+    const creds = turnCredentials([{ urls: turnUrl, secret: SECRET }], 'nkmedia-server', 600).ice_servers[0]!;
+    const server = await startTestServer({ ice: { turn_servers: [{ urls: turnUrl, username: creds.username, credential: creds.credential! }], gather_timeout_ms: 5000 } });
+    servers.push(server);
+    const erin = await connectClient(server, 'erin');
+    clients.push(erin);
+    const events: { type: string; candidate?: string; at: number }[] = [];
+    erin.onEvent((e) => events.push({ type: String(e.type), candidate: e.body?.candidate as string | undefined, at: performance.now() }));
+    const peer = new TestPeer();
+    const offer = await peer.makeOffer();
+    const reply = await erin.createSession({ type: 'park', offer: { sdp: offer.sdp, trickle_ice: true }, wait_reply: true });
+    const replyAt = performance.now();
+    const relay = await eventually(() => events.find((e) => e.type === 'candidate' && / typ relay /.test(e.candidate ?? '')), 8000, 'a relayed candidate event from coturn');
+    assert.ok(relay.at > replyAt);
+    await eventually(() => events.some((e) => e.type === 'candidate_end'), 8000, 'candidate_end');
+    await erin.destroySession(reply.session_id);
     await peer.close();
   });
 
