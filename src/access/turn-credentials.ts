@@ -15,6 +15,11 @@ export interface TurnCredentials {
   expires: number;
 }
 
+/** The credentials a user gets from the configuration's TURN servers for clients, if it has any. */
+export function clientTurnCredentials(ice: { client_turn: readonly ClientTurnServer[]; client_turn_ttl_seconds: number }, user: string): TurnCredentials | undefined {
+  return ice.client_turn.length > 0 ? turnCredentials(ice.client_turn, user, ice.client_turn_ttl_seconds) : undefined;
+}
+
 export function turnCredentials(servers: readonly ClientTurnServer[], user: string, ttlSeconds: number, nowMs = Date.now()): TurnCredentials {
   const expires = Math.floor(nowMs / 1000) + ttlSeconds;
   // The user name stays readable in the TURN server's logs; a ':' in it would be ambiguous there.

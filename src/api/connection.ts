@@ -15,7 +15,7 @@ import { callCommands } from './call-commands.js';
 import { kurentoCommands } from './kurento-commands.js';
 import { nodeCommands } from './node-commands.js';
 import { WireCallParty, type ClientReply, type RequestingSubscriber } from './call-party.js';
-import { turnCredentials } from '../access/turn-credentials.js';
+import { clientTurnCredentials } from '../access/turn-credentials.js';
 
 const HANDLERS: Record<string, Record<string, Record<string, Handler>>> = {
   core: coreCommands,
@@ -255,8 +255,7 @@ export class ApiConnection implements ConnectionHandle, RequestingSubscriber {
       this.failedLogins = 0;
       this.services.log.info({ conn: this.id, user: identity.user, admin: identity.admin, remote: this.remote }, 'login');
       // TURN credentials for the client's own peer connections, when TURN servers are configured.
-      const ice = this.services.config.ice;
-      return { session_id: this.id, ...(ice.client_turn.length > 0 ? turnCredentials(ice.client_turn, identity.user, ice.client_turn_ttl_seconds) : {}) };
+      return { session_id: this.id, ...clientTurnCredentials(this.services.config.ice, identity.user) };
     } catch (err) {
       // Failed logins are slowed down, doubling each time (as the original), up to 5 s.
       if (err instanceof ApiError && err.term === 'unauthorized') {

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { ApiError } from '../protocol/errors.js';
 import { parseData } from '../protocol/validate.js';
 import type { Handler } from './context.js';
-import { turnCredentials } from '../access/turn-credentials.js';
+import { clientTurnCredentials } from '../access/turn-credentials.js';
 
 const name = z.string().min(1).max(128);
 
@@ -46,11 +46,7 @@ const unsubscribe: Handler = async (ctx, data) => {
 const getSubscriptions: Handler = async (ctx) => ctx.services.bus.subscriptions(ctx.conn);
 
 /** Fresh TURN credentials for the caller (those of the login reply expire). */
-const getIceServers: Handler = async (ctx) => {
-  const ice = ctx.services.config.ice;
-  if (ice.client_turn.length === 0) return { ice_servers: [] };
-  return turnCredentials(ice.client_turn, ctx.caller.user, ice.client_turn_ttl_seconds);
-};
+const getIceServers: Handler = async (ctx) => clientTurnCredentials(ctx.services.config.ice, ctx.caller.user) ?? { ice_servers: [] };
 
 export const coreCommands: Record<string, Record<string, Handler>> = {
   event: { subscribe, unsubscribe, get_subscriptions: getSubscriptions },

@@ -9,8 +9,9 @@
 // - keyframe requests and NACKs answered hop by hop, as for any client.
 // The pipe carries the video codec of its first sink (video is forwarded, never transcoded) and
 // Opus. A simulcast source sends one layer down a pipe: sinks that chose another layer (`setLayer`)
-// are fed by another pipe from the same source, one per layer in use on that node. A pipe closes with its last sink, its source, or either node; one that fails (ICE,
-// DTLS, an error of an end) stops what it fed with `media_node_down`.
+// are fed by another pipe from the same source, one per layer in use on that node. A pipe closes
+// with its last sink, its source, or either node; one that fails (ICE, DTLS, an error of an end)
+// stops what it fed with `media_node_down`.
 import { parse, write } from 'sdp-transform';
 import { EngineError, MEDIA_KINDS, NODE_DOWN, type ElementId, type EngineEvent, type MediaKind } from '../types.js';
 import type { MediaNode } from './node.js';

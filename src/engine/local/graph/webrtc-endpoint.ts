@@ -383,13 +383,14 @@ export class WebRtcEndpoint extends MediaEndpoint {
    * `ice_gathering_done` (a session trickles them to its client, or holds its SDP for them, at
    * most `trickle_ice_timeout`, when the client cannot trickle).
    */
-  private async hostCandidatesOr(done: Promise<void>): Promise<void> {
-    let settled = false;
-    const watched = done.finally(() => { settled = true; });
-    watched.catch(() => undefined); // awaited below when it settles first; otherwise werift's gathering goes on
-    const hosts = () => { const conns = iceConnections(this.pc); return conns.length > 0 && conns.every((c) => c.localCandidates.length > 0); };
-    while (!settled && !hosts()) await new Promise((r) => setImmediate(r));
-    if (settled) await watched;
+  private hostCandidatesOr(done: Promise<void>): Promise<void> {
+    const hosts = () => iceConnections(this.pc).length > 0 && this.hasLocalCandidate();
+    if (hosts()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      // Checked at each candidate werift finds; werift's gathering goes on after we resolve.
+      const sub = this.pc.onIceCandidate.subscribe(() => { if (hosts()) { sub.unSubscribe(); resolve(); } });
+      done.then(() => { sub.unSubscribe(); resolve(); }, (err: unknown) => { sub.unSubscribe(); reject(err); });
+    });
   }
 
   /** Whether every ICE transport (one, bundled) has a local candidate to offer. */
