@@ -4,69 +4,23 @@
 // session connects through the relay and the page decodes its own video.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createSocket } from 'node:dgram';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { startBrowserSuite, eventually, NETNS_ADDR, type BrowserSuite } from './harness.js';
+import { haveCoturn, startCoturn, type Coturn } from '../test/helpers/coturn.js';
 
-const haveCoturn = spawnSync('turnserver', ['--version']).error === undefined;
 const SECRET = 'browser-suite-turn-secret-0123456';
 
 let suite: BrowserSuite | undefined;
-let coturn: ChildProcess | undefined;
-let dir = '';
-let turnPort = 0;
-
-async function freeUdpPort(address: string): Promise<number> {
-  const s = createSocket('udp4');
-  await new Promise<void>((resolve, reject) => { s.once('error', reject); s.bind(0, address, () => resolve()); });
-  const port = s.address().port;
-  s.close();
-  return port;
-}
-
-/** Whether coturn answers a STUN binding request on its port. */
-async function answersStun(address: string, port: number): Promise<boolean> {
-  const s = createSocket('udp4');
-  await new Promise<void>((resolve) => s.bind(0, address, () => resolve()));
-  try {
-    const req = Buffer.alloc(20);
-    req.writeUInt16BE(0x0001, 0);
-    req.writeUInt32BE(0x2112a442, 4);
-    req.writeUInt32BE(Math.floor(Math.random() * 2 ** 32), 8);
-    return await new Promise<boolean>((resolve) => {
-      s.once('message', () => resolve(true));
-      setTimeout(() => resolve(false), 200);
-      s.send(req, port, address);
-    });
-  } finally {
-    s.close();
-  }
-}
+let coturn: Coturn | undefined;
 
 before(async () => {
   if (!haveCoturn) return;
-  dir = mkdtempSync(join(tmpdir(), 'nkm-turn-browser-'));
-  turnPort = await freeUdpPort(NETNS_ADDR);
-  const relay = 40000 + Math.floor(Math.random() * 20000);
-  let out = '';
-  coturn = spawn('turnserver', ['-n', `--listening-ip=${NETNS_ADDR}`, `--relay-ip=${NETNS_ADDR}`, `--listening-port=${turnPort}`,
-    `--min-port=${relay}`, `--max-port=${relay + 50}`, '--use-auth-secret', `--static-auth-secret=${SECRET}`, '--realm=nkmedia.test',
-    '--no-tls', '--no-dtls', '--no-cli', '--fingerprint', `--pidfile=${join(dir, 'turn.pid')}`, `--userdb=${join(dir, 'turndb')}`,
-    '--log-file=stdout', '--simple-log'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  coturn.stdout!.on('data', (d) => { out += String(d); });
-  coturn.stderr!.on('data', (d) => { out += String(d); });
-  await eventually(() => answersStun(NETNS_ADDR, turnPort), 10000, 'coturn answering STUN')
-    .catch((err: Error) => { throw new Error(`${err.message}: ${out.slice(-2000)}`); });
-  suite = await startBrowserSuite({ server: { ice: { client_turn: [{ urls: `turn:${NETNS_ADDR}:${turnPort}?transport=udp`, secret: SECRET }] } } });
+  coturn = await startCoturn({ address: NETNS_ADDR, secret: SECRET });
+  suite = await startBrowserSuite({ server: { ice: { client_turn: [{ urls: coturn.url, secret: SECRET }] } } });
 });
 
 after(async () => {
   await suite?.close();
-  coturn?.kill('SIGKILL');
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  coturn?.stop();
 });
 
 describe('TURN relay with credentials from the server', { skip: haveCoturn ? false : 'coturn (turnserver) is not installed', timeout: 60000 }, () => {

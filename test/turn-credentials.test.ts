@@ -4,53 +4,20 @@
 // gets its media echoed through the relay. Credentials made with another secret are refused.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { randomFillSync } from 'node:crypto';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { startTestServer, connectClient, eventually } from './helpers/server.js';
 import { connectParked } from './helpers/flows.js';
 import { TestPeer } from './helpers/peer.js';
-import { bind } from './helpers/rtp-peer.js';
+import { haveCoturn, startCoturn, type Coturn } from './helpers/coturn.js';
 import type { Server } from '../src/main.js';
 import type { IceServer, NkMediaClient } from '../src/client/index.js';
 import { turnCredentials } from '../src/access/turn-credentials.js';
 
-const haveCoturn = spawnSync('turnserver', ['--version']).error === undefined;
 const SECRET = 'a-secret-shared-with-coturn-0123';
 
-let coturn: ChildProcess | undefined;
-let dir = '';
+let coturn: Coturn | undefined;
 let turnUrl = '';
 const servers: Server[] = [];
 const clients: NkMediaClient[] = [];
-
-async function freeUdpPort(): Promise<number> {
-  const s = await bind('127.0.0.1', 0);
-  const port = s.address().port;
-  s.close();
-  return port;
-}
-
-/** Whether a STUN binding request to 127.0.0.1:port gets an answer within 200 ms. */
-async function stunAnswers(port: number): Promise<boolean> {
-  const s = await bind('127.0.0.1', 0);
-  try {
-    const req = Buffer.alloc(20);
-    req.writeUInt16BE(0x0001, 0);
-    req.writeUInt32BE(0x2112a442, 4);
-    randomFillSync(req, 8, 12);
-    const answered = new Promise<boolean>((resolve) => {
-      s.once('message', () => resolve(true));
-      setTimeout(() => resolve(false), 200);
-    });
-    s.send(req, port, '127.0.0.1');
-    return await answered;
-  } finally {
-    s.close();
-  }
-}
 
 /** A werift client that may use relayed candidates only, through the given TURN servers. */
 const relayOnlyPeer = (iceServers: IceServer[], gatherSeconds = 5) => new TestPeer({
@@ -61,25 +28,14 @@ const relayOnlyPeer = (iceServers: IceServer[], gatherSeconds = 5) => new TestPe
 
 before(async () => {
   if (!haveCoturn) return;
-  dir = mkdtempSync(join(tmpdir(), 'nkm-turn-'));
-  const port = await freeUdpPort();
-  const relay = 40000 + Math.floor(Math.random() * 20000);
-  turnUrl = `turn:127.0.0.1:${port}?transport=udp`;
-  let out = '';
-  coturn = spawn('turnserver', ['-n', '--listening-ip=127.0.0.1', '--relay-ip=127.0.0.1', `--listening-port=${port}`,
-    `--min-port=${relay}`, `--max-port=${relay + 50}`, '--use-auth-secret', `--static-auth-secret=${SECRET}`, '--realm=nkmedia.test',
-    '--no-tls', '--no-dtls', '--no-cli', '--allow-loopback-peers', '--fingerprint', `--pidfile=${join(dir, 'turn.pid')}`,
-    `--userdb=${join(dir, 'turndb')}`, '--log-file=stdout', '--simple-log'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  coturn.stdout!.on('data', (d) => { out += String(d); });
-  coturn.stderr!.on('data', (d) => { out += String(d); });
-  await eventually(() => stunAnswers(port), 10000, 'coturn answering STUN').catch((err: Error) => { throw new Error(`${err.message}: ${out.slice(-2000)}`); });
+  coturn = await startCoturn({ address: '127.0.0.1', secret: SECRET, loopbackPeers: true });
+  turnUrl = coturn.url;
 });
 
 after(async () => {
   for (const c of clients.splice(0)) await c.close();
   for (const s of servers.splice(0)) await s.close();
-  coturn?.kill('SIGKILL');
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  coturn?.stop();
 });
 
 async function serverWith(secret: string | undefined): Promise<Server> {

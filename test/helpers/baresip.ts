@@ -5,7 +5,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createSocket } from 'node:dgram';
+import { freeUdpPort } from './rtp-peer.js';
 
 export const haveBaresip = spawnSync('baresip', ['-h']).error === undefined;
 const ffmpeg = process.env.NKMEDIA_FFMPEG ?? 'ffmpeg';
@@ -58,7 +58,7 @@ export class Baresip {
    */
   static async launch(o: Omit<BaresipOptions, 'sipPort'>): Promise<Baresip> {
     for (let attempt = 1; ; attempt++) {
-      const p = Baresip.start({ ...o, sipPort: await freeLoopbackPort() });
+      const p = Baresip.start({ ...o, sipPort: await freeUdpPort() });
       try {
         await p.ready;
         return p;
@@ -116,13 +116,4 @@ export class Baresip {
     this.proc.kill('SIGKILL');
     rmSync(this.dir, { recursive: true, force: true });
   }
-}
-
-/** A UDP port free on 127.0.0.1 a moment ago. */
-async function freeLoopbackPort(): Promise<number> {
-  const s = createSocket('udp4');
-  await new Promise<void>((resolve, reject) => { s.once('error', reject); s.bind(0, '127.0.0.1', () => resolve()); });
-  const port = s.address().port;
-  s.close();
-  return port;
 }

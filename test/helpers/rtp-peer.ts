@@ -91,6 +91,14 @@ export function bind(host: string, port: number): Promise<dgram.Socket> {
   });
 }
 
+/** A UDP port free on `host` a moment ago (another process may take it before the caller binds it). */
+export async function freeUdpPort(host = '127.0.0.1'): Promise<number> {
+  const s = await bind(host, 0);
+  const port = s.address().port;
+  s.close();
+  return port;
+}
+
 /** Where an RTP SDP wants media of a kind, and its payload types by codec name. */
 export function mediaOf(sdp: string, kind: 'audio' | 'video' = 'audio'): { address: string; port: number; pts: Map<string, number>; direction: string } {
   const p = sdpTransform.parse(sdp);
